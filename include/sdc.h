@@ -1,0 +1,140 @@
+/* sdc — Stable Diffusion in C.  The public API.
+ *
+ * Ownership: every handle is created by a named constructor and released by
+ * its matching _free function; passing NULL to a _free function is allowed.
+ * Failures: functions return an sdc_status; on anything but SDC_OK the
+ * calling thread's message (sdc_last_error) says what went wrong.  The
+ * library never calls exit() and never aborts on bad input.
+ */
+#ifndef SDC_H
+#define SDC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SDC_VERSION "0.1.0"
+
+typedef enum sdc_status {
+    SDC_OK = 0,
+    SDC_ERR_IO,          /* a file could not be opened, read, mapped or written */
+    SDC_ERR_FORMAT,      /* a file is malformed (bad header, sizes that lie, ...) */
+    SDC_ERR_UNSUPPORTED, /* well-formed but not something sdc runs (SDXL, .ckpt, ...) */
+    SDC_ERR_NOMEM,       /* an allocation failed */
+    SDC_ERR_INVALID_ARG, /* a parameter is out of range */
+    SDC_ERR_CANCELLED,   /* the progress callback asked to stop */
+    SDC_ERR_INTERNAL     /* a bug in sdc; please report it */
+} sdc_status;
+
+/* The message of the last failure in the calling thread.  Valid until the
+ * next sdc call in this thread; never NULL (empty when there was none). */
+const char *sdc_last_error(void);
+/* A fixed English name for a status ("format error", ...). */
+const char *sdc_status_str(sdc_status s);
+
+/* How this build was made and what the CPU offers, one line. */
+const char *sdc_build_info(void);
+
+/* ---- samplers and schedules ------------------------------------------ */
+
+/* New values go at the end. */
+typedef enum sdc_sampler {
+    SDC_SAMPLER_EULER = 0,
+    SDC_SAMPLER_EULER_A,
+    SDC_SAMPLER_HEUN,
+    SDC_SAMPLER_DPMPP_2M,
+    SDC_SAMPLER_DDIM,
+    SDC_SAMPLER_PNDM,
+    SDC_SAMPLER_LMS,
+    SDC_SAMPLER_COUNT
+} sdc_sampler;
+
+typedef enum sdc_schedule {
+    SDC_SCHEDULE_DISCRETE = 0, /* the model's own discrete sigmas/timesteps */
+    SDC_SCHEDULE_KARRAS,       /* Karras et al. 2022 sigmas (not for ddim, pndm) */
+    SDC_SCHEDULE_COUNT
+} sdc_schedule;
+
+/* "euler", "euler_a", "heun", "dpm++2m", "ddim", "pndm", "lms". */
+const char *sdc_sampler_name(sdc_sampler s);
+/* Returns SDC_SAMPLER_COUNT for an unknown name. */
+sdc_sampler sdc_sampler_from_name(const char *name);
+/* "discrete", "karras". */
+const char *sdc_schedule_name(sdc_schedule s);
+sdc_schedule sdc_schedule_from_name(const char *name);
+
+/* ---- model ------------------------------------------------------------ */
+
+typedef struct sdc_model sdc_model;
+
+typedef struct sdc_load_params {
+    int n_threads; /* 0: all cores */
+    int verbose;   /* 1: log what was found to stderr */
+} sdc_load_params;
+
+sdc_load_params sdc_load_params_default(void);
+
+/* Opens a model: a single-file checkpoint (.safetensors) or a diffusers
+ * folder.  Weights are memory-mapped, not copied.  On success *out owns the
+ * mapping until sdc_model_free. */
+sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_model **out);
+void sdc_model_free(sdc_model *model);
+
+/* One line describing the model ("SD 1.x, diffusers folder, unet f16, ..."). */
+const char *sdc_model_describe(const sdc_model *model);
+/* The factor between image and latent size (8 for SD 1.x). */
+int sdc_model_vae_scale(const sdc_model *model);
+
+/* ---- generation ------------------------------------------------------- */
+
+typedef enum sdc_stage {
+    SDC_STAGE_LOAD = 0,
+    SDC_STAGE_TEXT,   /* text encoding */
+    SDC_STAGE_SAMPLE, /* denoising steps */
+    SDC_STAGE_DECODE, /* VAE decoding */
+    SDC_STAGE_COUNT
+} sdc_stage;
+
+/* Called from the generating thread.  step counts from 1 to total within the
+ * stage.  Return non-zero to cancel: sdc_generate then returns
+ * SDC_ERR_CANCELLED. */
+typedef int (*sdc_progress_fn)(void *user, sdc_stage stage, int step, int total);
+
+typedef struct sdc_gen_params {
+    const char *prompt;          /* UTF-8; borrowed for the call */
+    const char *negative_prompt; /* UTF-8 or NULL (""); borrowed */
+    int width, height;           /* pixels, multiples of 8 */
+    int steps;                   /* >= 1 */
+    float cfg_scale;             /* 1.0 disables guidance (one UNet pass) */
+    uint64_t seed;
+    sdc_sampler sampler;
+    sdc_schedule schedule;
+    sdc_progress_fn progress; /* may be NULL */
+    void *progress_user;
+} sdc_gen_params;
+
+sdc_gen_params sdc_gen_params_default(void);
+
+/* Timings of the last sdc_generate, seconds. */
+typedef struct sdc_timings {
+    double text, sample, decode, total;
+    int steps;
+} sdc_timings;
+
+typedef struct sdc_image {
+    int width, height, channels; /* channels = 3, RGB */
+    uint8_t *data;               /* height*width*channels, owned; sdc_image_free */
+} sdc_image;
+
+/* Makes one image.  On success *out holds pixels owned by the caller. */
+sdc_status sdc_generate(sdc_model *model, const sdc_gen_params *params, sdc_image *out,
+                        sdc_timings *timings /* may be NULL */);
+void sdc_image_free(sdc_image *img);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SDC_H */

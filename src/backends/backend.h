@@ -1,0 +1,123 @@
+/* The op interface: the model code (CLIP, UNet, VAE) is written once against
+ * this table of functions; each backend fills it.
+ *
+ * Conventions
+ * - Activations are fp32, contiguous, row-major, in the layouts PyTorch uses:
+ *   images/feature maps [N, C, H, W]; token sequences [N, S, D].
+ * - Weights are sdc_weight (F32, F16 or BF16, read-only, usually mapped from
+ *   the model file); the backend converts as it reads.  A bias or norm
+ *   parameter may be NULL where stated.
+ * - Activation pointers come from the model's arena (core/arena.h).  During
+ *   planning the arena hands out NULL pointers and the model runs against
+ *   the null backend (every op a no-op), so model code never reads or writes
+ *   activation memory itself: every touch of data goes through an op.
+ * - Ops may run on all of the backend's threads; they return when done.
+ * - `out` never aliases an input unless the op says so.
+ */
+#ifndef SDC_BACKEND_H
+#define SDC_BACKEND_H
+
+#include <stdint.h>
+
+#include "core/weights.h"
+
+typedef struct sdc_backend sdc_backend;
+
+struct sdc_backend {
+    const char *name;
+    void *impl; /* backend-private state (threads, scratch) */
+
+    /* y[M, N] = x[M, K] · W[N, K]^T + b[N]  (PyTorch Linear).  b may be NULL.
+     * If acc is non-NULL: y = acc + (x·W^T + b); acc may alias y (residual). */
+    void (*linear)(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                   const sdc_weight *b, const float *acc, int M, int N, int K);
+
+    /* 2-D convolution, PyTorch Conv2d semantics, zero padding:
+     * x [N, C, H, W], w [O, C, kh, kw], b [O] or NULL,
+     * y [N, O, Ho, Wo] with Ho = (H + 2*pad - kh)/stride + 1 (same for Wo).
+     * If acc is non-NULL (shape of y): y = acc + conv; acc may alias y. */
+    void (*conv2d)(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
+                   const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw,
+                   int stride, int pad, const float *acc);
+
+    /* GroupNorm over x [N, C, HW] with G groups (C % G == 0), biased variance,
+     * y = (x - mean) / sqrt(var + eps) * gamma[c] + beta[c]; gamma/beta may be
+     * NULL (1 and 0).  silu != 0 applies y = y * sigmoid(y) afterwards.
+     * y may alias x. */
+    void (*group_norm)(sdc_backend *be, float *y, const float *x, int N, int C, int HW,
+                       int G, const sdc_weight *gamma, const sdc_weight *beta, float eps,
+                       int silu);
+
+    /* LayerNorm over the last dim D of x [rows, D]; biased variance.
+     * gamma/beta may be NULL.  y may alias x. */
+    void (*layer_norm)(sdc_backend *be, float *y, const float *x, int rows, int D,
+                       const sdc_weight *gamma, const sdc_weight *beta, float eps);
+
+    /* Multi-head scaled dot-product attention for one batch item:
+     * q [Sq, q_stride] holding heads*dh used columns (head h at h*dh),
+     * k, v [Sk, kv_stride] likewise; out [Sq, heads*dh] (contiguous).
+     * out = softmax(q k^T * scale (+ causal mask: key j > query i gets -inf)) v.
+     * Strides let q, k, v be slices of one fused [S, 3*D] projection. */
+    void (*attention)(sdc_backend *be, float *out, const float *q, int q_stride,
+                      const float *k, const float *v, int kv_stride, int Sq, int Sk,
+                      int heads, int dh, float scale, int causal);
+
+    /* Elementwise, n elements; y may alias x (and a, b). */
+    void (*silu)(sdc_backend *be, float *y, const float *x, int64_t n);
+    void (*gelu)(sdc_backend *be, float *y, const float *x, int64_t n);       /* erf GELU */
+    void (*quick_gelu)(sdc_backend *be, float *y, const float *x, int64_t n); /* x*sigmoid(1.702x) */
+    void (*add)(sdc_backend *be, float *y, const float *a, const float *b, int64_t n);
+    /* y = a + s * (b - a)   (classifier-free guidance: a = uncond, b = cond) */
+    void (*lerp)(sdc_backend *be, float *y, const float *a, const float *b, float s, int64_t n);
+    /* y = a * x + b * z (z may be NULL: y = a * x). y may alias x or z. */
+    void (*axpby)(sdc_backend *be, float *y, float a, const float *x, float b, const float *z,
+                  int64_t n);
+
+    /* y[n, c, :] = x[n, c, :] + v[n*C + c] over x [N, C, HW] (per-channel add,
+     * e.g. the timestep embedding in a ResNet block).  y may alias x. */
+    void (*add_channel)(sdc_backend *be, float *y, const float *x, const float *v, int N,
+                        int C, int64_t HW);
+
+    /* GEGLU: x [rows, 2*D] = [h | gate];  y [rows, D] = h * gelu(gate). */
+    void (*geglu)(sdc_backend *be, float *y, const float *x, int rows, int D);
+
+    /* y [N, C, 2H, 2W] = nearest-neighbour 2x upsampling of x [N, C, H, W]. */
+    void (*upsample2x)(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W);
+
+    /* y [N, W, H] = transpose of each x [N, H, W] (N independent matrices);
+     * used for [C, HW] <-> [HW, C]. */
+    void (*transpose)(sdc_backend *be, float *y, const float *x, int N, int H, int W);
+
+    /* Channel concatenation: y [N, Ca+Cb, HW] = cat(a [N, Ca, HW], b [N, Cb, HW]). */
+    void (*concat)(sdc_backend *be, float *y, const float *a, int Ca, const float *b, int Cb,
+                   int N, int HW);
+
+    /* y[i] = x[i] for n floats (device copy).  The copy_in/copy_out forms move
+     * data between host memory and activation memory. */
+    void (*copy)(sdc_backend *be, float *y, const float *x, int64_t n);
+    void (*copy_in)(sdc_backend *be, float *dev, const float *host, int64_t n);
+    void (*copy_out)(sdc_backend *be, float *host, const float *dev, int64_t n);
+
+    /* y [n, D] = table[ids[i]] + (pos ? pos[i] : 0): token + position
+     * embedding.  table [V, D], pos [>= n, D] or NULL.  ids are host memory
+     * and already validated (< V). */
+    void (*embed)(sdc_backend *be, float *y, const int32_t *ids, int n,
+                  const sdc_weight *table, const sdc_weight *pos, int D);
+
+    /* Sinusoidal timestep embedding as diffusers' get_timestep_embedding with
+     * flip_sin_to_cos=True, downscale_freq_shift=0 (SD 1.x):
+     * freq_i = exp(-ln(10000) * i / half), half = dim/2,
+     * y[n, :] = [cos(t[n]*freq), sin(t[n]*freq)].  t is host memory. */
+    void (*timestep_embed)(sdc_backend *be, float *y, const float *t, int n, int dim);
+
+    /* Releases impl. */
+    void (*free)(sdc_backend *be);
+};
+
+/* The CPU backend.  n_threads <= 0: all cores.  force_ref != 0 (or the
+ * environment variable SDC_FORCE_REF=1) selects the plain C reference ops. */
+sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref);
+/* The planning backend: every op does nothing. Static; no free needed. */
+sdc_backend *sdc_backend_null(void);
+
+#endif

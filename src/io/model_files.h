@@ -1,0 +1,51 @@
+/* A Stable Diffusion model on disk, in either layout people have:
+ * - a single-file original checkpoint (.safetensors with model.diffusion_model.*,
+ *   first_stage_model.*, cond_stage_model.transformer.*), or
+ * - a diffusers folder (model_index.json, unet/, vae/, text_encoder/,
+ *   tokenizer/, scheduler/).
+ * The layout is recognised by content.  Weights are looked up by their
+ * diffusers name with a component prefix, whatever the layout:
+ *   "unet.down_blocks.0.resnets.0.conv1.weight"
+ *   "vae.decoder.up_blocks.0.resnets.0.norm1.weight"
+ *   "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.weight"
+ * Every file is untrusted: all sizes and offsets are checked. */
+#ifndef SDC_IO_MODEL_FILES_H
+#define SDC_IO_MODEL_FILES_H
+
+#include "core/weights.h"
+#include "models/config.h"
+#include "sdc.h"
+
+typedef enum { SDC_LAYOUT_SINGLE_FILE = 0, SDC_LAYOUT_DIFFUSERS } sdc_layout;
+
+typedef struct sdc_model_files sdc_model_files;
+
+/* Opens and validates; on failure the message names the file and the
+ * problem.  A model family sdc does not run (SD 2.x, SDXL, ...) is
+ * SDC_ERR_UNSUPPORTED with a message naming it; a .ckpt file is
+ * SDC_ERR_UNSUPPORTED with a message saying how to convert it. */
+sdc_status sdc_model_files_open(const char *path, sdc_model_files **out);
+void sdc_model_files_close(sdc_model_files *mf);
+
+sdc_layout sdc_model_files_layout(const sdc_model_files *mf);
+
+/* The weight under a canonical (diffusers, prefixed) name, or NULL.  Valid
+ * until close. */
+const sdc_weight *sdc_model_files_get(const sdc_model_files *mf, const char *name);
+
+/* Hyperparameters: from config.json where present, else inferred from
+ * shapes (and SD 1.x defaults for what shapes cannot tell). */
+const sdc_clip_config *sdc_model_files_clip(const sdc_model_files *mf);
+const sdc_unet_config *sdc_model_files_unet(const sdc_model_files *mf);
+const sdc_vae_config *sdc_model_files_vae(const sdc_model_files *mf);
+const sdc_sched_config *sdc_model_files_sched(const sdc_model_files *mf);
+
+/* tokenizer/vocab.json and tokenizer/merges.txt of a diffusers folder, or
+ * NULL (then the built-in CLIP vocabulary is used).  Valid until close. */
+const char *sdc_model_files_vocab_path(const sdc_model_files *mf);
+const char *sdc_model_files_merges_path(const sdc_model_files *mf);
+
+/* A short name for messages and PNG metadata (file or folder base name). */
+const char *sdc_model_files_name(const sdc_model_files *mf);
+
+#endif

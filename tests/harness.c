@@ -1,0 +1,60 @@
+#include "harness.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int t_checks, t_failures;
+
+int t_summary(void) {
+    printf("%d passed, %d failed\n", t_checks - t_failures, t_failures);
+    return t_failures ? 1 : 0;
+}
+
+double t_rel_l2(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    if (den < 1e-30) den = 1e-30;
+    return sqrt(num / den);
+}
+
+double t_max_abs(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= m)) m = d; /* NaN propagates */
+    }
+    return m;
+}
+
+static uint64_t g_state = 0x9e3779b97f4a7c15ull;
+
+void t_rand_seed(uint64_t seed) { g_state = seed ? seed : 0x9e3779b97f4a7c15ull; }
+
+float t_randf(void) {
+    g_state ^= g_state << 13;
+    g_state ^= g_state >> 7;
+    g_state ^= g_state << 17;
+    return (float)((g_state >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+
+void t_rand_fill(float *x, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = t_randf() * scale;
+}
+
+const char *t_fixture(const char *name) {
+    static char buf[4096];
+    const char *dir = getenv("SDC_FIXTURES");
+    snprintf(buf, sizeof buf, "%s/%s", dir ? dir : "tests/fixtures", name);
+    return buf;
+}
+
+const char *t_tmp(const char *name) {
+    static char buf[4096];
+    const char *dir = getenv("SDC_TMP");
+    snprintf(buf, sizeof buf, "%s/%s", dir ? dir : "/tmp", name);
+    return buf;
+}

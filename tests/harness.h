@@ -1,0 +1,58 @@
+/* A tiny test harness: checks count and report; main returns non-zero if
+ * any check failed.  Each test file defines its cases and calls them from
+ * main via RUN(case). */
+#ifndef SDC_TEST_HARNESS_H
+#define SDC_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+extern int t_checks, t_failures;
+
+#define CHECK(cond)                                                                     \
+    do {                                                                                \
+        t_checks++;                                                                     \
+        if (!(cond)) {                                                                  \
+            t_failures++;                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);    \
+        }                                                                               \
+    } while (0)
+
+#define CHECKF(cond, ...)                                                               \
+    do {                                                                                \
+        t_checks++;                                                                     \
+        if (!(cond)) {                                                                  \
+            t_failures++;                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);    \
+            fprintf(stderr, __VA_ARGS__);                                               \
+            fputc('\n', stderr);                                                        \
+        }                                                                               \
+    } while (0)
+
+#define RUN(fn)                                                                         \
+    do {                                                                                \
+        int before_ = t_failures;                                                       \
+        fn();                                                                           \
+        printf("%-48s %s\n", #fn, t_failures == before_ ? "ok" : "FAILED");             \
+    } while (0)
+
+/* Prints "N passed, N failed" (checks) and returns the exit code. */
+int t_summary(void);
+
+/* ||a - b||_2 / max(||b||_2, tiny) */
+double t_rel_l2(const float *a, const float *b, size_t n);
+/* max |a - b| */
+double t_max_abs(const float *a, const float *b, size_t n);
+
+/* Deterministic uniform random numbers in [-1, 1) (xorshift). */
+void t_rand_seed(uint64_t seed);
+float t_randf(void);
+void t_rand_fill(float *x, size_t n, float scale);
+
+/* $SDC_FIXTURES/name (static buffer, one at a time) */
+const char *t_fixture(const char *name);
+/* $SDC_TMP/name, or /tmp/name (static buffer, one at a time) */
+const char *t_tmp(const char *name);
+
+#endif
