@@ -1,0 +1,57 @@
+/* The three networks of SD 1.x, written once against the op interface.
+ *
+ * Each model binds its weights at init (checking every shape against the
+ * config; a missing or misshapen tensor is SDC_ERR_FORMAT naming it) and
+ * then runs forward passes that take activation memory from an arena.  A
+ * forward pass against the null backend with a planning arena sizes that
+ * arena (core/arena.h); the same pass against a real backend then allocates
+ * nothing.  Inputs and outputs named "dev" live in activation memory;
+ * "host" ones in ordinary memory. */
+#ifndef SDC_MODELS_MODELS_H
+#define SDC_MODELS_MODELS_H
+
+#include <stdint.h>
+
+#include "backends/backend.h"
+#include "core/arena.h"
+#include "io/model_files.h"
+#include "models/config.h"
+
+typedef struct sdc_clip sdc_clip;
+typedef struct sdc_unet sdc_unet;
+typedef struct sdc_vae sdc_vae;
+
+/* ---- CLIP text encoder (transformers' CLIPTextModel, last_hidden_state) */
+sdc_status sdc_clip_create(const sdc_model_files *mf, sdc_clip **out);
+void sdc_clip_free(sdc_clip *m);
+const sdc_clip_config *sdc_clip_cfg(const sdc_clip *m);
+/* ids host [n] (n <= max_positions, each < vocab_size) -> out dev [n, hidden] */
+void sdc_clip_forward(const sdc_clip *m, sdc_backend *be, sdc_arena *a, const int32_t *ids,
+                      int n, float *out);
+
+/* ---- UNet (diffusers' UNet2DConditionModel for SD 1.x) ------------------ */
+sdc_status sdc_unet_create(const sdc_model_files *mf, sdc_unet **out);
+void sdc_unet_free(sdc_unet *m);
+const sdc_unet_config *sdc_unet_cfg(const sdc_unet *m);
+/* x dev [N, in_channels, h, w], t host [N], ctx dev [N, S, cross_dim]
+ * -> out dev [N, out_channels, h, w].  h and w must be multiples of
+ * 2^(levels-1). */
+void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N,
+                      int h, int w, const float *t, const float *ctx, int S, float *out);
+
+/* ---- VAE (diffusers' AutoencoderKL) ------------------------------------- */
+sdc_status sdc_vae_create(const sdc_model_files *mf, sdc_vae **out);
+void sdc_vae_free(sdc_vae *m);
+const sdc_vae_config *sdc_vae_cfg(const sdc_vae *m);
+/* z dev [N, latent_channels, h, w] (already divided by scaling_factor)
+ * -> img dev [N, out_channels, h*f, w*f], f = 2^(levels-1); values ~[-1, 1].
+ * post_quant_conv then the decoder. */
+void sdc_vae_decode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float *z, int N,
+                    int h, int w, float *img);
+/* img dev [N, in_channels, H, W] (H, W multiples of f) -> moments dev
+ * [N, 2*latent_channels, H/f, W/f] (mean then logvar): encoder then
+ * quant_conv. */
+void sdc_vae_encode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float *img, int N,
+                    int H, int W, float *moments);
+
+#endif

@@ -1,0 +1,29 @@
+/* CLIP's byte-level BPE tokenizer, as transformers' CLIPTokenizer loads it
+ * for SD 1.x: ftfy-free cleanup (whitespace collapsed, stripped),
+ * lowercasing, the pre-tokenisation regex (PCRE2, Unicode classes),
+ * byte-to-unicode mapping, BPE with "</w>" word ends, <|startoftext|> and
+ * <|endoftext|>, truncation and padding to the context length. */
+#ifndef SDC_TEXT_TOKENIZER_H
+#define SDC_TEXT_TOKENIZER_H
+
+#include <stdint.h>
+
+#include "sdc.h"
+
+#define SDC_CLIP_CONTEXT 77
+
+typedef struct sdc_tokenizer sdc_tokenizer;
+
+/* From a diffusers tokenizer/ folder's vocab.json and merges.txt. */
+sdc_status sdc_tokenizer_load(const char *vocab_json, const char *merges_txt,
+                              sdc_tokenizer **out);
+/* From the CLIP vocabulary built into sdc. */
+sdc_status sdc_tokenizer_load_builtin(sdc_tokenizer **out);
+void sdc_tokenizer_free(sdc_tokenizer *t);
+
+/* ids[SDC_CLIP_CONTEXT]: BOS, tokens (truncated), EOS, then padding with the
+ * pad id.  Returns the number of tokens before padding (<= 77) or -1 with an
+ * error set (invalid UTF-8 is replaced, not an error). */
+int sdc_tokenize(const sdc_tokenizer *t, const char *text, int32_t ids[SDC_CLIP_CONTEXT]);
+
+#endif
