@@ -84,6 +84,11 @@ struct sdc_backend {
     /* y [N, C, 2H, 2W] = nearest-neighbour 2x upsampling of x [N, C, H, W]. */
     void (*upsample2x)(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W);
 
+    /* Zero padding: y [N, C, H+top+bottom, W+left+right] (the VAE encoder's
+     * downsampler pads right and bottom by one before a stride-2 conv). */
+    void (*pad2d)(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
+                  int top, int bottom, int left, int right);
+
     /* y [N, W, H] = transpose of each x [N, H, W] (N independent matrices);
      * used for [C, HW] <-> [HW, C]. */
     void (*transpose)(sdc_backend *be, float *y, const float *x, int N, int H, int W);
