@@ -21,7 +21,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-PARTS = ["tokens", "schedulers", "models", "pipeline"]
+PARTS = ["tokens", "schedulers", "ops", "models", "pipeline"]
 
 
 def main():

@@ -26,7 +26,7 @@ sdc_status sdc_fail_context(sdc_status s, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, g_msg, sizeof old);
-    snprintf(g_msg, sizeof g_msg, "%s: %s", prefix, old);
+    snprintf(g_msg, sizeof g_msg, "%.500s: %.520s", prefix, old);
     return s;
 }
 

@@ -8,7 +8,19 @@
  *   "unet.down_blocks.0.resnets.0.conv1.weight"
  *   "vae.decoder.up_blocks.0.resnets.0.norm1.weight"
  *   "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.weight"
- * Every file is untrusted: all sizes and offsets are checked. */
+ * Every file is untrusted: all sizes and offsets are checked.
+ *
+ * Single files: names are mapped as io/name_map.h describes; tensors outside
+ * the SD 1.x model (model_ema.*, schedule buffers) are ignored.  The VAE
+ * attention's 1x1-conv weights [C, C, 1, 1] are presented as [C, C] in both
+ * layouts.  Configs are inferred from shapes; what shapes cannot tell takes
+ * the SD 1.x value (UNet heads 8, sample_size 64, groups 32, eps 1e-5, VAE
+ * scaling_factor 0.18215, the SD 1.x schedule), except the text encoder's
+ * heads: hidden / 64 (CLIP's head size), or hidden / 8 for test-size models
+ * whose hidden size is not a multiple of 64.
+ * Diffusers folders: {unet,vae}/diffusion_pytorch_model[.fp16].safetensors,
+ * text_encoder/model[.fp16].safetensors; config.json files are validated
+ * (ranges, block types) and shapes are used where one is absent. */
 #ifndef SDC_IO_MODEL_FILES_H
 #define SDC_IO_MODEL_FILES_H
 
@@ -32,6 +44,11 @@ sdc_layout sdc_model_files_layout(const sdc_model_files *mf);
 /* The weight under a canonical (diffusers, prefixed) name, or NULL.  Valid
  * until close. */
 const sdc_weight *sdc_model_files_get(const sdc_model_files *mf, const char *name);
+
+/* All weights, for listing and tests: the number, and the canonical name of
+ * weight i (0 <= i < count; NULL beyond).  Valid until close. */
+size_t sdc_model_files_count(const sdc_model_files *mf);
+const char *sdc_model_files_key(const sdc_model_files *mf, size_t i);
 
 /* Hyperparameters: from config.json where present, else inferred from
  * shapes (and SD 1.x defaults for what shapes cannot tell). */

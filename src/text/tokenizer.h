@@ -1,8 +1,10 @@
-/* CLIP's byte-level BPE tokenizer, as transformers' CLIPTokenizer loads it
- * for SD 1.x: ftfy-free cleanup (whitespace collapsed, stripped),
- * lowercasing, the pre-tokenisation regex (PCRE2, Unicode classes),
- * byte-to-unicode mapping, BPE with "</w>" word ends, <|startoftext|> and
- * <|endoftext|>, truncation and padding to the context length. */
+/* CLIP's byte-level BPE tokenizer, as transformers' CLIPTokenizer (5.x,
+ * backed by HF tokenizers; no ftfy, no HTML unescaping) loads it for SD 1.x:
+ * NFC, runs of white space collapsed, lowercasing, the pre-tokenisation
+ * regex (PCRE2, Unicode classes), byte-to-unicode mapping, BPE with "</w>"
+ * word ends, <|startoftext|> and <|endoftext|> (also when they appear in
+ * the text, as the reference's added tokens), truncation and padding to the
+ * context length.  Details in tokenizer.c. */
 #ifndef SDC_TEXT_TOKENIZER_H
 #define SDC_TEXT_TOKENIZER_H
 
@@ -11,6 +13,8 @@
 #include "sdc.h"
 
 #define SDC_CLIP_CONTEXT 77
+/* Longer prompts are rejected (SDC_ERR_INVALID_ARG), not truncated. */
+#define SDC_TOKENIZER_MAX_BYTES 65536
 
 typedef struct sdc_tokenizer sdc_tokenizer;
 
@@ -22,8 +26,10 @@ sdc_status sdc_tokenizer_load_builtin(sdc_tokenizer **out);
 void sdc_tokenizer_free(sdc_tokenizer *t);
 
 /* ids[SDC_CLIP_CONTEXT]: BOS, tokens (truncated), EOS, then padding with the
- * pad id.  Returns the number of tokens before padding (<= 77) or -1 with an
- * error set (invalid UTF-8 is replaced, not an error). */
+ * pad id (<|endoftext|>, 49407).  Returns the number of tokens before padding
+ * (<= 77) or -1 with an error set (invalid UTF-8 is replaced by U+FFFD, not
+ * an error).  text: NUL-terminated UTF-8, NULL as "".  Thread-safe: t is
+ * only read. */
 int sdc_tokenize(const sdc_tokenizer *t, const char *text, int32_t ids[SDC_CLIP_CONTEXT]);
 
 #endif

@@ -1,0 +1,155 @@
+"""Whole-pipeline references: diffusers' StableDiffusionPipeline on the tiny
+model (tests/fixtures/tiny-sd, made by the models part) for every sampler.
+
+Writes outdir/pipeline_ref.safetensors:
+  <case>.latents  F32 [1, 4, h, w]   output_type="latent" (final latents,
+                                     before the division by scaling_factor)
+  <case>.image    F32 [1, H, W, 3]   output_type="np" (after x*0.5+0.5 and
+                                     the clamp to [0, 1], before uint8)
+  __metadata__["cases"]: JSON list of {name, sampler (sdc's name), schedule
+  ("discrete"|"karras"), steps, cfg, seed, width, height, prompt, negative
+  (null: none)}; the C test runs sdc_generate with exactly these.
+
+The tokenizer is transformers' CLIPTokenizer (slow, as diffusers loads it for
+SD 1.x) on vocab.json/merges.txt built in a temporary folder from
+open_clip's bpe_simple_vocab_16e6.txt.gz, the vocabulary of OpenAI's CLIP
+and of SD 1.x's tokenizer/ folder.
+"""
+import gzip
+import json
+import os
+import tempfile
+
+import torch
+from safetensors.torch import save_file
+
+PROMPT = "a red cube on a wooden table, studio light"
+NEGATIVE = "blurry, low quality"
+SEED = 1234
+
+# (name, sampler, schedule, steps, cfg, width, height, negative)
+CASES = [
+    ("euler", "euler", "discrete", 4, 7.5, 32, 32, NEGATIVE),
+    ("euler_karras", "euler", "karras", 4, 7.5, 32, 32, NEGATIVE),
+    ("euler_a", "euler_a", "discrete", 4, 7.5, 32, 32, NEGATIVE),
+    ("heun", "heun", "discrete", 3, 7.5, 32, 32, NEGATIVE),
+    ("heun_karras", "heun", "karras", 3, 7.5, 32, 32, NEGATIVE),
+    ("dpmpp2m", "dpm++2m", "discrete", 4, 7.5, 32, 32, NEGATIVE),
+    ("dpmpp2m_karras", "dpm++2m", "karras", 4, 7.5, 32, 32, NEGATIVE),
+    ("ddim", "ddim", "discrete", 4, 7.5, 32, 32, NEGATIVE),
+    ("pndm", "pndm", "discrete", 4, 7.5, 32, 32, NEGATIVE),
+    ("lms", "lms", "discrete", 4, 7.5, 32, 32, NEGATIVE),
+    ("lms_karras", "lms", "karras", 4, 7.5, 32, 32, NEGATIVE),
+    # no negative prompt (""), a non-square image (W != H)
+    ("euler_a_wide", "euler_a", "discrete", 4, 5.0, 48, 32, None),
+    # guidance off: diffusers runs one UNet pass (guidance_scale <= 1)
+    ("ddim_nocfg", "ddim", "discrete", 4, 1.0, 32, 32, NEGATIVE),
+]
+
+
+def _scheduler(sampler, schedule, config):
+    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler,
+                           EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
+                           HeunDiscreteScheduler, LMSDiscreteScheduler, PNDMScheduler)
+    cls = {
+        "euler": EulerDiscreteScheduler,
+        "euler_a": EulerAncestralDiscreteScheduler,
+        "heun": HeunDiscreteScheduler,
+        "dpm++2m": DPMSolverMultistepScheduler,
+        "ddim": DDIMScheduler,
+        "pndm": PNDMScheduler,
+        "lms": LMSDiscreteScheduler,
+    }[sampler]
+    extra = {"use_karras_sigmas": True} if schedule == "karras" else {}
+    return cls.from_config(config, **extra)
+
+
+def _bytes_to_unicode():
+    """GPT-2/CLIP's reversible byte -> printable character table."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def build_tokenizer_folder(folder):
+    """vocab.json, merges.txt, tokenizer_config.json of SD 1.x's tokenizer."""
+    import open_clip
+    bpe = os.path.join(os.path.dirname(open_clip.__file__), "bpe_simple_vocab_16e6.txt.gz")
+    lines = gzip.open(bpe).read().decode("utf-8").split("\n")
+    merges = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
+    vocab = list(_bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab]
+    vocab += ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({v: i for i, v in enumerate(vocab)}, f, ensure_ascii=False)
+    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+        f.write("\n".join(" ".join(m) for m in merges) + "\n")
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"add_prefix_space": False, "bos_token": "<|startoftext|>",
+                   "do_lower_case": True, "eos_token": "<|endoftext|>", "errors": "replace",
+                   "model_max_length": 77, "pad_token": "<|endoftext|>",
+                   "unk_token": "<|endoftext|>", "tokenizer_class": "CLIPTokenizer"}, f)
+
+
+def _tokenizer(tmp):
+    from transformers import CLIPTokenizer
+    folder = os.path.join(tmp, "tokenizer")
+    try:  # the tokenizer part's builder, when it offers one
+        from fixtures_lib import tokens
+        builder = getattr(tokens, "build_tokenizer_folder", None)
+    except ImportError:
+        builder = None
+    (builder or build_tokenizer_folder)(folder)
+    return CLIPTokenizer.from_pretrained(folder)
+
+
+def make(outdir):
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.use_deterministic_algorithms(True)
+    root = os.path.join(outdir, "tiny-sd")
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(root, "unet"), torch_dtype=torch.float32)
+    vae = AutoencoderKL.from_pretrained(os.path.join(root, "vae"), torch_dtype=torch.float32)
+    text_encoder = CLIPTextModel.from_pretrained(os.path.join(root, "text_encoder"),
+                                                 torch_dtype=torch.float32)
+    base_sched = PNDMScheduler.from_pretrained(os.path.join(root, "scheduler"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _tokenizer(tmp)
+
+    tensors, cases = {}, []
+    for name, sampler, schedule, steps, cfg, width, height, negative in CASES:
+        pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                       unet=unet,
+                                       scheduler=_scheduler(sampler, schedule, base_sched.config),
+                                       safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        out = {}
+        for kind in ("latent", "np"):
+            with torch.no_grad():
+                r = pipe(PROMPT, negative_prompt=negative, height=height, width=width,
+                         num_inference_steps=steps, guidance_scale=cfg,
+                         generator=torch.Generator("cpu").manual_seed(SEED), output_type=kind)
+            out[kind] = torch.as_tensor(r.images).float().contiguous()
+        tensors[f"{name}.latents"] = out["latent"]
+        tensors[f"{name}.image"] = out["np"]
+        cases.append(dict(name=name, sampler=sampler, schedule=schedule, steps=steps, cfg=cfg,
+                          seed=SEED, width=width, height=height, prompt=PROMPT,
+                          negative=negative))
+        img = out["np"]
+        print(f"  {name:16s} latents std {out['latent'].std():.3f}  "
+              f"image mean {img.mean():.3f} min {img.min():.3f} max {img.max():.3f}")
+    save_file(tensors, os.path.join(outdir, "pipeline_ref.safetensors"),
+              metadata={"cases": json.dumps(cases), "diffusers": __import__("diffusers").__version__,
+                        "torch": torch.__version__})

@@ -1,0 +1,163 @@
+"""References for src/sched: torch's CPU randn and diffusers' seven samplers.
+
+rng_ref.safetensors
+  randn.<seed>.<n>        torch.randn(n, generator=manual_seed(seed)) (float32)
+  seq.<seed>.<a>_<b>_...  successive randn calls of a, b, ... elements on one
+                          generator, concatenated (the second-sample cache of
+                          the double path and the stream position carry over)
+  The bits depend on the CPU path torch takes: x86-64 with AVX2 (and AVX-512,
+  which runs the AVX2 kernel).
+
+sched_ref.safetensors, for <sampler>.<schedule>.<steps> (schedules each class
+offers; steps 1 2 5 20 50), with each class made as a pipeline makes it,
+Class.from_config(SD 1.4's scheduler config) with the class's own defaults:
+  timesteps          [len]   scheduler.timesteps, as the UNet receives them (f64)
+  sigmas             [len+1] scheduler.sigmas (f64; absent for ddim, pndm)
+  init_noise_sigma   [1]
+  input_scale        [len]   scale_model_input(ones, t), the factor on x
+  final              [1,4,8,8] f32: latents after the whole loop with the fake
+                     model below (epsilon prediction)
+  final_v            the same with prediction_type v_prediction
+The loop is StableDiffusionPipeline's without guidance: latents =
+randn([1,4,8,8], generator=manual_seed(SEED)) * init_noise_sigma; for each t:
+eps = fake_model(scale_model_input(latents, t), t); latents = step(eps, t,
+latents, eta=0 / generator=g as the pipeline passes them).  fake_model is
+computed in float64 and rounded to float32, so that C can compute the same:
+  eps = 0.5 * x * cos(t / 300) + 0.1 * sin(x + t / 1000)
+
+Needs scipy for LMSDiscreteScheduler (pip install scipy).
+"""
+import math
+import os
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+SEED = 1234
+SHAPE = (1, 4, 8, 8)
+STEPS = [1, 2, 5, 20, 50]
+
+# SD 1.4's scheduler/scheduler_config.json
+SD14 = {
+    "_class_name": "PNDMScheduler",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+    "clip_sample": False,
+}
+
+RNG_SEEDS = [0, 1, 42, 2**32 + 5, 2**63 - 1, 2**64 - 1]
+RNG_SIZES = [1, 3, 15, 16, 17, 31, 64, 1000]
+RNG_BIG = 4 * 64 * 64
+RNG_BIG_SEEDS = [0, 42]
+RNG_SEQS = [[3, 3], [1, 1, 1], [16, 3, 5], [3, 16, 1], [5, 5, 16, 17], [256, 256, 256]]
+
+
+def _samplers():
+    import diffusers as d
+
+    return [
+        ("euler", d.EulerDiscreteScheduler, True),
+        ("euler_a", d.EulerAncestralDiscreteScheduler, False),
+        ("heun", d.HeunDiscreteScheduler, True),
+        ("dpm++2m", d.DPMSolverMultistepScheduler, True),
+        ("ddim", d.DDIMScheduler, False),
+        ("pndm", d.PNDMScheduler, False),
+        ("lms", d.LMSDiscreteScheduler, True),
+    ]
+
+
+def _make(cls, karras, prediction="epsilon"):
+    kw = {"prediction_type": prediction}
+    if karras:
+        kw["use_karras_sigmas"] = True
+    if cls.__name__ == "DPMSolverMultistepScheduler":
+        kw.update(algorithm_type="dpmsolver++", solver_order=2)
+    return cls.from_config(SD14, **kw)
+
+
+def fake_model(x, t):
+    """[1,4,8,8] float32, t as the UNet gets it (float32) -> float32"""
+    tt = float(torch.as_tensor(t).float())
+    x64 = x.double()
+    eps = 0.5 * x64 * math.cos(tt / 300.0) + 0.1 * torch.sin(x64 + tt / 1000.0)
+    return eps.float()
+
+
+def _run(sched):
+    g = torch.Generator("cpu").manual_seed(SEED)
+    latents = torch.randn(SHAPE, generator=g, dtype=torch.float32) * sched.init_noise_sigma
+    import inspect
+
+    params = set(inspect.signature(sched.step).parameters.keys())
+    extra = {}
+    if "eta" in params:
+        extra["eta"] = 0.0
+    if "generator" in params:
+        extra["generator"] = g
+    for t in sched.timesteps:
+        x_in = sched.scale_model_input(latents, t)
+        eps = fake_model(x_in, t)
+        latents = sched.step(eps, t, latents, **extra, return_dict=False)[0]
+    return latents.float().contiguous()
+
+
+def make_rng(outdir):
+    out = {}
+    for seed in RNG_SEEDS:
+        for n in RNG_SIZES + ([RNG_BIG] if seed in RNG_BIG_SEEDS else []):
+            g = torch.Generator("cpu").manual_seed(seed)
+            out[f"randn.{seed}.{n}"] = torch.randn(n, generator=g, dtype=torch.float32)
+        for seq in RNG_SEQS:
+            g = torch.Generator("cpu").manual_seed(seed)
+            parts = [torch.randn(n, generator=g, dtype=torch.float32) for n in seq]
+            out[f"seq.{seed}.{'_'.join(map(str, seq))}"] = torch.cat(parts)
+    save_file(out, os.path.join(outdir, "rng_ref.safetensors"),
+              metadata={"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability()})
+
+
+def make_sched(outdir):
+    import diffusers
+
+    out = {}
+    for name, cls, has_karras in _samplers():
+        for schedule in ["discrete", "karras"] if has_karras else ["discrete"]:
+            karras = schedule == "karras"
+            for steps in STEPS:
+                key = f"{name}.{schedule}.{steps}."
+                s = _make(cls, karras)
+                s.set_timesteps(steps, device="cpu")
+                ts = s.timesteps
+                out[key + "timesteps"] = ts.double()
+                if name not in ("ddim", "pndm"):
+                    out[key + "sigmas"] = s.sigmas.double()
+                out[key + "init_noise_sigma"] = torch.tensor([float(s.init_noise_sigma)], dtype=torch.float64)
+                scales = []
+                ones = torch.ones(1, dtype=torch.float32)
+                for i, t in enumerate(ts):
+                    if hasattr(s, "_step_index"):
+                        s._step_index = i  # scale_model_input reads the step index
+                    scales.append(float(s.scale_model_input(ones, t)[0]))
+                out[key + "input_scale"] = torch.tensor(scales, dtype=torch.float64)
+                out[key + "final"] = _run(_fresh(cls, karras, steps, "epsilon"))
+                out[key + "final_v"] = _run(_fresh(cls, karras, steps, "v_prediction"))
+    save_file(out, os.path.join(outdir, "sched_ref.safetensors"),
+              metadata={"diffusers": diffusers.__version__, "torch": torch.__version__,
+                        "seed": str(SEED)})
+
+
+def _fresh(cls, karras, steps, prediction):
+    s = _make(cls, karras, prediction)
+    s.set_timesteps(steps, device="cpu")
+    return s
+
+
+def make(outdir):
+    make_rng(outdir)
+    make_sched(outdir)

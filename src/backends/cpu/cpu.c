@@ -1,0 +1,334 @@
+/* The CPU backend: creation, run-time dispatch, and the threaded portable
+ * ops (memory movement and simple elementwise math, split over the pool).
+ *
+ * Dispatch (once, at creation):
+ *   force_ref or SDC_FORCE_REF=1  -> every op is the reference (ops_ref.c)
+ *   avx2 + fma + f16c, OS-enabled -> AVX2 kernels (gemm_avx2.c, ops_avx2.c)
+ *   otherwise                     -> portable GEMM kernel; the other math
+ *                                    ops are the references
+ * Threads: linear/conv2d (tiles of C), attention (heads x query blocks),
+ * norms (groups/rows) and elementwise ops (chunks) run on all threads.
+ * Scratch: SDC_CPU_SCRATCH_FLOATS per thread (448 KiB), allocated here. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backends/cpu/cpu_features.h"
+#include "backends/cpu/cpu_impl.h"
+#include "core/error.h"
+
+#define CHUNK ((int64_t)1 << 15) /* elements per task of an elementwise op */
+
+typedef struct cpu_backend {
+    sdc_backend be;
+    sdc_cpu cpu;
+    char name[64];
+} cpu_backend;
+
+/* ---- chunked elementwise ops ------------------------------------------- */
+
+typedef struct ew_ctx {
+    sdc_backend *be;
+    int kind;
+    float *y;
+    const float *a, *b;
+    float s, t;
+    int64_t n;
+} ew_ctx;
+
+enum { EW_ADD, EW_LERP, EW_AXPBY, EW_COPY, EW_SILU, EW_GELU, EW_QGELU };
+
+static void ew_task(void *p, int64_t task, int thread) {
+    (void)thread;
+    const ew_ctx *e = p;
+    int64_t i0 = task * CHUNK, n = e->n - i0 < CHUNK ? e->n - i0 : CHUNK;
+    float *y = e->y + i0;
+    const float *a = e->a + i0, *b = e->b ? e->b + i0 : NULL;
+    switch (e->kind) {
+    case EW_ADD: sdc_ref_add(e->be, y, a, b, n); break;
+    case EW_LERP: sdc_ref_lerp(e->be, y, a, b, e->s, n); break;
+    case EW_AXPBY: sdc_ref_axpby(e->be, y, e->s, a, e->t, b, n); break;
+    case EW_COPY: memcpy(y, a, (size_t)n * sizeof *y); break;
+    case EW_SILU: sdc_ref_silu(e->be, y, a, n); break;
+    case EW_GELU: sdc_ref_gelu(e->be, y, a, n); break;
+    case EW_QGELU: sdc_ref_quick_gelu(e->be, y, a, n); break;
+    }
+}
+
+static void ew_run(sdc_backend *be, int kind, float *y, const float *a, const float *b, float s,
+                   float t, int64_t n) {
+    if (n <= 0) return;
+    ew_ctx e = {be, kind, y, a, b, s, t, n};
+    sdc_parallel_for(sdc_cpu_of(be)->pool, (n + CHUNK - 1) / CHUNK, ew_task, &e);
+}
+
+static void cpu_add(sdc_backend *be, float *y, const float *a, const float *b, int64_t n) {
+    ew_run(be, EW_ADD, y, a, b, 0, 0, n);
+}
+static void cpu_lerp(sdc_backend *be, float *y, const float *a, const float *b, float s,
+                     int64_t n) {
+    ew_run(be, EW_LERP, y, a, b, s, 0, n);
+}
+static void cpu_axpby(sdc_backend *be, float *y, float a, const float *x, float b,
+                      const float *z, int64_t n) {
+    ew_run(be, EW_AXPBY, y, x, z, a, b, n);
+}
+static void cpu_copy(sdc_backend *be, float *y, const float *x, int64_t n) {
+    if (y == x) return;
+    ew_run(be, EW_COPY, y, x, NULL, 0, 0, n);
+}
+static void cpu_silu(sdc_backend *be, float *y, const float *x, int64_t n) {
+    ew_run(be, EW_SILU, y, x, NULL, 0, 0, n);
+}
+static void cpu_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
+    ew_run(be, EW_GELU, y, x, NULL, 0, 0, n);
+}
+static void cpu_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
+    ew_run(be, EW_QGELU, y, x, NULL, 0, 0, n);
+}
+
+/* ---- per-plane ops: tasks over groups of [H, W] planes ------------------ */
+
+typedef struct plane_ctx {
+    sdc_backend *be;
+    int kind;
+    float *y;
+    const float *x, *v;
+    int64_t planes, per_task, HW;
+    int H, W, top, bottom, left, right;
+} plane_ctx;
+
+enum { PL_ADD_CHANNEL, PL_UPSAMPLE, PL_PAD };
+
+static void plane_task(void *p, int64_t task, int thread) {
+    (void)thread;
+    const plane_ctx *c = p;
+    int64_t p0 = task * c->per_task;
+    int cnt = (int)(c->planes - p0 < c->per_task ? c->planes - p0 : c->per_task);
+    switch (c->kind) {
+    case PL_ADD_CHANNEL:
+        sdc_ref_add_channel(c->be, c->y + p0 * c->HW, c->x + p0 * c->HW, c->v + p0, 1, cnt, c->HW);
+        break;
+    case PL_UPSAMPLE:
+        sdc_ref_upsample2x(c->be, c->y + p0 * 4 * c->HW, c->x + p0 * c->HW, 1, cnt, c->H, c->W);
+        break;
+    case PL_PAD: {
+        int64_t out_hw = (int64_t)(c->H + c->top + c->bottom) * (c->W + c->left + c->right);
+        sdc_ref_pad2d(c->be, c->y + p0 * out_hw, c->x + p0 * c->HW, 1, cnt, c->H, c->W, c->top,
+                      c->bottom, c->left, c->right);
+        break;
+    }
+    }
+}
+
+static void plane_run(plane_ctx *c) {
+    if (c->planes <= 0) return;
+    int64_t per = CHUNK / (c->HW > 0 ? c->HW : 1);
+    c->per_task = per < 1 ? 1 : per;
+    sdc_parallel_for(sdc_cpu_of(c->be)->pool, (c->planes + c->per_task - 1) / c->per_task,
+                     plane_task, c);
+}
+
+static void cpu_add_channel(sdc_backend *be, float *y, const float *x, const float *v, int N,
+                            int C, int64_t HW) {
+    plane_ctx c = {.be = be, .kind = PL_ADD_CHANNEL, .y = y, .x = x, .v = v,
+                   .planes = (int64_t)N * C, .HW = HW};
+    plane_run(&c);
+}
+
+static void cpu_upsample2x(sdc_backend *be, float *y, const float *x, int N, int C, int H,
+                           int W) {
+    plane_ctx c = {.be = be, .kind = PL_UPSAMPLE, .y = y, .x = x, .planes = (int64_t)N * C,
+                   .HW = (int64_t)H * W, .H = H, .W = W};
+    plane_run(&c);
+}
+
+static void cpu_pad2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
+                      int top, int bottom, int left, int right) {
+    plane_ctx c = {.be = be, .kind = PL_PAD, .y = y, .x = x, .planes = (int64_t)N * C,
+                   .HW = (int64_t)H * W, .H = H, .W = W, .top = top, .bottom = bottom,
+                   .left = left, .right = right};
+    plane_run(&c);
+}
+
+/* ---- transpose: tasks over (matrix, 32-row block), 32x32 cache tiles ---- */
+
+#define TT 32
+typedef struct tr_ctx {
+    float *y;
+    const float *x;
+    int H, W, row_blocks;
+} tr_ctx;
+
+static void tr_task(void *p, int64_t task, int thread) {
+    (void)thread;
+    const tr_ctx *t = p;
+    int64_t n = task / t->row_blocks;
+    int i0 = (int)(task % t->row_blocks) * TT, i1 = i0 + TT < t->H ? i0 + TT : t->H;
+    const float *x = t->x + n * t->H * (int64_t)t->W;
+    float *y = t->y + n * t->H * (int64_t)t->W;
+    for (int j0 = 0; j0 < t->W; j0 += TT) {
+        int j1 = j0 + TT < t->W ? j0 + TT : t->W;
+        for (int j = j0; j < j1; j++)
+            for (int i = i0; i < i1; i++) y[(int64_t)j * t->H + i] = x[(int64_t)i * t->W + j];
+    }
+}
+
+static void cpu_transpose(sdc_backend *be, float *y, const float *x, int N, int H, int W) {
+    if (N <= 0 || H <= 0 || W <= 0) return;
+    tr_ctx t = {y, x, H, W, (H + TT - 1) / TT};
+    sdc_parallel_for(sdc_cpu_of(be)->pool, (int64_t)N * t.row_blocks, tr_task, &t);
+}
+
+/* ---- concat: a chunked copy per (image, source) ---------------------------- */
+
+typedef struct cat_ctx {
+    float *y;
+    const float *a, *b;
+    int64_t na, nb, chunks_a, chunks_b; /* floats per image of a, b; chunks of each */
+} cat_ctx;
+
+static void cat_task(void *p, int64_t task, int thread) {
+    (void)thread;
+    const cat_ctx *c = p;
+    int64_t per_img = c->chunks_a + c->chunks_b, n = task / per_img, r = task % per_img;
+    float *yn = c->y + n * (c->na + c->nb);
+    const float *src;
+    int64_t len, off;
+    if (r < c->chunks_a) {
+        off = r * CHUNK;
+        len = c->na - off;
+        src = c->a + n * c->na + off;
+    } else {
+        off = (r - c->chunks_a) * CHUNK;
+        len = c->nb - off;
+        src = c->b + n * c->nb + off;
+        yn += c->na;
+    }
+    if (len > CHUNK) len = CHUNK;
+    memcpy(yn + off, src, (size_t)len * sizeof *yn);
+}
+
+static void cpu_concat(sdc_backend *be, float *y, const float *a, int Ca, const float *b,
+                       int Cb, int N, int HW) {
+    cat_ctx c = {y, a, b, (int64_t)Ca * HW, (int64_t)Cb * HW, 0, 0};
+    c.chunks_a = (c.na + CHUNK - 1) / CHUNK;
+    c.chunks_b = (c.nb + CHUNK - 1) / CHUNK;
+    sdc_parallel_for(sdc_cpu_of(be)->pool, (int64_t)N * (c.chunks_a + c.chunks_b), cat_task, &c);
+}
+
+/* ---- creation ---------------------------------------------------------- */
+
+static void cpu_free(sdc_backend *be) {
+    if (!be) return;
+    cpu_backend *cb = (cpu_backend *)be;
+    sdc_threadpool_free(cb->cpu.pool);
+    free(cb->cpu.scratch);
+    free(cb);
+}
+
+static void fill_ref(sdc_backend *be) {
+    be->linear = sdc_ref_linear;
+    be->conv2d = sdc_ref_conv2d;
+    be->group_norm = sdc_ref_group_norm;
+    be->layer_norm = sdc_ref_layer_norm;
+    be->attention = sdc_ref_attention;
+    be->silu = sdc_ref_silu;
+    be->gelu = sdc_ref_gelu;
+    be->quick_gelu = sdc_ref_quick_gelu;
+    be->add = sdc_ref_add;
+    be->lerp = sdc_ref_lerp;
+    be->axpby = sdc_ref_axpby;
+    be->add_channel = sdc_ref_add_channel;
+    be->geglu = sdc_ref_geglu;
+    be->upsample2x = sdc_ref_upsample2x;
+    be->pad2d = sdc_ref_pad2d;
+    be->transpose = sdc_ref_transpose;
+    be->concat = sdc_ref_concat;
+    be->copy = sdc_ref_copy;
+    be->copy_in = sdc_ref_copy;
+    be->copy_out = sdc_ref_copy;
+    be->embed = sdc_ref_embed;
+    be->timestep_embed = sdc_ref_timestep_embed;
+}
+
+static void fill_portable(sdc_backend *be) {
+    fill_ref(be);
+    be->linear = sdc_cpu_linear;
+    be->conv2d = sdc_cpu_conv2d;
+    be->silu = cpu_silu;
+    be->gelu = cpu_gelu;
+    be->quick_gelu = cpu_quick_gelu;
+    be->add = cpu_add;
+    be->lerp = cpu_lerp;
+    be->axpby = cpu_axpby;
+    be->add_channel = cpu_add_channel;
+    be->upsample2x = cpu_upsample2x;
+    be->pad2d = cpu_pad2d;
+    be->transpose = cpu_transpose;
+    be->concat = cpu_concat;
+    be->copy = cpu_copy;
+    be->copy_in = cpu_copy;
+    be->copy_out = cpu_copy;
+}
+
+#ifdef SDC_HAVE_X86
+static void fill_avx2(sdc_backend *be) {
+    fill_portable(be);
+    be->attention = sdc_avx2_attention;
+    be->group_norm = sdc_avx2_group_norm;
+    be->layer_norm = sdc_avx2_layer_norm;
+    be->silu = sdc_avx2_silu;
+    be->gelu = sdc_avx2_gelu;
+    be->quick_gelu = sdc_avx2_quick_gelu;
+    be->geglu = sdc_avx2_geglu;
+}
+#endif
+
+sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref) {
+    const char *env = getenv("SDC_FORCE_REF");
+    if (env && env[0] == '1') force_ref = 1;
+    if (n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = n > 0 ? (int)(n < 256 ? n : 256) : 1;
+    }
+    cpu_backend *cb = calloc(1, sizeof *cb);
+    if (!cb) {
+        sdc_fail(SDC_ERR_NOMEM, "cpu backend: out of memory");
+        return NULL;
+    }
+    sdc_cpu *cpu = &cb->cpu;
+    cpu->n_threads = n_threads;
+    size_t bytes = (size_t)n_threads * SDC_CPU_SCRATCH_FLOATS * sizeof(float);
+    cpu->scratch = aligned_alloc(64, bytes); /* a multiple of 64 (KC*NC*4 is) */
+    cpu->pool = sdc_threadpool_create(n_threads);
+    if (!cpu->scratch || !cpu->pool) {
+        sdc_fail(SDC_ERR_NOMEM, "cpu backend: cannot allocate %d threads and %zu KiB of scratch",
+                 n_threads, bytes >> 10);
+        cpu_free(&cb->be);
+        return NULL;
+    }
+    sdc_backend *be = &cb->be;
+    be->impl = cpu;
+    be->free = cpu_free;
+    cpu->k = (sdc_cpu_kernels){"generic", sdc_gemm_kernel_generic, sdc_cvt_f16_generic,
+                               sdc_cvt_bf16_generic};
+    if (force_ref) {
+        cpu->k.isa = "ref";
+        fill_ref(be);
+    } else {
+        fill_portable(be);
+#ifdef SDC_HAVE_X86
+        const sdc_cpu_features *f = sdc_cpu_features_get();
+        if (f->avx2 && f->fma && f->f16c) {
+            cpu->k = (sdc_cpu_kernels){"avx2", sdc_gemm_kernel_avx2, sdc_cvt_f16_avx2,
+                                       sdc_cvt_bf16_avx2};
+            fill_avx2(be);
+        }
+#endif
+    }
+    snprintf(cb->name, sizeof cb->name, "cpu-%s (%d threads)", cpu->k.isa, n_threads);
+    be->name = cb->name;
+    return be;
+}

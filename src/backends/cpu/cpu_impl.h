@@ -1,0 +1,171 @@
+/* The CPU backend's insides: state, scratch, the reference ops and the
+ * per-ISA kernels behind one dispatch point (cpu.c).
+ *
+ * Files: ops_ref.c   plain C reference of every op (single-threaded)
+ *        gemm.c      the packed GEMM driver (blocking, packing, threads)
+ *        cpu.c       creation, dispatch, threaded portable ops
+ *        *_avx2.c    AVX2+FMA+F16C kernels (gemm_avx2.c, ops_avx2.c)
+ * A new ISA (AVX-512, NEON) adds its own files and an entry in cpu.c. */
+#ifndef SDC_CPU_IMPL_H
+#define SDC_CPU_IMPL_H
+
+#include <stddef.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "backends/backend.h"
+#include "backends/cpu/threadpool.h"
+
+/* ---- GEMM blocking (gemm.c) ------------------------------------------
+ * C[M, N] += A[M, K] · B[K, N] with A packed in panels of MR rows
+ * ([kc][MR], k-major) and B in panels of NR columns ([kc][NR]). */
+#define SDC_GEMM_MR 6
+#define SDC_GEMM_NR 16
+#define SDC_GEMM_MC 192 /* rows of A packed at once (multiple of MR) */
+#define SDC_GEMM_KC 256 /* depth of one packed block */
+#define SDC_GEMM_NC 256 /* columns of B packed at once (multiple of NR) */
+
+/* ---- attention tiles (ops_avx2.c) ------------------------------------ */
+#define SDC_ATT_BQ 64      /* queries per tile */
+#define SDC_ATT_BK 64      /* keys per tile */
+#define SDC_ATT_DH_MAX 512 /* larger head dims use the reference */
+
+/* Per-thread scratch, in floats: the larger of
+ *   GEMM:      MC*KC (packed A) + KC*NC (packed B)            = 114688
+ *   attention: BQ*DH_MAX (O) + DH_MAX*BK (K^T) + BQ*BK (S) + 2*BQ (m, l)
+ *                                                             =  69760
+ * i.e. 448 KiB per thread, allocated once at creation. */
+#define SDC_CPU_SCRATCH_GEMM ((size_t)SDC_GEMM_MC * SDC_GEMM_KC + (size_t)SDC_GEMM_KC * SDC_GEMM_NC)
+#define SDC_CPU_SCRATCH_ATT                                                                    \
+    ((size_t)SDC_ATT_BQ * SDC_ATT_DH_MAX + (size_t)SDC_ATT_DH_MAX * SDC_ATT_BK +               \
+     (size_t)SDC_ATT_BQ * SDC_ATT_BK + 2 * (size_t)SDC_ATT_BQ)
+#define SDC_CPU_SCRATCH_FLOATS                                                                 \
+    (SDC_CPU_SCRATCH_GEMM > SDC_CPU_SCRATCH_ATT ? SDC_CPU_SCRATCH_GEMM : SDC_CPU_SCRATCH_ATT)
+
+/* c[mr, nr] (row stride ldc) += a[kc][MR] · b[kc][NR]; mr <= MR, nr <= NR
+ * say how much of the register tile is stored. */
+typedef void (*sdc_gemm_kernel_fn)(int kc, const float *a, const float *b, float *c,
+                                   int64_t ldc, int mr, int nr);
+/* dst[i] = (float)src[i], i < n, for 16-bit float formats. */
+typedef void (*sdc_cvt16_fn)(float *dst, const uint16_t *src, int64_t n);
+
+typedef struct sdc_cpu_kernels {
+    const char *isa; /* "ref", "generic", "avx2" */
+    sdc_gemm_kernel_fn gemm;
+    sdc_cvt16_fn f16, bf16;
+} sdc_cpu_kernels;
+
+typedef struct sdc_cpu {
+    sdc_threadpool *pool; /* owned */
+    int n_threads;
+    sdc_cpu_kernels k;
+    float *scratch; /* [n_threads][SDC_CPU_SCRATCH_FLOATS], owned, 64-byte aligned */
+} sdc_cpu;
+
+static inline sdc_cpu *sdc_cpu_of(sdc_backend *be) { return (sdc_cpu *)be->impl; }
+static inline float *sdc_cpu_scratch(sdc_cpu *cpu, int thread) {
+    return cpu->scratch + (size_t)thread * SDC_CPU_SCRATCH_FLOATS;
+}
+
+/* Element i of weight w as float (F32, F16, BF16; 0 for other dtypes). */
+static inline float sdc_wget(const sdc_weight *w, int64_t i) { return sdc_weight_get(w, i); }
+/* dst[0..n) = w[off .. off+n) as float, through the ISA's converters. */
+void sdc_cpu_weight_row(const sdc_cpu *cpu, float *dst, const sdc_weight *w, int64_t off,
+                        int64_t n);
+
+/* ---- the packed GEMM driver (gemm.c) ---------------------------------- */
+typedef struct sdc_gemm sdc_gemm;
+struct sdc_gemm {
+    sdc_cpu *cpu;
+    int M, N, K;
+    float *C; /* [M, ldc] */
+    int64_t ldc;
+    /* dst = ceil(mc/MR) panels [kc][MR] of rows m0..m0+mc of A, columns
+     * k0..k0+kc; rows past mc are zero. */
+    void (*pack_a)(const sdc_gemm *g, float *dst, int m0, int mc, int k0, int kc);
+    /* dst = ceil(nc/NR) panels [kc][NR] of columns n0..n0+nc of B, rows
+     * k0..k0+kc; columns past nc are zero. */
+    void (*pack_b)(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc);
+    /* Writes the initial value of the C tile (bias, residual, or 0). */
+    void (*init_c)(const sdc_gemm *g, int m0, int mc, int n0, int nc);
+    const void *ctx; /* for the callbacks */
+};
+/* Runs C = init + A·B over the pool. */
+void sdc_gemm_run(const sdc_gemm *g);
+
+/* Packs rows r0..r0+rows of a row-major matrix (row length ld; columns
+ * k0..k0+kc) into ceil(rows/wp) panels [kc][wp], the last one zero-padded.
+ * The source is src_f32 if not NULL, else the weight w (widened). */
+void sdc_gemm_pack_rows(const sdc_cpu *cpu, float *dst, int wp, const float *src_f32,
+                        const sdc_weight *w, int64_t ld, int r0, int rows, int k0, int kc);
+
+/* The portable C micro-kernel and converters. */
+void sdc_gemm_kernel_generic(int kc, const float *a, const float *b, float *c, int64_t ldc,
+                             int mr, int nr);
+void sdc_cvt_f16_generic(float *dst, const uint16_t *src, int64_t n);
+void sdc_cvt_bf16_generic(float *dst, const uint16_t *src, int64_t n);
+
+/* ---- threaded ops built on the GEMM (gemm.c) --------------------------- */
+void sdc_cpu_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                    const sdc_weight *b, const float *acc, int M, int N, int K);
+void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
+                    const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
+                    int pad, const float *acc);
+
+/* ---- reference ops (ops_ref.c): obviously right, single-threaded -------- */
+void sdc_ref_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                    const sdc_weight *b, const float *acc, int M, int N, int K);
+void sdc_ref_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
+                    const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
+                    int pad, const float *acc);
+void sdc_ref_group_norm(sdc_backend *be, float *y, const float *x, int N, int C, int HW, int G,
+                        const sdc_weight *gamma, const sdc_weight *beta, float eps, int silu);
+void sdc_ref_layer_norm(sdc_backend *be, float *y, const float *x, int rows, int D,
+                        const sdc_weight *gamma, const sdc_weight *beta, float eps);
+void sdc_ref_attention(sdc_backend *be, float *out, const float *q, int q_stride,
+                       const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
+                       int dh, float scale, int causal);
+void sdc_ref_silu(sdc_backend *be, float *y, const float *x, int64_t n);
+void sdc_ref_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
+void sdc_ref_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
+void sdc_ref_add(sdc_backend *be, float *y, const float *a, const float *b, int64_t n);
+void sdc_ref_lerp(sdc_backend *be, float *y, const float *a, const float *b, float s,
+                  int64_t n);
+void sdc_ref_axpby(sdc_backend *be, float *y, float a, const float *x, float b, const float *z,
+                   int64_t n);
+void sdc_ref_add_channel(sdc_backend *be, float *y, const float *x, const float *v, int N, int C,
+                         int64_t HW);
+void sdc_ref_geglu(sdc_backend *be, float *y, const float *x, int rows, int D);
+void sdc_ref_upsample2x(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W);
+void sdc_ref_pad2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
+                   int top, int bottom, int left, int right);
+void sdc_ref_transpose(sdc_backend *be, float *y, const float *x, int N, int H, int W);
+void sdc_ref_concat(sdc_backend *be, float *y, const float *a, int Ca, const float *b, int Cb,
+                    int N, int HW);
+void sdc_ref_copy(sdc_backend *be, float *y, const float *x, int64_t n);
+void sdc_ref_embed(sdc_backend *be, float *y, const int32_t *ids, int n, const sdc_weight *table,
+                   const sdc_weight *pos, int D);
+void sdc_ref_timestep_embed(sdc_backend *be, float *y, const float *t, int n, int dim);
+
+/* Scalar formulas shared by the reference and the portable threaded ops. */
+static inline float sdc_ref_gelu1(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
+/* ---- AVX2 (gemm_avx2.c, ops_avx2.c); call only when the CPU has
+ * avx2 + fma + f16c with OS support ------------------------------------- */
+void sdc_gemm_kernel_avx2(int kc, const float *a, const float *b, float *c, int64_t ldc,
+                          int mr, int nr);
+void sdc_cvt_f16_avx2(float *dst, const uint16_t *src, int64_t n);
+void sdc_cvt_bf16_avx2(float *dst, const uint16_t *src, int64_t n);
+void sdc_avx2_attention(sdc_backend *be, float *out, const float *q, int q_stride,
+                        const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
+                        int dh, float scale, int causal);
+void sdc_avx2_group_norm(sdc_backend *be, float *y, const float *x, int N, int C, int HW, int G,
+                         const sdc_weight *gamma, const sdc_weight *beta, float eps, int silu);
+void sdc_avx2_layer_norm(sdc_backend *be, float *y, const float *x, int rows, int D,
+                         const sdc_weight *gamma, const sdc_weight *beta, float eps);
+void sdc_avx2_silu(sdc_backend *be, float *y, const float *x, int64_t n);
+void sdc_avx2_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
+void sdc_avx2_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
+void sdc_avx2_geglu(sdc_backend *be, float *y, const float *x, int rows, int D);
+
+#endif

@@ -1,0 +1,276 @@
+/* The packed GEMM (Goto/BLIS blocking) and the ops built on it.
+ *
+ * C[M, N] = init + A[M, K] · B[K, N].  The output is cut into tiles of
+ * mt x nt (nt <= NC) handed to the threads dynamically; a tile runs
+ *   for each KC-deep block: pack B[kc, nt] (NR-column panels),
+ *     for each MC rows: pack A[mc, kc] (MR-row panels),
+ *       micro-kernel over every MR x NR register tile.
+ * Packing converts F16/BF16 weights to f32, zero-pads the edges, and (for a
+ * convolution) gathers the im2col columns of the tile only, so the scratch
+ * stays MC*KC + KC*NC floats per thread (cpu_impl.h) whatever the shape. */
+#include <string.h>
+
+#include "backends/cpu/cpu_impl.h"
+
+#define MR SDC_GEMM_MR
+#define NR SDC_GEMM_NR
+#define MC SDC_GEMM_MC
+#define KC SDC_GEMM_KC
+#define NC SDC_GEMM_NC
+#define MT_MAX 384 /* rows per thread tile */
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int round_up(int a, int m) { return (a + m - 1) / m * m; }
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+void sdc_cvt_f16_generic(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = sdc_f16_to_f32(src[i]);
+}
+
+void sdc_cvt_bf16_generic(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = sdc_bf16_to_f32(src[i]);
+}
+
+void sdc_cpu_weight_row(const sdc_cpu *cpu, float *dst, const sdc_weight *w, int64_t off,
+                        int64_t n) {
+    switch (w->dtype) {
+    case SDC_DT_F32: memcpy(dst, (const float *)w->data + off, (size_t)n * sizeof *dst); break;
+    case SDC_DT_F16: cpu->k.f16(dst, (const uint16_t *)w->data + off, n); break;
+    case SDC_DT_BF16: cpu->k.bf16(dst, (const uint16_t *)w->data + off, n); break;
+    default: memset(dst, 0, (size_t)n * sizeof *dst); break;
+    }
+}
+
+void sdc_gemm_kernel_generic(int kc, const float *a, const float *b, float *c, int64_t ldc,
+                             int mr, int nr) {
+    float acc[MR][NR] = {{0}};
+    for (int k = 0; k < kc; k++)
+        for (int i = 0; i < MR; i++) {
+            float ai = a[k * MR + i];
+            for (int j = 0; j < NR; j++) acc[i][j] += ai * b[k * NR + j];
+        }
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) c[i * ldc + j] += acc[i][j];
+}
+
+void sdc_gemm_pack_rows(const sdc_cpu *cpu, float *dst, int wp, const float *src_f32,
+                        const sdc_weight *w, int64_t ld, int r0, int rows, int k0, int kc) {
+    float tmp[KC];
+    int panels = ceil_div(rows, wp);
+    for (int p = 0; p < panels; p++)
+        for (int i = 0; i < wp; i++) {
+            int r = p * wp + i;
+            float *d = dst + (int64_t)p * kc * wp + i;
+            if (r >= rows) {
+                for (int k = 0; k < kc; k++) d[k * wp] = 0.0f;
+                continue;
+            }
+            const float *s;
+            int64_t off = (int64_t)(r0 + r) * ld + k0;
+            if (src_f32) {
+                s = src_f32 + off;
+            } else {
+                sdc_cpu_weight_row(cpu, tmp, w, off, kc);
+                s = tmp;
+            }
+            for (int k = 0; k < kc; k++) d[k * wp] = s[k];
+        }
+}
+
+/* ---- the driver --------------------------------------------------------- */
+
+typedef struct gemm_plan {
+    const sdc_gemm *g;
+    int mt, nt, n_mt, n_nt;
+} gemm_plan;
+
+static void gemm_tile(void *ctx, int64_t task, int thread) {
+    const gemm_plan *pl = ctx;
+    const sdc_gemm *g = pl->g;
+    float *apack = sdc_cpu_scratch(g->cpu, thread);
+    float *bpack = apack + (size_t)MC * KC;
+    int m0 = (int)(task / pl->n_nt) * pl->mt, n0 = (int)(task % pl->n_nt) * pl->nt;
+    int mt = imin(pl->mt, g->M - m0), nt = imin(pl->nt, g->N - n0);
+    sdc_gemm_kernel_fn kern = g->cpu->k.gemm;
+    g->init_c(g, m0, mt, n0, nt);
+    for (int k0 = 0; k0 < g->K; k0 += KC) {
+        int kc = imin(KC, g->K - k0);
+        g->pack_b(g, bpack, n0, nt, k0, kc);
+        for (int mm = 0; mm < mt; mm += MC) {
+            int mc = imin(MC, mt - mm);
+            g->pack_a(g, apack, m0 + mm, mc, k0, kc);
+            for (int jr = 0; jr < nt; jr += NR) {
+                const float *b = bpack + (int64_t)(jr / NR) * kc * NR;
+                for (int ir = 0; ir < mc; ir += MR) {
+                    float *c = g->C + (int64_t)(m0 + mm + ir) * g->ldc + n0 + jr;
+                    kern(kc, apack + (int64_t)(ir / MR) * kc * MR, b, c, g->ldc,
+                         imin(MR, mc - ir), imin(NR, nt - jr));
+                }
+            }
+        }
+    }
+}
+
+void sdc_gemm_run(const sdc_gemm *g) {
+    if (g->M <= 0 || g->N <= 0) return;
+    int T = g->cpu->n_threads, target = T > 1 ? 4 * T : 1;
+    /* balanced tiles: nt <= NC, mt <= MT_MAX; then split further while
+     * there are fewer than 4 tiles per thread */
+    int nt = round_up(ceil_div(g->N, ceil_div(g->N, NC)), NR);
+    int mt = round_up(ceil_div(g->M, ceil_div(g->M, MT_MAX)), MR);
+    for (;;) {
+        int64_t units = (int64_t)ceil_div(g->M, mt) * ceil_div(g->N, nt);
+        if (units >= target) break;
+        if (nt > 4 * NR && (nt >= mt || mt <= 8 * MR))
+            nt = round_up(nt / 2, NR);
+        else if (mt > 8 * MR)
+            mt = round_up(mt / 2, MR);
+        else
+            break;
+    }
+    gemm_plan pl = {g, mt, nt, ceil_div(g->M, mt), ceil_div(g->N, nt)};
+    sdc_parallel_for(g->cpu->pool, (int64_t)pl.n_mt * pl.n_nt, gemm_tile, &pl);
+}
+
+/* ---- linear: A = x [M, K], B = W^T (W [N, K]) ---------------------------- */
+
+typedef struct linear_ctx {
+    const float *x, *acc;
+    const sdc_weight *W, *b;
+} linear_ctx;
+
+static void linear_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, int kc) {
+    const linear_ctx *L = g->ctx;
+    sdc_gemm_pack_rows(g->cpu, dst, MR, L->x, NULL, g->K, m0, mc, k0, kc);
+}
+
+static void linear_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
+    const linear_ctx *L = g->ctx;
+    sdc_gemm_pack_rows(g->cpu, dst, NR, NULL, L->W, g->K, n0, nc, k0, kc);
+}
+
+/* C[m, n] = acc[m, n] + b[n] */
+static void linear_init(const sdc_gemm *g, int m0, int mc, int n0, int nc) {
+    const linear_ctx *L = g->ctx;
+    float bias[NC];
+    if (L->b) sdc_cpu_weight_row(g->cpu, bias, L->b, n0, nc);
+    else memset(bias, 0, (size_t)nc * sizeof *bias);
+    for (int m = m0; m < m0 + mc; m++) {
+        float *c = g->C + (int64_t)m * g->ldc + n0;
+        const float *a = L->acc ? L->acc + (int64_t)m * g->ldc + n0 : NULL;
+        if (a)
+            for (int n = 0; n < nc; n++) c[n] = a[n] + bias[n];
+        else
+            memcpy(c, bias, (size_t)nc * sizeof *c);
+    }
+}
+
+void sdc_cpu_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                    const sdc_weight *b, const float *acc, int M, int N, int K) {
+    linear_ctx L = {x, acc, W, b};
+    sdc_gemm g = {sdc_cpu_of(be), M, N, K, y, N, linear_pack_a, linear_pack_b, linear_init, &L};
+    sdc_gemm_run(&g);
+}
+
+/* ---- conv2d: per image, A = w [O, C*kh*kw], B = im2col(x) [C*kh*kw, Ho*Wo],
+ * C = y [O, Ho*Wo] ------------------------------------------------------- */
+
+typedef struct conv_ctx {
+    const float *x;   /* this image, [C, H, W] */
+    const float *acc; /* this image, [O, Ho*Wo], or NULL */
+    const sdc_weight *w, *b;
+    int C, H, W, kh, kw, stride, pad, Ho, Wo;
+} conv_ctx;
+
+static void conv_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, int kc) {
+    const conv_ctx *cv = g->ctx;
+    sdc_gemm_pack_rows(g->cpu, dst, MR, NULL, cv->w, g->K, m0, mc, k0, kc);
+}
+
+/* 1x1, stride 1, no padding: B is x itself, [C, H*W]. */
+static void conv1x1_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
+    const conv_ctx *cv = g->ctx;
+    int64_t P = g->N;
+    for (int j = 0; j < nc; j += NR) {
+        int w = imin(NR, nc - j);
+        float *d = dst + (int64_t)(j / NR) * kc * NR;
+        for (int k = 0; k < kc; k++) {
+            const float *s = cv->x + (int64_t)(k0 + k) * P + n0 + j;
+            memcpy(d + k * NR, s, (size_t)w * sizeof *d);
+            for (int jj = w; jj < NR; jj++) d[k * NR + jj] = 0.0f;
+        }
+    }
+}
+
+/* im2col of the tile: row kk = (c, ky, kx), column p = (oy, ox) holds
+ * x[c, oy*stride - pad + ky, ox*stride - pad + kx] (0 outside). */
+static void im2col_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
+    const conv_ctx *cv = g->ctx;
+    int khw = cv->kh * cv->kw, s = cv->stride;
+    for (int j = 0; j < nc; j += NR) {
+        int w = imin(NR, nc - j);
+        int iy0[NR], ix0[NR];
+        for (int jj = 0; jj < NR; jj++) {
+            int p = n0 + j + (jj < w ? jj : 0);
+            iy0[jj] = (p / cv->Wo) * s - cv->pad;
+            ix0[jj] = (p % cv->Wo) * s - cv->pad;
+        }
+        int one_row = w == NR && iy0[0] == iy0[NR - 1];
+        float *d = dst + (int64_t)(j / NR) * kc * NR;
+        int c = k0 / khw, r = k0 % khw, ky = r / cv->kw, kx = r % cv->kw;
+        for (int k = 0; k < kc; k++, d += NR) {
+            const float *plane = cv->x + (int64_t)c * cv->H * cv->W;
+            int iy = iy0[0] + ky, ixa = ix0[0] + kx, ixb = ix0[NR - 1] + kx;
+            if (one_row && iy >= 0 && iy < cv->H && ixa >= 0 && ixb < cv->W) {
+                const float *row = plane + (int64_t)iy * cv->W + ixa;
+                if (s == 1)
+                    memcpy(d, row, NR * sizeof *d);
+                else
+                    for (int jj = 0; jj < NR; jj++) d[jj] = row[jj * s];
+            } else {
+                for (int jj = 0; jj < NR; jj++) {
+                    int y = iy0[jj] + ky, x = ix0[jj] + kx;
+                    d[jj] = jj < w && y >= 0 && y < cv->H && x >= 0 && x < cv->W
+                                ? plane[(int64_t)y * cv->W + x]
+                                : 0.0f;
+                }
+            }
+            if (++kx == cv->kw) {
+                kx = 0;
+                if (++ky == cv->kh) {
+                    ky = 0;
+                    c++;
+                }
+            }
+        }
+    }
+}
+
+/* C[o, p] = acc[o, p] + b[o] */
+static void conv_init(const sdc_gemm *g, int m0, int mc, int n0, int nc) {
+    const conv_ctx *cv = g->ctx;
+    for (int o = m0; o < m0 + mc; o++) {
+        float bias = cv->b ? sdc_wget(cv->b, o) : 0.0f;
+        float *c = g->C + (int64_t)o * g->ldc + n0;
+        const float *a = cv->acc ? cv->acc + (int64_t)o * g->ldc + n0 : NULL;
+        if (a)
+            for (int n = 0; n < nc; n++) c[n] = a[n] + bias;
+        else
+            for (int n = 0; n < nc; n++) c[n] = bias;
+    }
+}
+
+void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
+                    const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
+                    int pad, const float *acc) {
+    int Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
+    int64_t P = (int64_t)Ho * Wo;
+    int direct = kh == 1 && kw == 1 && stride == 1 && pad == 0;
+    for (int n = 0; n < N; n++) {
+        conv_ctx cv = {x + (int64_t)n * C * H * W, acc ? acc + (int64_t)n * O * P : NULL,
+                       w, b, C, H, W, kh, kw, stride, pad, Ho, Wo};
+        sdc_gemm g = {sdc_cpu_of(be), O, (int)P, C * kh * kw, y + (int64_t)n * O * P, P,
+                      conv_pack_a, direct ? conv1x1_pack_b : im2col_pack_b, conv_init, &cv};
+        sdc_gemm_run(&g);
+    }
+}

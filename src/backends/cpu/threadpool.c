@@ -1,0 +1,127 @@
+#include "backends/cpu/threadpool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+struct sdc_threadpool {
+    int n;              /* threads including the caller */
+    pthread_t *workers; /* [n - 1] */
+    int started;        /* workers successfully created */
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    uint64_t generation; /* bumped for each job (under mu) */
+    int busy;            /* workers still in the current job (under mu) */
+    int quit;
+    atomic_int in_job;   /* a parallel_for is running: nested calls run inline */
+    /* the current job */
+    sdc_task_fn fn;
+    void *ctx;
+    int64_t n_tasks;
+    atomic_llong next;
+};
+
+typedef struct worker_arg {
+    sdc_threadpool *p;
+    int id;
+} worker_arg;
+
+static void run_tasks(sdc_threadpool *p, int thread) {
+    for (;;) {
+        int64_t t = atomic_fetch_add(&p->next, 1);
+        if (t >= p->n_tasks) break;
+        p->fn(p->ctx, t, thread);
+    }
+}
+
+static void *worker_main(void *argp) {
+    worker_arg *arg = argp;
+    sdc_threadpool *p = arg->p;
+    int id = arg->id;
+    free(arg);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->quit && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
+        if (p->quit) break;
+        seen = p->generation;
+        pthread_mutex_unlock(&p->mu);
+        run_tasks(p, id);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+sdc_threadpool *sdc_threadpool_create(int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    sdc_threadpool *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n = n_threads;
+    atomic_init(&p->next, 0);
+    atomic_init(&p->in_job, 0);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (n_threads > 1) {
+        p->workers = calloc((size_t)n_threads - 1, sizeof *p->workers);
+        if (!p->workers) goto fail;
+        for (int i = 1; i < n_threads; i++) {
+            worker_arg *arg = malloc(sizeof *arg);
+            if (!arg) goto fail;
+            arg->p = p;
+            arg->id = i;
+            if (pthread_create(&p->workers[i - 1], NULL, worker_main, arg) != 0) {
+                free(arg);
+                goto fail;
+            }
+            p->started++;
+        }
+    }
+    return p;
+fail:
+    sdc_threadpool_free(p);
+    return NULL;
+}
+
+void sdc_threadpool_free(sdc_threadpool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->started; i++) pthread_join(p->workers[i], NULL);
+    free(p->workers);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+int sdc_threadpool_size(const sdc_threadpool *p) { return p ? p->n : 1; }
+
+void sdc_parallel_for(sdc_threadpool *p, int64_t n_tasks, sdc_task_fn fn, void *ctx) {
+    if (n_tasks <= 0) return;
+    if (!p || p->n == 1 || n_tasks == 1 || atomic_load(&p->in_job)) {
+        for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->in_job, 1);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_tasks = n_tasks;
+    atomic_store(&p->next, 0);
+    p->busy = p->started;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+
+    run_tasks(p, 0);
+
+    pthread_mutex_lock(&p->mu);
+    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
+    atomic_store(&p->in_job, 0);
+    pthread_mutex_unlock(&p->mu);
+}

@@ -1,0 +1,465 @@
+#include "image/png.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <png.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+/* ---- UTF-8 ------------------------------------------------------------- */
+
+/* Decodes one code point from s[0..n); invalid or truncated sequences give
+ * U+FFFD and consume their longest valid prefix (at least one byte). */
+static uint32_t utf8_next(const unsigned char *s, size_t n, size_t *used) {
+    unsigned char c = s[0];
+    uint32_t cp;
+    size_t len;
+    if (c < 0x80) {
+        *used = 1;
+        return c;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+        len = 2, cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3, cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4, cp = c & 0x07;
+    } else {
+        *used = 1;
+        return 0xFFFD;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if (i >= n || (s[i] & 0xC0) != 0x80) {
+            *used = i;
+            return 0xFFFD;
+        }
+        /* the second byte's range excludes overlongs, surrogates, > 10FFFF */
+        if (i == 1 && ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) ||
+                       (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F))) {
+            *used = 1;
+            return 0xFFFD;
+        }
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    *used = len;
+    return cp;
+}
+
+static size_t utf8_put(uint32_t cp, char *out) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    } else if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    } else if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* The text as chunk bytes: Latin-1 (*latin1 = 1) when every code point is
+ * <= U+00FF, else valid UTF-8.  malloc'ed; NULL when out of memory. */
+static char *chunk_text(const char *text, int *latin1) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t n = strlen(text), used;
+    int all_latin1 = 1;
+    for (size_t i = 0; i < n; i += used)
+        if (utf8_next(s + i, n - i, &used) > 0xFF) all_latin1 = 0;
+    /* each byte becomes at most 3 bytes (U+FFFD) */
+    size_t cap;
+    if (!sdc_mul_size(n, 3, &cap) || !sdc_add_size(cap, 1, &cap)) return NULL;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += used) {
+        uint32_t cp = utf8_next(s + i, n - i, &used);
+        if (all_latin1)
+            out[o++] = (char)cp;
+        else
+            o += utf8_put(cp, out + o);
+    }
+    out[o] = 0;
+    *latin1 = all_latin1;
+    return out;
+}
+
+/* ---- libpng ------------------------------------------------------------ */
+
+typedef struct png_err {
+    char msg[256];
+} png_err;
+
+static void on_png_error(png_structp png, png_const_charp msg) {
+    png_err *e = png_get_error_ptr(png);
+    snprintf(e->msg, sizeof e->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void on_png_warning(png_structp png, png_const_charp msg) {
+    (void)png;
+    (void)msg;
+}
+
+/* Encodes img with the prepared text chunks into f.  All allocations are
+ * made by the caller, so a longjmp leaks nothing; err belongs to the caller
+ * too, so that it is not a local modified between setjmp and longjmp. */
+static sdc_status encode(FILE *f, const sdc_image *img, png_text *chunks, int n_chunks,
+                         const char *path, png_err *err) {
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, err, on_png_error,
+                                              on_png_warning);
+    if (!png) return sdc_fail(SDC_ERR_NOMEM, "%s: cannot create a PNG writer", path);
+    png_infop info = png_create_info_struct(png);
+    if (!info) {
+        png_destroy_write_struct(&png, NULL);
+        return sdc_fail(SDC_ERR_NOMEM, "%s: cannot create a PNG writer", path);
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        return sdc_fail(SDC_ERR_IO, "%s: PNG encoding failed: %s", path, err->msg);
+    }
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)img->width, (png_uint_32)img->height, 8,
+                 PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    if (n_chunks > 0) png_set_text(png, info, chunks, n_chunks);
+    png_write_info(png, info);
+    size_t stride = (size_t)img->width * 3;
+    for (int y = 0; y < img->height; y++) png_write_row(png, img->data + (size_t)y * stride);
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    return SDC_OK;
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+/* Splits path into its folder ("." when none) and base name; malloc'ed. */
+static sdc_status split_path(const char *path, char **dir, const char **base) {
+    const char *slash = strrchr(path, '/');
+    *base = slash ? slash + 1 : path;
+    if (**base == 0) return sdc_fail(SDC_ERR_IO, "%s: names a folder, not a file", path);
+    size_t n = slash ? (size_t)(slash - path) : 1;
+    if (slash && n == 0) n = 1; /* "/x": the folder is "/" */
+    *dir = malloc(n + 1);
+    if (!*dir) return sdc_fail(SDC_ERR_NOMEM, "out of memory");
+    memcpy(*dir, slash ? path : ".", n);
+    (*dir)[n] = 0;
+    return SDC_OK;
+}
+
+sdc_status sdc_png_check_dest(const char *path, int overwrite) {
+    if (!path || !*path) return sdc_fail(SDC_ERR_IO, "empty output path");
+    char *dir;
+    const char *base;
+    sdc_status st = split_path(path, &dir, &base);
+    if (st != SDC_OK) return st;
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        st = sdc_fail(SDC_ERR_IO, "%s: folder %s: %s", path, dir, strerror(errno));
+    } else if (!S_ISDIR(sb.st_mode)) {
+        st = sdc_fail(SDC_ERR_IO, "%s: %s is not a folder", path, dir);
+    } else if (access(dir, W_OK | X_OK) != 0) {
+        st = sdc_fail(SDC_ERR_IO, "%s: folder %s is not writable: %s", path, dir,
+                      strerror(errno));
+    } else if (lstat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode))
+            st = sdc_fail(SDC_ERR_IO, "%s: is a folder", path);
+        else if (!overwrite)
+            st = sdc_fail(SDC_ERR_IO, "%s: file exists; not overwriting it", path);
+    } else if (errno != ENOENT) {
+        st = sdc_fail(SDC_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    free(dir);
+    return st;
+}
+
+/* The process umask without changing it (umask() would, for a moment, for
+ * every thread): the "Umask:" line of /proc/self/status, else 022. */
+static mode_t current_umask(void) {
+    mode_t m = 022;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return m;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned v;
+        if (sscanf(line, "Umask: %o", &v) == 1) {
+            m = (mode_t)(v & 0777);
+            break;
+        }
+    }
+    fclose(f);
+    return m;
+}
+
+static void sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) {
+        (void)fsync(fd); /* best effort: some file systems refuse */
+        close(fd);
+    }
+}
+
+/* Moves the finished temporary file tmp to path (see png.h). */
+static sdc_status publish(const char *tmp, const char *path, int overwrite) {
+    if (overwrite) {
+        if (rename(tmp, path) != 0)
+            return sdc_fail(SDC_ERR_IO, "%s: cannot rename the temporary file into place: %s",
+                            path, strerror(errno));
+        return SDC_OK;
+    }
+    if (link(tmp, path) == 0) {
+        unlink(tmp);
+        return SDC_OK;
+    }
+    if (errno == EEXIST) return sdc_fail(SDC_ERR_IO, "%s: file exists; not overwriting it", path);
+    if (errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP && errno != ENOSYS &&
+        errno != EMLINK)
+        return sdc_fail(SDC_ERR_IO, "%s: %s", path, strerror(errno));
+    /* no hard links here: check, then rename */
+    struct stat sb;
+    if (lstat(path, &sb) == 0)
+        return sdc_fail(SDC_ERR_IO, "%s: file exists; not overwriting it", path);
+    if (rename(tmp, path) != 0)
+        return sdc_fail(SDC_ERR_IO, "%s: cannot rename the temporary file into place: %s", path,
+                        strerror(errno));
+    return SDC_OK;
+}
+
+sdc_status sdc_png_write(const char *path, const sdc_image *img, const sdc_png_text *texts,
+                         int n_texts, int overwrite) {
+    if (!path || !*path) return sdc_fail(SDC_ERR_INVALID_ARG, "empty output path");
+    if (!img || !img->data || img->channels != 3 || img->width <= 0 || img->height <= 0 ||
+        img->width > 0x7FFFFFFF / 3)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "%s: not an RGB image", path);
+    if (n_texts < 0 || (n_texts > 0 && !texts))
+        return sdc_fail(SDC_ERR_INVALID_ARG, "%s: bad text chunk list", path);
+    for (int i = 0; i < n_texts; i++) {
+        size_t kl = texts[i].key ? strlen(texts[i].key) : 0;
+        if (kl < 1 || kl > 79 || !texts[i].text)
+            return sdc_fail(SDC_ERR_INVALID_ARG, "%s: bad text chunk key", path);
+    }
+
+    sdc_status st = SDC_OK;
+    char *dir = NULL, *tmp = NULL;
+    png_text *chunks = NULL;
+    FILE *f = NULL;
+    int fd = -1, made_tmp = 0;
+    const char *base;
+
+    if (n_texts > 0) {
+        chunks = calloc((size_t)n_texts, sizeof *chunks);
+        if (!chunks) return sdc_fail(SDC_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n_texts; i++) {
+        int latin1;
+        char *t = chunk_text(texts[i].text, &latin1);
+        if (!t) {
+            st = sdc_fail(SDC_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        chunks[i].key = (png_charp)texts[i].key;
+        chunks[i].text = t;
+        if (latin1) {
+            chunks[i].compression = PNG_TEXT_COMPRESSION_NONE;
+            chunks[i].text_length = strlen(t);
+        } else {
+            chunks[i].compression = PNG_ITXT_COMPRESSION_NONE;
+            chunks[i].itxt_length = strlen(t);
+            chunks[i].lang = (png_charp) "";
+            chunks[i].lang_key = (png_charp) "";
+        }
+    }
+
+    st = split_path(path, &dir, &base);
+    if (st != SDC_OK) goto done;
+    static const char tmpl[] = "/.sdc-tmp-XXXXXX";
+    tmp = malloc(strlen(dir) + sizeof tmpl);
+    if (!tmp) {
+        st = sdc_fail(SDC_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    strcpy(tmp, dir);
+    strcat(tmp, tmpl);
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        st = sdc_fail(SDC_ERR_IO, "%s: cannot create a temporary file in %s: %s", path, dir,
+                      strerror(errno));
+        goto done;
+    }
+    made_tmp = 1;
+    (void)fchmod(fd, 0666 & ~current_umask());
+    f = fdopen(fd, "wb");
+    if (!f) {
+        st = sdc_fail(SDC_ERR_IO, "%s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    fd = -1; /* owned by f now */
+    png_err err = {{0}};
+    st = encode(f, img, chunks, n_texts, path, &err);
+    if (st != SDC_OK) goto done;
+    if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) {
+        st = sdc_fail(SDC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        goto done;
+    }
+    int rc = fclose(f);
+    f = NULL;
+    if (rc != 0) {
+        st = sdc_fail(SDC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        goto done;
+    }
+    st = publish(tmp, path, overwrite);
+    if (st == SDC_OK) {
+        made_tmp = 0;
+        sync_dir(dir);
+    }
+
+done:
+    if (f) fclose(f);
+    if (fd >= 0) close(fd);
+    if (made_tmp) unlink(tmp);
+    for (int i = 0; chunks && i < n_texts; i++) free(chunks[i].text);
+    free(chunks);
+    free(tmp);
+    free(dir);
+    return st;
+}
+
+/* ---- A1111 infotext ---------------------------------------------------- */
+
+const char *sdc_sampler_display_name(sdc_sampler s) {
+    switch (s) {
+    case SDC_SAMPLER_EULER: return "Euler";
+    case SDC_SAMPLER_EULER_A: return "Euler a";
+    case SDC_SAMPLER_HEUN: return "Heun";
+    case SDC_SAMPLER_DPMPP_2M: return "DPM++ 2M";
+    case SDC_SAMPLER_DDIM: return "DDIM";
+    case SDC_SAMPLER_PNDM: return "PLMS";
+    case SDC_SAMPLER_LMS: return "LMS";
+    case SDC_SAMPLER_COUNT: break;
+    }
+    return "Unknown";
+}
+
+/* A growable string; on allocation failure `failed` is set and appends stop. */
+typedef struct sbuf {
+    char *s;
+    size_t len, cap;
+    int failed;
+} sbuf;
+
+static void sb_putn(sbuf *b, const char *s, size_t n) {
+    if (b->failed) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) {
+            if (cap > SIZE_MAX / 2) {
+                b->failed = 1;
+                return;
+            }
+            cap *= 2;
+        }
+        char *p = realloc(b->s, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = 0;
+}
+
+static void sb_puts(sbuf *b, const char *s) { sb_putn(b, s, strlen(s)); }
+
+/* A1111's quote(): values holding ',', ':' or '\n' become JSON strings
+ * (json.dumps with ensure_ascii=False). */
+static void sb_put_value(sbuf *b, const char *v) {
+    if (!strpbrk(v, ",:\n")) {
+        sb_puts(b, v);
+        return;
+    }
+    sb_putn(b, "\"", 1);
+    for (const char *p = v; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        char esc[8];
+        switch (c) {
+        case '"': sb_puts(b, "\\\""); break;
+        case '\\': sb_puts(b, "\\\\"); break;
+        case '\n': sb_puts(b, "\\n"); break;
+        case '\r': sb_puts(b, "\\r"); break;
+        case '\t': sb_puts(b, "\\t"); break;
+        case '\b': sb_puts(b, "\\b"); break;
+        case '\f': sb_puts(b, "\\f"); break;
+        default:
+            if (c < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", c);
+                sb_puts(b, esc);
+            } else {
+                sb_putn(b, p, 1);
+            }
+        }
+    }
+    sb_putn(b, "\"", 1);
+}
+
+/* Shortest decimal that reads back as the same float, Python-style ("7.0"). */
+static void format_float(float v, char *out, size_t n) {
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(out, n, "%.*g", prec, (double)v);
+        if (strtof(out, NULL) == v) break;
+    }
+    if (isfinite(v) && !strpbrk(out, ".e")) {
+        size_t l = strlen(out);
+        if (l + 3 <= n) memcpy(out + l, ".0", 3);
+    }
+}
+
+char *sdc_infotext(const sdc_gen_params *p, const char *model_name) {
+    sbuf b = {0};
+    char num[64];
+    sb_puts(&b, p->prompt ? p->prompt : "");
+    if (p->negative_prompt && *p->negative_prompt) {
+        sb_puts(&b, "\nNegative prompt: ");
+        sb_puts(&b, p->negative_prompt);
+    }
+    snprintf(num, sizeof num, "\nSteps: %d, Sampler: ", p->steps);
+    sb_puts(&b, num);
+    sb_puts(&b, sdc_sampler_display_name(p->sampler));
+    sb_puts(&b, ", Schedule type: ");
+    sb_puts(&b, p->schedule == SDC_SCHEDULE_KARRAS ? "Karras" : "Automatic");
+    sb_puts(&b, ", CFG scale: ");
+    format_float(p->cfg_scale, num, sizeof num);
+    sb_puts(&b, num);
+    snprintf(num, sizeof num, ", Seed: %" PRIu64 ", Size: %dx%d", p->seed, p->width, p->height);
+    sb_puts(&b, num);
+    if (model_name && *model_name) {
+        sb_puts(&b, ", Model: ");
+        sb_put_value(&b, model_name);
+    }
+    sb_puts(&b, ", Version: sdc " SDC_VERSION);
+    if (b.failed) {
+        free(b.s);
+        return NULL;
+    }
+    /* A1111 strips the whole text (an empty prompt leaves no blank line) */
+    size_t lead = strspn(b.s, " \t\n\r\v\f");
+    memmove(b.s, b.s + lead, b.len - lead + 1);
+    return b.s;
+}

@@ -1,0 +1,217 @@
+#include "models/blocks.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+/* ---- weight binding ------------------------------------------------------ */
+
+static void format_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
+    size_t used = 0;
+    int n = snprintf(buf, cap, "[");
+    used = n > 0 ? (size_t)n : 0;
+    for (int i = 0; i < ndim && used < cap; i++) {
+        n = snprintf(buf + used, cap - used, i ? ", %lld" : "%lld", (long long)shape[i]);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    if (used < cap) snprintf(buf + used, cap - used, "]");
+}
+
+static const sdc_weight *bind_v(sdc_binder *b, int optional, int ndim, const int64_t *shape,
+                                const char *fmt, va_list ap) {
+    if (b->st != SDC_OK) return NULL;
+    char name[256];
+    int n = vsnprintf(name, sizeof name, fmt, ap);
+    if (n < 0 || (size_t)n >= sizeof name) {
+        b->st = sdc_fail(SDC_ERR_INTERNAL, "weight name too long: %.64s...", name);
+        return NULL;
+    }
+    const sdc_weight *w = sdc_model_files_get(b->mf, name);
+    if (!w) {
+        if (!optional)
+            b->st = sdc_fail(SDC_ERR_FORMAT, "%s: tensor %s is missing",
+                             sdc_model_files_name(b->mf), name);
+        return NULL;
+    }
+    if (w->dtype != SDC_DT_F32 && w->dtype != SDC_DT_F16 && w->dtype != SDC_DT_BF16) {
+        b->st = sdc_fail(SDC_ERR_FORMAT, "%s: tensor %s has dtype %s, expected F32, F16 or BF16",
+                         sdc_model_files_name(b->mf), name, sdc_dtype_name(w->dtype));
+        return NULL;
+    }
+    int nd = ndim > w->ndim ? ndim : w->ndim;
+    for (int i = 0; i < nd; i++) {
+        int64_t want = i < ndim ? shape[i] : 1, got = i < w->ndim ? w->shape[i] : 1;
+        if (want != got) {
+            char sw[96], sg[96];
+            format_shape(sw, sizeof sw, ndim, shape);
+            format_shape(sg, sizeof sg, w->ndim, w->shape);
+            b->st = sdc_fail(SDC_ERR_FORMAT, "%s: tensor %s has shape %s, expected %s",
+                             sdc_model_files_name(b->mf), name, sg, sw);
+            return NULL;
+        }
+    }
+    return w;
+}
+
+const sdc_weight *sdc_bind(sdc_binder *b, int optional, int ndim, const int64_t *shape,
+                           const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    const sdc_weight *w = bind_v(b, optional, ndim, shape, fmt, ap);
+    va_end(ap);
+    return w;
+}
+
+/* Formats "<prefix>" into buf; 0 (and b->st set) if it does not fit. */
+static int prefix_v(sdc_binder *b, char *buf, size_t cap, const char *fmt, va_list ap) {
+    int n = vsnprintf(buf, cap, fmt, ap);
+    if (n < 0 || (size_t)n >= cap) {
+        if (b->st == SDC_OK) b->st = sdc_fail(SDC_ERR_INTERNAL, "weight name too long");
+        return 0;
+    }
+    return 1;
+}
+
+void sdc_bind_linear(sdc_binder *b, sdc_linear_w *l, int in, int out, int bias,
+                     const char *fmt, ...) {
+    char p[224];
+    va_list ap;
+    va_start(ap, fmt);
+    int ok = prefix_v(b, p, sizeof p, fmt, ap);
+    va_end(ap);
+    l->in = in, l->out = out, l->w = l->b = NULL;
+    if (!ok) return;
+    int64_t ws[2] = {out, in}, bs[1] = {out};
+    l->w = sdc_bind(b, 0, 2, ws, "%s.weight", p);
+    if (bias) l->b = sdc_bind(b, 0, 1, bs, "%s.bias", p);
+}
+
+void sdc_bind_conv(sdc_binder *b, sdc_conv_w *c, int in, int out, int k, const char *fmt, ...) {
+    char p[224];
+    va_list ap;
+    va_start(ap, fmt);
+    int ok = prefix_v(b, p, sizeof p, fmt, ap);
+    va_end(ap);
+    c->in = in, c->out = out, c->k = k, c->w = c->b = NULL;
+    if (!ok) return;
+    int64_t ws[4] = {out, in, k, k}, bs[1] = {out};
+    c->w = sdc_bind(b, 0, 4, ws, "%s.weight", p);
+    c->b = sdc_bind(b, 0, 1, bs, "%s.bias", p);
+}
+
+void sdc_bind_norm(sdc_binder *b, sdc_norm_w *n, int C, const char *fmt, ...) {
+    char p[224];
+    va_list ap;
+    va_start(ap, fmt);
+    int ok = prefix_v(b, p, sizeof p, fmt, ap);
+    va_end(ap);
+    n->C = C, n->g = n->b = NULL;
+    if (!ok) return;
+    int64_t s[1] = {C};
+    n->g = sdc_bind(b, 0, 1, s, "%s.weight", p);
+    n->b = sdc_bind(b, 0, 1, s, "%s.bias", p);
+}
+
+void sdc_linear_fwd(sdc_backend *be, const sdc_linear_w *l, float *y, const float *x, int M,
+                    const float *acc) {
+    be->linear(be, y, x, l->w, l->b, acc, M, l->out, l->in);
+}
+
+void sdc_conv_fwd(sdc_backend *be, const sdc_conv_w *c, float *y, const float *x, int N, int H,
+                  int W, int stride, const float *acc) {
+    be->conv2d(be, y, x, N, c->in, H, W, c->w, c->b, c->out, c->k, c->k, stride, c->k / 2, acc);
+}
+
+/* ---- ResnetBlock2D --------------------------------------------------------- */
+
+void sdc_bind_resnet(sdc_binder *b, sdc_resnet_w *r, int in, int out, int temb_dim, int groups,
+                     float eps, const char *prefix) {
+    r->in = in, r->out = out, r->groups = groups, r->eps = eps;
+    sdc_bind_norm(b, &r->norm1, in, "%s.norm1", prefix);
+    sdc_bind_conv(b, &r->conv1, in, out, 3, "%s.conv1", prefix);
+    r->temb.w = r->temb.b = NULL;
+    if (temb_dim > 0) sdc_bind_linear(b, &r->temb, temb_dim, out, 1, "%s.time_emb_proj", prefix);
+    sdc_bind_norm(b, &r->norm2, out, "%s.norm2", prefix);
+    sdc_bind_conv(b, &r->conv2, out, out, 3, "%s.conv2", prefix);
+    r->shortcut.w = r->shortcut.b = NULL;
+    if (in != out) sdc_bind_conv(b, &r->shortcut, in, out, 1, "%s.conv_shortcut", prefix);
+}
+
+void sdc_resnet_fwd(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a, float *y,
+                    const float *x, int N, int H, int W, const float *temb_act) {
+    assert(!y || y != x || r->in == r->out); /* y, x are NULL while planning */
+    size_t mark = sdc_arena_mark(a);
+    int64_t HW = (int64_t)H * W;
+    float *t = sdc_arena_alloc(a, (size_t)N * r->in * HW);  /* [N, in, H, W] */
+    be->group_norm(be, t, x, N, r->in, (int)HW, r->groups, r->norm1.g, r->norm1.b, r->eps, 1);
+    float *h = sdc_arena_alloc(a, (size_t)N * r->out * HW); /* [N, out, H, W] */
+    sdc_conv_fwd(be, &r->conv1, h, t, N, H, W, 1, NULL);
+    if (r->temb.w && temb_act) {
+        float *e = sdc_arena_alloc(a, (size_t)N * r->out); /* [N, out] */
+        sdc_linear_fwd(be, &r->temb, e, temb_act, N, NULL);
+        be->add_channel(be, h, h, e, N, r->out, HW);
+    }
+    be->group_norm(be, h, h, N, r->out, (int)HW, r->groups, r->norm2.g, r->norm2.b, r->eps, 1);
+    const float *res = x;
+    if (r->shortcut.w) {
+        /* t is dead after conv1; reuse it when it is large enough */
+        float *s = r->in >= r->out ? t : sdc_arena_alloc(a, (size_t)N * r->out * HW);
+        sdc_conv_fwd(be, &r->shortcut, s, x, N, H, W, 1, NULL);
+        res = s;
+    }
+    sdc_conv_fwd(be, &r->conv2, y, h, N, H, W, 1, res);
+    sdc_arena_reset(a, mark);
+}
+
+/* ---- VAE mid-block attention ------------------------------------------------ */
+
+void sdc_bind_vae_attn(sdc_binder *b, sdc_vae_attn_w *w, int C, int groups, float eps,
+                       const char *prefix) {
+    w->C = C, w->groups = groups, w->eps = eps;
+    sdc_bind_norm(b, &w->norm, C, "%s.group_norm", prefix);
+    sdc_bind_linear(b, &w->q, C, C, 1, "%s.to_q", prefix);
+    sdc_bind_linear(b, &w->k, C, C, 1, "%s.to_k", prefix);
+    sdc_bind_linear(b, &w->v, C, C, 1, "%s.to_v", prefix);
+    sdc_bind_linear(b, &w->out, C, C, 1, "%s.to_out.0", prefix);
+}
+
+void sdc_vae_attn_fwd(const sdc_vae_attn_w *w, sdc_backend *be, sdc_arena *a, float *x, int N,
+                      int HW) {
+    size_t mark = sdc_arena_mark(a);
+    int C = w->C;
+    size_t n = (size_t)N * C * HW;
+    float *t = sdc_arena_alloc(a, n);   /* [N, C, HW], later [N, HW, C] */
+    float *tok = sdc_arena_alloc(a, n); /* [N, HW, C] */
+    float *q = sdc_arena_alloc(a, n), *k = sdc_arena_alloc(a, n), *v = sdc_arena_alloc(a, n);
+    be->group_norm(be, t, x, N, C, HW, w->groups, w->norm.g, w->norm.b, w->eps, 0);
+    be->transpose(be, tok, t, N, C, HW);
+    sdc_linear_fwd(be, &w->q, q, tok, N * HW, NULL);
+    sdc_linear_fwd(be, &w->k, k, tok, N * HW, NULL);
+    sdc_linear_fwd(be, &w->v, v, tok, N * HW, NULL);
+    float scale = 1.0f / sqrtf((float)C);
+    for (int i = 0; i < N; i++) {
+        size_t o = (size_t)i * HW * C;
+        be->attention(be, sdc_at(t, o), sdc_at(q, o), C, sdc_at(k, o), sdc_at(v, o), C, HW, HW, 1,
+                      C, scale, 0);
+    }
+    sdc_linear_fwd(be, &w->out, tok, t, N * HW, NULL);
+    be->transpose(be, t, tok, N, HW, C);
+    be->add(be, x, x, t, (int64_t)n);
+    sdc_arena_reset(a, mark);
+}
+
+/* ---- arena helpers ---------------------------------------------------------- */
+
+float *sdc_settle(sdc_backend *be, sdc_arena *a, size_t mark, float *src, size_t *src_off,
+                  size_t n) {
+    sdc_arena_reset(a, mark);
+    float *dst = sdc_arena_alloc(a, n);
+    if (sdc_arena_mark(a) <= *src_off) {
+        be->copy(be, dst, src, (int64_t)n);
+        *src_off = mark;
+        return dst;
+    }
+    sdc_arena_reset(a, *src_off);
+    return sdc_arena_alloc(a, n);
+}

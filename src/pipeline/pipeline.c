@@ -1,0 +1,483 @@
+/* The text-to-image pipeline: diffusers' StableDiffusionPipeline.__call__
+ * for SD 1.x, on one image.
+ *
+ *   ids   = tokenize(prompt), tokenize(negative or "")        [77] each
+ *   ctx   = [clip(neg_ids), clip(ids)]                        [B, 77, D]
+ *   x     = randn([C, h, w], seed) * init_noise_sigma          h = H/f, w = W/f
+ *   for i in 0..len-1:
+ *       in  = cat([x, x]) * input_scale(i)                     [B, C, h, w]
+ *       e   = unet(in, t_i, ctx)                               [B, C, h, w]
+ *       eps = e_uncond + cfg * (e_cond - e_uncond)
+ *       x   = step(i, eps, x)
+ *   img   = vae_decode(x / scaling_factor)                     [3, H, W]
+ *   rgb   = round(clamp(img * 0.5 + 0.5, 0, 1) * 255)          [H, W, 3] u8
+ *
+ * Guidance runs (B = 2, uncond first) only when cfg > 1, as diffusers'
+ * do_classifier_free_guidance; otherwise B = 1 and the negative prompt is
+ * not encoded.
+ *
+ * Memory: each network's activations live in its own arena, planned with
+ * the null backend right before the network runs and freed right after its
+ * last pass (text encoder before the UNet, UNet before the VAE).  Host
+ * buffers (latents, guided noise, context, image) and the sampler's history
+ * are allocated before the denoising loop, which allocates nothing. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backends/backend.h"
+#include "core/arena.h"
+#include "core/error.h"
+#include "io/model_files.h"
+#include "models/models.h"
+#include "pipeline/pipeline_internal.h"
+#include "sched/rng.h"
+#include "sched/sched.h"
+#include "text/tokenizer.h"
+
+/* Bounds on the image: each side at most SDC_MAX_SIDE pixels and at most
+ * SDC_MAX_PIXELS pixels in all, so no size product can overflow. */
+#define SDC_MAX_SIDE 16384
+#define SDC_MAX_PIXELS (4096 * 4096)
+#define SDC_MAX_STEPS 1000
+#define SDC_MAX_CFG 100.0f
+
+struct sdc_model {
+    sdc_model_files *mf; /* owned; the weights live in its mappings */
+    sdc_tokenizer *tok;  /* owned */
+    sdc_backend *be;     /* owned; be->free */
+    sdc_clip *clip;      /* owned */
+    sdc_unet *unet;      /* owned */
+    sdc_vae *vae;        /* owned */
+    int vae_scale;       /* f = 2^(vae levels - 1): image / latent size */
+    int unet_div;        /* 2^(unet levels - 1): latent sides must be multiples */
+    int verbose;
+    char desc[320];
+};
+
+sdc_load_params sdc_load_params_default(void) {
+    sdc_load_params p = {0, 0};
+    return p;
+}
+
+sdc_gen_params sdc_gen_params_default(void) {
+    sdc_gen_params p;
+    memset(&p, 0, sizeof p);
+    p.prompt = "";
+    p.negative_prompt = NULL;
+    p.width = p.height = 512;
+    p.steps = 20;
+    p.cfg_scale = 7.5f;
+    p.seed = 42;
+    p.sampler = SDC_SAMPLER_DPMPP_2M;
+    p.schedule = SDC_SCHEDULE_KARRAS;
+    return p;
+}
+
+void sdc_model_free(sdc_model *m) {
+    if (!m) return;
+    sdc_vae_free(m->vae);
+    sdc_unet_free(m->unet);
+    sdc_clip_free(m->clip);
+    if (m->be) m->be->free(m->be);
+    sdc_tokenizer_free(m->tok);
+    sdc_model_files_close(m->mf);
+    free(m);
+}
+
+const char *sdc_model_describe(const sdc_model *m) { return m ? m->desc : ""; }
+
+int sdc_model_vae_scale(const sdc_model *m) { return m ? m->vae_scale : 0; }
+
+int sdc_model_latent_channels(const sdc_model *m) {
+    return m ? sdc_unet_cfg(m->unet)->in_channels : 0;
+}
+
+static const char *weight_dtype(const sdc_model_files *mf, const char *name) {
+    const sdc_weight *w = sdc_model_files_get(mf, name);
+    return w ? sdc_dtype_name(w->dtype) : "?";
+}
+
+/* Checks that the three networks fit together as SD 1.x's pipeline uses them. */
+static sdc_status check_configs(const sdc_model *m, const char *path) {
+    const sdc_clip_config *cc = sdc_clip_cfg(m->clip);
+    const sdc_unet_config *uc = sdc_unet_cfg(m->unet);
+    const sdc_vae_config *vc = sdc_vae_cfg(m->vae);
+    if (cc->max_positions < SDC_CLIP_CONTEXT)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: text encoder has %d positions, need %d", path,
+                        cc->max_positions, SDC_CLIP_CONTEXT);
+    if (cc->hidden != uc->cross_dim)
+        return sdc_fail(SDC_ERR_FORMAT,
+                        "%s: text encoder width %d does not match the UNet's cross_attention_dim %d",
+                        path, cc->hidden, uc->cross_dim);
+    if (vc->latent_channels != uc->in_channels || uc->out_channels != uc->in_channels)
+        return sdc_fail(SDC_ERR_FORMAT,
+                        "%s: VAE latent channels %d do not match the UNet's in/out channels %d/%d",
+                        path, vc->latent_channels, uc->in_channels, uc->out_channels);
+    if (vc->out_channels != 3)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: VAE makes %d channels, need 3 (RGB)", path,
+                        vc->out_channels);
+    if (vc->levels < 1 || vc->levels > SDC_MAX_LEVELS || uc->levels < 1 ||
+        uc->levels > SDC_MAX_LEVELS)
+        return sdc_fail(SDC_ERR_FORMAT, "%s: bad number of levels (UNet %d, VAE %d)", path,
+                        uc->levels, vc->levels);
+    if (!(vc->scaling_factor > 0) || !isfinite(vc->scaling_factor))
+        return sdc_fail(SDC_ERR_FORMAT, "%s: bad VAE scaling_factor %g", path,
+                        (double)vc->scaling_factor);
+    return SDC_OK;
+}
+
+sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_model **out) {
+    if (out) *out = NULL;
+    if (!path || !out) return sdc_fail(SDC_ERR_INVALID_ARG, "sdc_model_load: NULL argument");
+    sdc_load_params lp = params ? *params : sdc_load_params_default();
+    if (lp.n_threads < 0 || lp.n_threads > 4096)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "thread count %d is out of range (0 = all cores)",
+                        lp.n_threads);
+
+    sdc_model *m = calloc(1, sizeof *m);
+    if (!m) return sdc_fail(SDC_ERR_NOMEM, "out of memory");
+    m->verbose = lp.verbose;
+    sdc_status st = sdc_model_files_open(path, &m->mf);
+    if (st != SDC_OK) goto fail;
+
+    const char *vocab = sdc_model_files_vocab_path(m->mf);
+    const char *merges = sdc_model_files_merges_path(m->mf);
+    if (vocab && merges)
+        st = sdc_tokenizer_load(vocab, merges, &m->tok);
+    else
+        st = sdc_tokenizer_load_builtin(&m->tok);
+    if (st != SDC_OK) goto fail;
+
+    st = sdc_clip_create(m->mf, &m->clip);
+    if (st != SDC_OK) goto fail;
+    st = sdc_unet_create(m->mf, &m->unet);
+    if (st != SDC_OK) goto fail;
+    st = sdc_vae_create(m->mf, &m->vae);
+    if (st != SDC_OK) goto fail;
+    st = check_configs(m, path);
+    if (st != SDC_OK) goto fail;
+
+    m->be = sdc_backend_cpu_create(lp.n_threads, 0);
+    if (!m->be) {
+        st = sdc_fail(SDC_ERR_NOMEM, "cannot create the CPU backend");
+        goto fail;
+    }
+    m->vae_scale = 1 << (sdc_vae_cfg(m->vae)->levels - 1);
+    m->unet_div = 1 << (sdc_unet_cfg(m->unet)->levels - 1);
+
+    snprintf(m->desc, sizeof m->desc,
+             "SD 1.x, %s, unet %s, text encoder %s, vae %s, tokenizer %s, %s",
+             sdc_model_files_layout(m->mf) == SDC_LAYOUT_DIFFUSERS ? "diffusers folder"
+                                                                   : "single file",
+             weight_dtype(m->mf, "unet.conv_in.weight"),
+             weight_dtype(m->mf, "text_encoder.text_model.embeddings.token_embedding.weight"),
+             weight_dtype(m->mf, "vae.decoder.conv_in.weight"),
+             vocab && merges ? "from the model" : "built-in", sdc_model_files_name(m->mf));
+    if (m->verbose) fprintf(stderr, "sdc: loaded %s (%s)\n", path, m->desc);
+    *out = m;
+    return SDC_OK;
+
+fail:
+    sdc_model_free(m);
+    return st;
+}
+
+void sdc_image_free(sdc_image *img) {
+    if (!img) return;
+    free(img->data);
+    img->data = NULL;
+    img->width = img->height = img->channels = 0;
+}
+
+/* ---- generation -------------------------------------------------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static sdc_status check_side(const char *what, int v, int gran, int f) {
+    if (v < 8 || v > SDC_MAX_SIDE)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "%s %d is out of range (8..%d)", what, v,
+                        SDC_MAX_SIDE);
+    if (v % 8 != 0)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "%s %d is not a multiple of 8", what, v);
+    if (v % gran != 0)
+        return sdc_fail(SDC_ERR_INVALID_ARG,
+                        "%s %d is not a multiple of %d, which this model needs (%dx VAE "
+                        "downscaling times %dx in the UNet)",
+                        what, v, gran, f, gran / f);
+    return SDC_OK;
+}
+
+static sdc_status check_params(const sdc_model *m, const sdc_gen_params *p) {
+    if (!p->prompt) return sdc_fail(SDC_ERR_INVALID_ARG, "prompt is NULL");
+    int gran = m->vae_scale * m->unet_div;
+    if (gran < 8) gran = 8;
+    sdc_status st = check_side("width", p->width, gran, m->vae_scale);
+    if (st == SDC_OK) st = check_side("height", p->height, gran, m->vae_scale);
+    if (st != SDC_OK) return st;
+    if ((int64_t)p->width * p->height > SDC_MAX_PIXELS)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "image size %dx%d is above the limit of %d pixels",
+                        p->width, p->height, SDC_MAX_PIXELS);
+    int max_steps = sdc_model_files_sched(m->mf)->num_train_timesteps;
+    if (max_steps > SDC_MAX_STEPS) max_steps = SDC_MAX_STEPS;
+    if (p->steps < 1 || p->steps > max_steps)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "steps %d is out of range (1..%d)", p->steps,
+                        max_steps);
+    if (!isfinite(p->cfg_scale) || p->cfg_scale < 0 || p->cfg_scale > SDC_MAX_CFG)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "CFG scale %g is out of range (0..%g)",
+                        (double)p->cfg_scale, (double)SDC_MAX_CFG);
+    if ((unsigned)p->sampler >= SDC_SAMPLER_COUNT)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "unknown sampler %d", (int)p->sampler);
+    if ((unsigned)p->schedule >= SDC_SCHEDULE_COUNT)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "unknown schedule %d", (int)p->schedule);
+    return SDC_OK;
+}
+
+/* Everything one sdc_generate call owns; freed by gen_free. */
+typedef struct gen_state {
+    sdc_sched *sched;
+    sdc_arena arena; /* the network that runs now */
+    float *x;        /* host [n]: latents */
+    float *eps;      /* host [n]: guided noise; then x / scaling_factor */
+    float *ctx;      /* host [B, S, D]: uncond then cond */
+    float *img;      /* host [3, H, W] */
+    uint8_t *rgb;    /* host [H, W, 3]; handed to the caller on success */
+} gen_state;
+
+static void gen_free(gen_state *g) {
+    sdc_sched_free(g->sched);
+    sdc_arena_free(&g->arena);
+    free(g->x);
+    free(g->eps);
+    free(g->ctx);
+    free(g->img);
+    free(g->rgb);
+}
+
+static int report(const sdc_gen_params *p, sdc_stage stage, int step, int total) {
+    return p->progress ? p->progress(p->progress_user, stage, step, total) : 0;
+}
+
+static sdc_status cancelled(void) {
+    return sdc_fail(SDC_ERR_CANCELLED, "cancelled by the progress callback");
+}
+
+static sdc_status arena_checked(const sdc_arena *a, const char *what) {
+    if (a->overflow)
+        return sdc_fail(SDC_ERR_INTERNAL, "%s used more activation memory than planned", what);
+    return SDC_OK;
+}
+
+/* Text stage: g->ctx [B, S, D] = clip(negative) (if B == 2), clip(prompt). */
+static sdc_status encode_text(sdc_model *m, const sdc_gen_params *p, gen_state *g, int B) {
+    const int S = SDC_CLIP_CONTEXT, D = sdc_clip_cfg(m->clip)->hidden;
+    int32_t ids[2][SDC_CLIP_CONTEXT];
+    const char *texts[2] = {p->negative_prompt ? p->negative_prompt : "", p->prompt};
+    for (int b = 0; b < B; b++) {
+        const char *t = texts[2 - B + b];
+        if (sdc_tokenize(m->tok, t, ids[b]) < 0)
+            return sdc_fail_context(SDC_ERR_INVALID_ARG, "%s",
+                                    t == p->prompt ? "prompt" : "negative prompt");
+    }
+
+    sdc_arena *a = &g->arena;
+    sdc_arena_plan(a);
+    float *out = sdc_arena_alloc(a, (size_t)S * D); /* dev [S, D] */
+    size_t mark = sdc_arena_mark(a);
+    sdc_clip_forward(m->clip, sdc_backend_null(), a, ids[0], S, out);
+    sdc_status st = sdc_arena_commit(a, 0);
+    if (st != SDC_OK) return st;
+    out = sdc_arena_alloc(a, (size_t)S * D);
+    if (!out || sdc_arena_mark(a) != mark) return arena_checked(a, "the text encoder");
+    for (int b = 0; b < B; b++) {
+        sdc_arena_reset(a, mark);
+        sdc_clip_forward(m->clip, m->be, a, ids[b], S, out);
+        if ((st = arena_checked(a, "the text encoder")) != SDC_OK) return st;
+        m->be->copy_out(m->be, g->ctx + (size_t)b * S * D, out, (int64_t)S * D);
+        if (report(p, SDC_STAGE_TEXT, b + 1, B)) return cancelled();
+    }
+    sdc_arena_free(a);
+    return SDC_OK;
+}
+
+/* Sample stage: the denoising loop over g->x [n] (n = C*h*w). */
+static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, int B, int h,
+                          int w, int64_t n) {
+    sdc_backend *be = m->be;
+    const int S = SDC_CLIP_CONTEXT, D = sdc_clip_cfg(m->clip)->hidden;
+    const size_t ctx_n = (size_t)B * S * D;
+    sdc_arena *a = &g->arena;
+    float t[2];
+
+    /* plan: in dev [B, C, h, w], ctx dev [B, S, D], out dev [B, C, h, w],
+     * then one UNet pass against the null backend */
+    float *in = NULL, *ctx = NULL, *out = NULL;
+    size_t mark = 0;
+    sdc_arena_plan(a);
+    for (int pass = 0; pass < 2; pass++) {
+        in = sdc_arena_alloc(a, (size_t)(B * n));
+        ctx = sdc_arena_alloc(a, ctx_n);
+        out = sdc_arena_alloc(a, (size_t)(B * n));
+        mark = sdc_arena_mark(a);
+        if (pass == 0) {
+            t[0] = t[1] = sdc_sched_timestep(g->sched, 0);
+            sdc_unet_forward(m->unet, sdc_backend_null(), a, in, B, h, w, t, ctx, S, out);
+            sdc_status st = sdc_arena_commit(a, 0);
+            if (st != SDC_OK) return st;
+        }
+    }
+    if (!in || !ctx || !out) return arena_checked(a, "the UNet");
+    be->copy_in(be, ctx, g->ctx, (int64_t)ctx_n);
+
+    sdc_rng rng;
+    sdc_rng_seed(&rng, p->seed);
+    sdc_rng_randn(&rng, g->x, n);
+    const float sigma0 = sdc_sched_init_noise_sigma(g->sched);
+    for (int64_t i = 0; i < n; i++) g->x[i] *= sigma0;
+
+    const int len = sdc_sched_len(g->sched);
+    for (int i = 0; i < len; i++) {
+        for (int b = 0; b < B; b++) be->copy_in(be, in + b * n, g->x, n);
+        float s = sdc_sched_input_scale(g->sched, i);
+        if (s != 1.0f) be->axpby(be, in, s, in, 0.0f, NULL, B * n);
+        t[0] = t[1] = sdc_sched_timestep(g->sched, i);
+        sdc_arena_reset(a, mark);
+        sdc_unet_forward(m->unet, be, a, in, B, h, w, t, ctx, S, out);
+        sdc_status st = arena_checked(a, "the UNet");
+        if (st != SDC_OK) return st;
+        if (B == 2) be->lerp(be, out, out, out + n, p->cfg_scale, n);
+        be->copy_out(be, g->eps, out, n);
+        sdc_sched_step(g->sched, i, g->eps, g->x, &rng);
+        if (report(p, SDC_STAGE_SAMPLE, i + 1, len)) return cancelled();
+    }
+    sdc_arena_free(a);
+    return SDC_OK;
+}
+
+/* Decode stage: g->img [3, H, W] = vae_decode(g->x / scaling_factor). */
+static sdc_status decode(sdc_model *m, const sdc_gen_params *p, gen_state *g, int h, int w,
+                         int64_t n) {
+    sdc_backend *be = m->be;
+    sdc_arena *a = &g->arena;
+    const int64_t img_n = (int64_t)3 * p->height * p->width;
+    const float sf = sdc_vae_cfg(m->vae)->scaling_factor;
+    for (int64_t i = 0; i < n; i++) g->eps[i] = g->x[i] / sf; /* as diffusers: a division */
+
+    float *z = NULL, *img = NULL;
+    sdc_arena_plan(a);
+    for (int pass = 0; pass < 2; pass++) {
+        z = sdc_arena_alloc(a, (size_t)n);             /* dev [1, C, h, w] */
+        img = sdc_arena_alloc(a, (size_t)img_n);       /* dev [1, 3, H, W] */
+        if (pass == 0) {
+            sdc_vae_decode(m->vae, sdc_backend_null(), a, z, 1, h, w, img);
+            sdc_status st = sdc_arena_commit(a, 0);
+            if (st != SDC_OK) return st;
+        }
+    }
+    if (!z || !img) return arena_checked(a, "the VAE");
+    be->copy_in(be, z, g->eps, n);
+    sdc_vae_decode(m->vae, be, a, z, 1, h, w, img);
+    sdc_status st = arena_checked(a, "the VAE");
+    if (st != SDC_OK) return st;
+    be->copy_out(be, g->img, img, img_n);
+    sdc_arena_free(a);
+    if (report(p, SDC_STAGE_DECODE, 1, 1)) return cancelled();
+    return SDC_OK;
+}
+
+/* [3, H, W] in ~[-1, 1] -> dbg_image [H, W, 3] float and rgb [H, W, 3]:
+ * v = clamp(x * 0.5 + 0.5, 0, 1); u8 = round_half_even(v * 255), as
+ * diffusers' denormalize and numpy_to_pil (float32 throughout). */
+static void to_rgb(const float *img, int H, int W, uint8_t *rgb, float *dbg_image) {
+    const size_t plane = (size_t)H * W;
+    for (size_t i = 0; i < plane; i++) {
+        for (int c = 0; c < 3; c++) {
+            float v = img[c * plane + i] * 0.5f + 0.5f;
+            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            if (v != v) v = 0.0f; /* NaN: numpy's cast is undefined; choose black */
+            if (dbg_image) dbg_image[i * 3 + c] = v;
+            rgb[i * 3 + c] = (uint8_t)nearbyintf(v * 255.0f);
+        }
+    }
+}
+
+static sdc_status alloc_floats(float **p, size_t n) {
+    size_t bytes;
+    if (!sdc_mul_size(n, sizeof(float), &bytes) || !(*p = malloc(bytes ? bytes : 1)))
+        return sdc_fail(SDC_ERR_NOMEM, "out of memory (%zu floats)", n);
+    return SDC_OK;
+}
+
+sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *out,
+                              sdc_timings *timings, const sdc_gen_debug *dbg) {
+    if (out) memset(out, 0, sizeof *out);
+    if (timings) memset(timings, 0, sizeof *timings);
+    if (!m || !p || !out) return sdc_fail(SDC_ERR_INVALID_ARG, "sdc_generate: NULL argument");
+    sdc_status st = check_params(m, p);
+    if (st != SDC_OK) return st;
+
+    const double t0 = now_s();
+    const int H = p->height, W = p->width, f = m->vae_scale;
+    const int h = H / f, w = W / f;
+    const int C = sdc_unet_cfg(m->unet)->in_channels;
+    const int64_t n = (int64_t)C * h * w;
+    const int B = p->cfg_scale > 1.0f ? 2 : 1;
+    const int D = sdc_clip_cfg(m->clip)->hidden;
+    const size_t plane = (size_t)H * W;
+
+    gen_state g;
+    memset(&g, 0, sizeof g);
+    st = sdc_sched_create(p->sampler, p->schedule, sdc_model_files_sched(m->mf), p->steps, n,
+                          &g.sched);
+    if (st != SDC_OK) goto done;
+    if ((st = alloc_floats(&g.x, (size_t)n)) != SDC_OK ||
+        (st = alloc_floats(&g.eps, (size_t)n)) != SDC_OK ||
+        (st = alloc_floats(&g.ctx, (size_t)B * SDC_CLIP_CONTEXT * D)) != SDC_OK ||
+        (st = alloc_floats(&g.img, 3 * plane)) != SDC_OK)
+        goto done;
+    if (!(g.rgb = malloc(3 * plane))) {
+        st = sdc_fail(SDC_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+
+    double t1 = now_s();
+    st = encode_text(m, p, &g, B);
+    if (st != SDC_OK) goto done;
+    double t2 = now_s();
+    st = denoise(m, p, &g, B, h, w, n);
+    if (st != SDC_OK) goto done;
+    double t3 = now_s();
+    if (dbg && dbg->latents) memcpy(dbg->latents, g.x, (size_t)n * sizeof(float));
+    st = decode(m, p, &g, h, w, n);
+    if (st != SDC_OK) goto done;
+    to_rgb(g.img, H, W, g.rgb, dbg ? dbg->image : NULL);
+    double t4 = now_s();
+
+    out->width = W;
+    out->height = H;
+    out->channels = 3;
+    out->data = g.rgb;
+    g.rgb = NULL;
+    if (timings) {
+        timings->text = t2 - t1;
+        timings->sample = t3 - t2;
+        timings->decode = t4 - t3;
+        timings->total = t4 - t0;
+        timings->steps = sdc_sched_len(g.sched);
+    }
+
+done:
+    gen_free(&g);
+    return st;
+}
+
+sdc_status sdc_generate(sdc_model *m, const sdc_gen_params *p, sdc_image *out,
+                        sdc_timings *timings) {
+    return sdc_generate_debug(m, p, out, timings, NULL);
+}

@@ -1,0 +1,26 @@
+/* Test hooks into the pipeline (not public API). */
+#ifndef SDC_PIPELINE_INTERNAL_H
+#define SDC_PIPELINE_INTERNAL_H
+
+#include "sdc.h"
+
+/* What sdc_generate_debug copies out besides the image.  Each pointer is
+ * caller-owned memory or NULL (not wanted). */
+typedef struct sdc_gen_debug {
+    /* [C, h, w] with h = height/f, w = width/f (f = sdc_model_vae_scale,
+     * C = the UNet's in_channels): the final latents, before the division
+     * by the VAE's scaling factor (diffusers' output_type="latent"). */
+    float *latents;
+    /* [height, width, 3]: the decoded image after x*0.5+0.5 and the clamp
+     * to [0, 1], before quantisation (diffusers' output_type="np"). */
+    float *image;
+} sdc_gen_debug;
+
+/* sdc_generate, plus the copies asked for in dbg (may be NULL). */
+sdc_status sdc_generate_debug(sdc_model *model, const sdc_gen_params *params, sdc_image *out,
+                              sdc_timings *timings, const sdc_gen_debug *dbg);
+
+/* The UNet's in_channels (latent channels). */
+int sdc_model_latent_channels(const sdc_model *model);
+
+#endif

@@ -1,0 +1,659 @@
+/* The CPU backend's ops.
+ *
+ * 1. The reference ops (SDC_FORCE_REF path) against PyTorch outputs in
+ *    fixtures/ops_ref.safetensors (scripts/fixtures_lib/ops.py).
+ * 2. Every fast op against the reference: random shapes (odd sizes, M = 1,
+ *    K not a multiple of 8, aliasing as allowed by backend.h), F32/F16/BF16
+ *    weights, three backends (all cores, 3 threads, and the portable GEMM
+ *    kernel), then SD 1.x's real shapes (rows/channels/queries sliced where
+ *    the reference would be slow).
+ * 3. The null backend accepts every op with NULL activations.
+ *
+ * Tolerances (relative L2 unless said):
+ *   fp32 math paths (linear, conv2d, attention, norms, activations): 1e-5
+ *   data movement and simple arithmetic (copy, add, lerp, pad, ...): exact
+ *   reference vs PyTorch: 1e-5, and max |diff| <= 1e-4 for the timestep
+ *   embedding at t = 999. */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backends/backend.h"
+#include "backends/cpu/cpu_impl.h"
+#include "backends/cpu/threadpool.h"
+#include "harness.h"
+#include "io/safetensors.h"
+
+#define TOL 1e-5
+
+static sdc_backend *g_ref;     /* reference ops, 1 thread */
+static sdc_backend *g_fast[3]; /* all cores; 3 threads; portable GEMM kernel */
+static const char *g_fast_name[3] = {"fast", "fast3", "generic"};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static float *fbuf(size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    if (!p) abort();
+    return p;
+}
+
+static float *frand(size_t n, float scale) {
+    float *p = fbuf(n);
+    t_rand_fill(p, n, scale);
+    return p;
+}
+
+static uint16_t to_bf16(float f) { /* round to nearest even */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+/* A weight holding src (n values) stored as dt; owns its data (wfree). */
+static sdc_weight wmake(sdc_dtype dt, const float *src, int64_t n) {
+    sdc_weight w;
+    memset(&w, 0, sizeof w);
+    w.name = "test";
+    w.dtype = dt;
+    w.ndim = 1;
+    w.shape[0] = n;
+    w.numel = n;
+    w.nbytes = (size_t)n * sdc_dtype_size(dt);
+    void *d = malloc(w.nbytes ? w.nbytes : 1);
+    if (!d) abort();
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == SDC_DT_F32) ((float *)d)[i] = src[i];
+        else if (dt == SDC_DT_F16) ((uint16_t *)d)[i] = sdc_f32_to_f16(src[i]);
+        else ((uint16_t *)d)[i] = to_bf16(src[i]);
+    }
+    w.data = d;
+    return w;
+}
+
+static sdc_weight wrand(sdc_dtype dt, int64_t n, float scale) {
+    float *f = frand((size_t)n, scale);
+    sdc_weight w = wmake(dt, f, n);
+    free(f);
+    return w;
+}
+
+static void wfree(sdc_weight *w) { free((void *)w->data); }
+
+/* rows [r0, r0+cnt) of a weight whose rows hold `row` elements */
+static sdc_weight wslice(const sdc_weight *w, int64_t r0, int64_t cnt, int64_t row) {
+    sdc_weight s = *w;
+    s.data = (const char *)w->data + (size_t)(r0 * row) * sdc_dtype_size(w->dtype);
+    s.shape[0] = cnt;
+    s.numel = cnt * row;
+    s.nbytes = (size_t)s.numel * sdc_dtype_size(w->dtype);
+    return s;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void expect_close(const char *what, const float *got, const float *want, size_t n,
+                         double tol) {
+    double e = t_rel_l2(got, want, n);
+    CHECKF(e <= tol, "%s: rel L2 %.3g > %.3g (max abs %.3g)", what, e, tol,
+           t_max_abs(got, want, n));
+}
+
+static void expect_equal(const char *what, const float *got, const float *want, size_t n) {
+    double e = t_max_abs(got, want, n);
+    CHECKF(e == 0.0, "%s: max abs %.3g, want exact", what, e);
+}
+
+static const sdc_dtype k_dtypes[3] = {SDC_DT_F32, SDC_DT_F16, SDC_DT_BF16};
+
+/* ---- 1. reference vs PyTorch --------------------------------------------- */
+
+static const float *fx(const sdc_st_file *f, const char *name, int64_t numel) {
+    const sdc_weight *w = sdc_st_find(f, name);
+    CHECKF(w && w->dtype == SDC_DT_F32 && w->numel == numel, "fixture tensor %s", name);
+    if (!w || w->dtype != SDC_DT_F32 || w->numel != numel) abort();
+    return w->data;
+}
+
+static const sdc_weight *fw(const sdc_st_file *f, const char *name) {
+    const sdc_weight *w = sdc_st_find(f, name);
+    CHECKF(w != NULL, "fixture tensor %s", name);
+    if (!w) abort();
+    return w;
+}
+
+static void test_ref_vs_pytorch(void) {
+    sdc_st_file *f = NULL;
+    sdc_status st = sdc_st_open(t_fixture("ops_ref.safetensors"), &f);
+    CHECKF(st == SDC_OK, "open ops_ref.safetensors: %s", sdc_last_error());
+    if (st != SDC_OK) return;
+    sdc_backend *r = g_ref;
+    float y[2 * 320];
+
+    r->linear(r, y, fx(f, "linear.x", 65), fw(f, "linear.w"), fw(f, "linear.b"), NULL, 5, 7, 13);
+    expect_close("linear", y, fx(f, "linear.y", 35), 35, TOL);
+
+    r->conv2d(r, y, fx(f, "conv.x", 2 * 3 * 9 * 8), 2, 3, 9, 8, fw(f, "conv.w"), fw(f, "conv.b"),
+              4, 3, 3, 2, 1, NULL);
+    expect_close("conv2d stride 2 pad 1", y, fx(f, "conv.y", 2 * 4 * 5 * 4), 160, TOL);
+
+    const float *gx = fx(f, "gn.x", 400);
+    r->group_norm(r, y, gx, 2, 8, 25, 4, fw(f, "gn.gamma"), fw(f, "gn.beta"), 1e-6f, 0);
+    expect_close("group_norm", y, fx(f, "gn.y", 400), 400, TOL);
+    r->group_norm(r, y, gx, 2, 8, 25, 4, fw(f, "gn.gamma"), fw(f, "gn.beta"), 1e-6f, 1);
+    expect_close("group_norm + silu", y, fx(f, "gn.y_silu", 400), 400, TOL);
+
+    r->layer_norm(r, y, fx(f, "ln.x", 60), 5, 12, fw(f, "ln.gamma"), fw(f, "ln.beta"), 1e-5f);
+    expect_close("layer_norm", y, fx(f, "ln.y", 60), 60, TOL);
+
+    r->attention(r, y, fx(f, "att.q", 112), 16, fx(f, "att.k", 112), fx(f, "att.v", 112), 16, 7,
+                 7, 2, 8, 1.0f / sqrtf(8.0f), 1);
+    expect_close("attention causal", y, fx(f, "att.y", 112), 112, TOL);
+    r->attention(r, y, fx(f, "xatt.q", 40), 8, fx(f, "xatt.k", 72), fx(f, "xatt.v", 72), 8, 5, 9,
+                 2, 4, 0.5f, 0);
+    expect_close("attention cross", y, fx(f, "xatt.y", 40), 40, TOL);
+
+    r->geglu(r, y, fx(f, "geglu.x", 60), 3, 10);
+    expect_close("geglu", y, fx(f, "geglu.y", 30), 30, TOL);
+
+    const float *ax = fx(f, "act.x", 64);
+    r->silu(r, y, ax, 64);
+    expect_close("silu", y, fx(f, "act.silu", 64), 64, TOL);
+    r->gelu(r, y, ax, 64);
+    expect_close("gelu", y, fx(f, "act.gelu", 64), 64, TOL);
+    r->quick_gelu(r, y, ax, 64);
+    expect_close("quick_gelu", y, fx(f, "act.quick_gelu", 64), 64, TOL);
+
+    r->timestep_embed(r, y, fx(f, "temb.t", 2), 2, 320);
+    const float *ty = fx(f, "temb.y", 640);
+    expect_close("timestep_embed", y, ty, 640, TOL);
+    double e = t_max_abs(y, ty, 640);
+    CHECKF(e <= 1e-4, "timestep_embed t=999,1: max abs %.3g > 1e-4", e);
+
+    r->upsample2x(r, y, fx(f, "up.x", 24), 1, 2, 3, 4);
+    expect_equal("upsample2x", y, fx(f, "up.y", 96), 96);
+    sdc_st_close(f);
+}
+
+/* ---- 2. fast vs reference: random shapes -------------------------------- */
+
+static void check_linear(sdc_backend *be, const char *bn, int M, int N, int K, sdc_dtype dt,
+                         int bias, int acc_mode /* 0 none, 1 separate, 2 aliases y */) {
+    float *x = frand((size_t)M * K, 1.0f), *y = fbuf((size_t)M * N), *yr = fbuf((size_t)M * N);
+    float *acc = acc_mode ? frand((size_t)M * N, 1.0f) : NULL;
+    sdc_weight W = wrand(dt, (int64_t)N * K, 0.5f), b = wrand(dt, N, 1.0f);
+    const sdc_weight *bp = bias ? &b : NULL;
+    if (acc_mode == 2) { /* y = y + x W^T + b */
+        memcpy(y, acc, (size_t)M * N * sizeof *y);
+        memcpy(yr, acc, (size_t)M * N * sizeof *y);
+        be->linear(be, y, x, &W, bp, y, M, N, K);
+        g_ref->linear(g_ref, yr, x, &W, bp, yr, M, N, K);
+    } else {
+        be->linear(be, y, x, &W, bp, acc, M, N, K);
+        g_ref->linear(g_ref, yr, x, &W, bp, acc, M, N, K);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "%s linear M%d N%d K%d %s bias%d acc%d", bn, M, N, K,
+             sdc_dtype_name(dt), bias, acc_mode);
+    expect_close(what, y, yr, (size_t)M * N, TOL);
+    free(x), free(y), free(yr), free(acc), wfree(&W), wfree(&b);
+}
+
+static void test_linear_random(void) {
+    static const int shapes[][3] = {{1, 1, 1},    {1, 17, 5},    {7, 33, 13},   {6, 16, 8},
+                                    {13, 50, 300}, {65, 100, 257}, {2, 1280, 320}, {37, 271, 520},
+                                    {200, 40, 9},  {1, 300, 1000}};
+    int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int b = 0; b < 3; b++)
+        for (int s = 0; s < ns; s++)
+            for (int d = 0; d < 3; d++)
+                check_linear(g_fast[b], g_fast_name[b], shapes[s][0], shapes[s][1], shapes[s][2],
+                             k_dtypes[d], (s + d) % 2, (s + d + b) % 3);
+}
+
+static void check_conv(sdc_backend *be, const char *bn, int N, int C, int H, int W, int O, int kh,
+                       int kw, int stride, int pad, sdc_dtype dt, int bias, int acc_mode) {
+    int Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
+    size_t ny = (size_t)N * O * Ho * Wo;
+    float *x = frand((size_t)N * C * H * W, 1.0f), *y = fbuf(ny), *yr = fbuf(ny);
+    float *acc = acc_mode ? frand(ny, 1.0f) : NULL;
+    sdc_weight w = wrand(dt, (int64_t)O * C * kh * kw, 0.3f), b = wrand(dt, O, 1.0f);
+    const sdc_weight *bp = bias ? &b : NULL;
+    if (acc_mode == 2) {
+        memcpy(y, acc, ny * sizeof *y);
+        memcpy(yr, acc, ny * sizeof *y);
+        be->conv2d(be, y, x, N, C, H, W, &w, bp, O, kh, kw, stride, pad, y);
+        g_ref->conv2d(g_ref, yr, x, N, C, H, W, &w, bp, O, kh, kw, stride, pad, yr);
+    } else {
+        be->conv2d(be, y, x, N, C, H, W, &w, bp, O, kh, kw, stride, pad, acc);
+        g_ref->conv2d(g_ref, yr, x, N, C, H, W, &w, bp, O, kh, kw, stride, pad, acc);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "%s conv N%d C%d %dx%d O%d k%dx%d s%d p%d %s", bn, N, C, H, W, O,
+             kh, kw, stride, pad, sdc_dtype_name(dt));
+    expect_close(what, y, yr, ny, TOL);
+    free(x), free(y), free(yr), free(acc), wfree(&w), wfree(&b);
+}
+
+static void test_conv_random(void) {
+    /* N C H W O kh kw stride pad */
+    static const int shapes[][9] = {
+        {2, 3, 7, 9, 5, 3, 3, 1, 1},  {1, 4, 8, 8, 7, 3, 3, 2, 1},   {1, 5, 9, 7, 3, 3, 3, 2, 0},
+        {1, 13, 5, 5, 20, 1, 1, 1, 0}, {1, 3, 6, 6, 2, 1, 1, 2, 0},  {2, 8, 17, 19, 33, 3, 3, 1, 1},
+        {1, 2, 5, 11, 4, 1, 3, 1, 1},  {1, 40, 6, 10, 9, 3, 3, 1, 1}, {1, 1, 1, 1, 1, 1, 1, 1, 0},
+        {1, 7, 23, 3, 17, 3, 3, 1, 1}, {1, 30, 20, 20, 8, 1, 1, 1, 0}, {1, 3, 9, 8, 4, 3, 3, 2, 1}};
+    int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int b = 0; b < 3; b++)
+        for (int s = 0; s < ns; s++)
+            for (int d = 0; d < 3; d++) {
+                const int *p = shapes[s];
+                check_conv(g_fast[b], g_fast_name[b], p[0], p[1], p[2], p[3], p[4], p[5], p[6],
+                           p[7], p[8], k_dtypes[d], (s + d) % 2, (s + d + b) % 3);
+            }
+}
+
+/* q, k, v as slices of one fused [S, 3*D] buffer when self-attention */
+static void check_attention(sdc_backend *be, const char *bn, int Sq, int Sk, int heads, int dh,
+                            int causal, int fused) {
+    int D = heads * dh;
+    float *qb, *kvb, *q, *k, *v;
+    int qs, kvs;
+    if (fused) {
+        Sk = Sq;
+        qb = frand((size_t)Sq * 3 * D, 2.0f);
+        kvb = NULL;
+        q = qb, k = qb + D, v = qb + 2 * D, qs = kvs = 3 * D;
+    } else {
+        qb = frand((size_t)Sq * D, 2.0f);
+        kvb = frand((size_t)Sk * 2 * D, 2.0f);
+        q = qb, k = kvb, v = kvb + D, qs = D, kvs = 2 * D;
+    }
+    float *y = fbuf((size_t)Sq * D), *yr = fbuf((size_t)Sq * D);
+    float scale = 1.0f / sqrtf((float)dh);
+    be->attention(be, y, q, qs, k, v, kvs, Sq, Sk, heads, dh, scale, causal);
+    g_ref->attention(g_ref, yr, q, qs, k, v, kvs, Sq, Sk, heads, dh, scale, causal);
+    char what[160];
+    snprintf(what, sizeof what, "%s attention Sq%d Sk%d h%d dh%d causal%d", bn, Sq, Sk, heads, dh,
+             causal);
+    expect_close(what, y, yr, (size_t)Sq * D, TOL);
+    free(qb), free(kvb), free(y), free(yr);
+}
+
+static void test_attention_random(void) {
+    /* Sq Sk heads dh causal fused */
+    static const int shapes[][6] = {
+        {1, 1, 1, 4, 0, 0},     {5, 7, 2, 8, 0, 0},    {77, 77, 12, 64, 1, 1}, {130, 77, 2, 40, 0, 0},
+        {70, 70, 1, 512, 0, 1}, {33, 100, 3, 80, 0, 0}, {65, 129, 2, 160, 0, 0}, {150, 150, 2, 4, 1, 1},
+        {129, 129, 1, 8, 1, 1}, {3, 200, 1, 13, 0, 0},  {64, 64, 2, 40, 1, 1},  {9, 1, 3, 40, 0, 0},
+        {20, 20, 1, 600, 0, 1}};
+    int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int b = 0; b < 2; b++)
+        for (int s = 0; s < ns; s++) {
+            const int *p = shapes[s];
+            check_attention(g_fast[b], g_fast_name[b], p[0], p[1], p[2], p[3], p[4], p[5]);
+        }
+}
+
+static void check_norms(sdc_backend *be, const char *bn, int N, int C, int HW, int G, sdc_dtype dt,
+                        int affine, int silu, float offset, int alias) {
+    size_t n = (size_t)N * C * HW;
+    float *x = frand(n, 2.0f), *y = fbuf(n), *yr = fbuf(n);
+    for (size_t i = 0; i < n; i++) x[i] += offset;
+    sdc_weight ga = wrand(dt, C, 1.0f), bb = wrand(dt, C, 1.0f);
+    const sdc_weight *gp = affine ? &ga : NULL, *bp = affine ? &bb : NULL;
+    char what[160];
+    g_ref->group_norm(g_ref, yr, x, N, C, HW, G, gp, bp, 1e-5f, silu);
+    if (alias) {
+        memcpy(y, x, n * sizeof *y);
+        be->group_norm(be, y, y, N, C, HW, G, gp, bp, 1e-5f, silu);
+    } else {
+        be->group_norm(be, y, x, N, C, HW, G, gp, bp, 1e-5f, silu);
+    }
+    snprintf(what, sizeof what, "%s group_norm N%d C%d HW%d G%d %s silu%d off%g", bn, N, C, HW, G,
+             sdc_dtype_name(dt), silu, offset);
+    expect_close(what, y, yr, n, TOL);
+    /* layer norm over rows of length HW */
+    int rows = N * C;
+    sdc_weight lg = wrand(dt, HW, 1.0f), lb = wrand(dt, HW, 1.0f);
+    g_ref->layer_norm(g_ref, yr, x, rows, HW, affine ? &lg : NULL, affine ? &lb : NULL, 1e-5f);
+    if (alias) {
+        memcpy(y, x, n * sizeof *y);
+        be->layer_norm(be, y, y, rows, HW, affine ? &lg : NULL, affine ? &lb : NULL, 1e-5f);
+    } else {
+        be->layer_norm(be, y, x, rows, HW, affine ? &lg : NULL, affine ? &lb : NULL, 1e-5f);
+    }
+    snprintf(what, sizeof what, "%s layer_norm rows%d D%d %s off%g", bn, rows, HW,
+             sdc_dtype_name(dt), offset);
+    expect_close(what, y, yr, n, TOL);
+    free(x), free(y), free(yr), wfree(&ga), wfree(&bb), wfree(&lg), wfree(&lb);
+}
+
+static void test_norms_random(void) {
+    for (int b = 0; b < 2; b++) {
+        check_norms(g_fast[b], g_fast_name[b], 2, 6, 7, 3, SDC_DT_F32, 1, 0, 0.0f, 0);
+        check_norms(g_fast[b], g_fast_name[b], 2, 6, 7, 3, SDC_DT_F16, 1, 1, 0.0f, 1);
+        check_norms(g_fast[b], g_fast_name[b], 1, 32, 33, 32, SDC_DT_BF16, 0, 1, 0.0f, 0);
+        check_norms(g_fast[b], g_fast_name[b], 3, 8, 100, 2, SDC_DT_F32, 1, 1, 100.0f, 1);
+        check_norms(g_fast[b], g_fast_name[b], 1, 1, 1, 1, SDC_DT_F32, 1, 0, 0.0f, 0);
+        check_norms(g_fast[b], g_fast_name[b], 2, 64, 257, 32, SDC_DT_F16, 1, 1, -3.0f, 0);
+    }
+}
+
+static void test_elementwise(void) {
+    const int64_t n = 100003;
+    float *x = frand((size_t)n, 12.0f), *z = frand((size_t)n, 3.0f), *y = fbuf((size_t)n),
+          *yr = fbuf((size_t)n);
+    x[0] = 0.0f, x[1] = -90.0f, x[2] = 90.0f, x[3] = -1e-20f, x[4] = 30.0f, x[5] = -30.0f;
+    for (int b = 0; b < 3; b++) {
+        sdc_backend *be = g_fast[b];
+        char what[96];
+#define UNARY(op)                                                                              \
+    do {                                                                                       \
+        be->op(be, y, x, n);                                                                   \
+        g_ref->op(g_ref, yr, x, n);                                                            \
+        snprintf(what, sizeof what, "%s %s", g_fast_name[b], #op);                             \
+        expect_close(what, y, yr, (size_t)n, TOL);                                             \
+        double e_ = t_max_abs(y, yr, (size_t)n);                                               \
+        CHECKF(e_ <= 1e-5, "%s: max abs %.3g", what, e_);                                      \
+        memcpy(y, x, (size_t)n * sizeof *y);                                                   \
+        be->op(be, y, y, n);                                                                   \
+        expect_close(what, y, yr, (size_t)n, TOL);                                             \
+    } while (0)
+        UNARY(silu);
+        UNARY(gelu);
+        UNARY(quick_gelu);
+#undef UNARY
+        be->add(be, y, x, z, n);
+        g_ref->add(g_ref, yr, x, z, n);
+        expect_equal("add", y, yr, (size_t)n);
+        be->lerp(be, y, x, z, 7.5f, n);
+        g_ref->lerp(g_ref, yr, x, z, 7.5f, n);
+        expect_equal("lerp", y, yr, (size_t)n);
+        be->axpby(be, y, 0.3f, x, -1.7f, z, n);
+        g_ref->axpby(g_ref, yr, 0.3f, x, -1.7f, z, n);
+        expect_equal("axpby", y, yr, (size_t)n);
+        be->axpby(be, y, 0.3f, x, 0.0f, NULL, n);
+        g_ref->axpby(g_ref, yr, 0.3f, x, 0.0f, NULL, n);
+        expect_equal("axpby z NULL", y, yr, (size_t)n);
+        memcpy(y, z, (size_t)n * sizeof *y);
+        be->axpby(be, y, 0.3f, x, 2.0f, y, n); /* y aliases z */
+        g_ref->axpby(g_ref, yr, 0.3f, x, 2.0f, z, n);
+        expect_equal("axpby alias", y, yr, (size_t)n);
+        be->copy(be, y, x, n);
+        expect_equal("copy", y, x, (size_t)n);
+        be->copy_in(be, y, z, n);
+        expect_equal("copy_in", y, z, (size_t)n);
+        be->copy_out(be, y, x, n);
+        expect_equal("copy_out", y, x, (size_t)n);
+
+        /* geglu: odd D and SD's D = 1280 */
+        static const int gs[][2] = {{7, 13}, {77, 1280}, {1, 1}};
+        for (int s = 0; s < 3; s++) {
+            int rows = gs[s][0], D = gs[s][1];
+            be->geglu(be, y, x, rows, D);
+            g_ref->geglu(g_ref, yr, x, rows, D);
+            snprintf(what, sizeof what, "%s geglu rows%d D%d", g_fast_name[b], rows, D);
+            expect_close(what, y, yr, (size_t)rows * D, TOL);
+        }
+    }
+    free(x), free(z), free(y), free(yr);
+}
+
+static void test_layout_ops(void) {
+    for (int b = 0; b < 2; b++) {
+        sdc_backend *be = g_fast[b];
+        /* N C H W */
+        static const int shapes[][4] = {{2, 3, 5, 7}, {1, 1, 1, 1}, {2, 320, 64, 64}, {1, 4, 33, 1}};
+        for (int s = 0; s < 4; s++) {
+            int N = shapes[s][0], C = shapes[s][1], H = shapes[s][2], W = shapes[s][3];
+            size_t n = (size_t)N * C * H * W, n4 = 4 * n + 64 * (size_t)N * C;
+            float *x = frand(n, 1.0f), *v = frand((size_t)N * C, 1.0f), *y = fbuf(n4),
+                  *yr = fbuf(n4), *z = frand(n, 1.0f);
+            be->add_channel(be, y, x, v, N, C, (int64_t)H * W);
+            g_ref->add_channel(g_ref, yr, x, v, N, C, (int64_t)H * W);
+            expect_equal("add_channel", y, yr, n);
+            memcpy(y, x, n * sizeof *y);
+            be->add_channel(be, y, y, v, N, C, (int64_t)H * W);
+            expect_equal("add_channel alias", y, yr, n);
+            be->upsample2x(be, y, x, N, C, H, W);
+            g_ref->upsample2x(g_ref, yr, x, N, C, H, W);
+            expect_equal("upsample2x", y, yr, 4 * n);
+            be->pad2d(be, y, x, N, C, H, W, 0, 1, 0, 1);
+            g_ref->pad2d(g_ref, yr, x, N, C, H, W, 0, 1, 0, 1);
+            expect_equal("pad2d 0101", y, yr, (size_t)N * C * (H + 1) * (W + 1));
+            be->pad2d(be, y, x, N, C, H, W, 2, 1, 3, 0);
+            g_ref->pad2d(g_ref, yr, x, N, C, H, W, 2, 1, 3, 0);
+            expect_equal("pad2d 2130", y, yr, (size_t)N * C * (H + 3) * (W + 3));
+            be->transpose(be, y, x, N, C, H * W);
+            g_ref->transpose(g_ref, yr, x, N, C, H * W);
+            expect_equal("transpose", y, yr, n);
+            be->concat(be, y, x, C, z, C, N, H * W);
+            g_ref->concat(g_ref, yr, x, C, z, C, N, H * W);
+            expect_equal("concat", y, yr, 2 * n);
+            free(x), free(v), free(y), free(yr), free(z);
+        }
+        /* embed, timestep_embed */
+        int32_t ids[5] = {3, 0, 9, 3, 7};
+        for (int d = 0; d < 3; d++) {
+            sdc_weight tab = wrand(k_dtypes[d], 10 * 12, 1.0f), pos = wrand(k_dtypes[d], 6 * 12, 1.0f);
+            float y[60], yr[60];
+            be->embed(be, y, ids, 5, &tab, &pos, 12);
+            g_ref->embed(g_ref, yr, ids, 5, &tab, &pos, 12);
+            expect_equal("embed", y, yr, 60);
+            be->embed(be, y, ids, 5, &tab, NULL, 12);
+            g_ref->embed(g_ref, yr, ids, 5, &tab, NULL, 12);
+            expect_equal("embed no pos", y, yr, 60);
+            CHECK(yr[0] == sdc_weight_get(&tab, 36) && yr[13] == sdc_weight_get(&tab, 1));
+            wfree(&tab), wfree(&pos);
+        }
+        float t[3] = {999.0f, 1.0f, 0.0f}, y[3 * 321], yr[3 * 321];
+        be->timestep_embed(be, y, t, 3, 321);
+        g_ref->timestep_embed(g_ref, yr, t, 3, 321);
+        expect_equal("timestep_embed", y, yr, 3 * 321);
+        CHECK(yr[2 * 321] == 1.0f && yr[2 * 321 + 160] == 0.0f && yr[320] == 0.0f);
+    }
+}
+
+/* ---- 2b. SD 1.x's real shapes ------------------------------------------- */
+
+static void sd_linear(int M, int N, int K, sdc_dtype dt) {
+    sdc_backend *be = g_fast[0];
+    float *x = frand((size_t)M * K, 1.0f), *y = fbuf((size_t)M * N), *yr = fbuf(N);
+    float *acc = frand((size_t)M * N, 1.0f);
+    sdc_weight W = wrand(dt, (int64_t)N * K, 0.05f), b = wrand(dt, N, 0.1f);
+    double t0 = now();
+    be->linear(be, y, x, &W, &b, acc, M, N, K);
+    double t1 = now();
+    /* the reference on a few rows spread over M */
+    int rows[5] = {0, M / 3, M / 2 + 1, M - 7, M - 1};
+    double worst = 0;
+    for (int r = 0; r < 5; r++) {
+        int m = rows[r] < 0 ? 0 : rows[r] >= M ? M - 1 : rows[r];
+        g_ref->linear(g_ref, yr, x + (int64_t)m * K, &W, &b, acc + (int64_t)m * N, 1, N, K);
+        double e = t_rel_l2(y + (int64_t)m * N, yr, (size_t)N);
+        if (e > worst) worst = e;
+    }
+    CHECKF(worst <= TOL, "SD linear M%d N%d K%d %s: rel L2 %.3g", M, N, K, sdc_dtype_name(dt), worst);
+    printf("  linear   M%-5d N%-5d K%-5d %-4s %7.2f ms %6.1f GFLOP/s  rel L2 %.2g\n", M, N, K,
+           sdc_dtype_name(dt), (t1 - t0) * 1e3, 2.0 * M * N * K / (t1 - t0) * 1e-9, worst);
+    free(x), free(y), free(yr), free(acc), wfree(&W), wfree(&b);
+}
+
+static void sd_conv(int N, int C, int H, int W, int O, int k, int stride, int pad, sdc_dtype dt) {
+    sdc_backend *be = g_fast[0];
+    int Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+    size_t P = (size_t)Ho * Wo, ny = (size_t)N * O * P;
+    float *x = frand((size_t)N * C * H * W, 1.0f), *y = fbuf(ny);
+    sdc_weight w = wrand(dt, (int64_t)O * C * k * k, 0.05f), b = wrand(dt, O, 0.1f);
+    double t0 = now();
+    be->conv2d(be, y, x, N, C, H, W, &w, &b, O, k, k, stride, pad, NULL);
+    double t1 = now();
+    /* the reference on 3 output channels (first, middle, last) of the last image */
+    int cs[3] = {0, O / 2, O - 1};
+    float *yr = fbuf((size_t)N * P);
+    double worst = 0;
+    for (int i = 0; i < 3; i++) {
+        sdc_weight ws = wslice(&w, cs[i], 1, (int64_t)C * k * k), bs = wslice(&b, cs[i], 1, 1);
+        g_ref->conv2d(g_ref, yr, x + (size_t)(N - 1) * C * H * W, 1, C, H, W, &ws, &bs, 1, k, k,
+                      stride, pad, NULL);
+        double e = t_rel_l2(y + ((size_t)(N - 1) * O + cs[i]) * P, yr, P);
+        if (e > worst) worst = e;
+    }
+    CHECKF(worst <= TOL, "SD conv C%d %dx%d O%d k%d s%d %s: rel L2 %.3g", C, H, W, O, k, stride,
+           sdc_dtype_name(dt), worst);
+    printf("  conv2d   N%d C%-4d %3dx%-3d O%-4d k%d s%d %-4s %7.2f ms %6.1f GFLOP/s  rel L2 %.2g\n",
+           N, C, H, W, O, k, stride, sdc_dtype_name(dt), (t1 - t0) * 1e3,
+           2.0 * N * O * P * C * k * k / (t1 - t0) * 1e-9, worst);
+    free(x), free(y), free(yr), wfree(&w), wfree(&b);
+}
+
+static void sd_attention(int Sq, int Sk, int heads, int dh, int causal, int q_slice) {
+    sdc_backend *be = g_fast[0];
+    int D = heads * dh;
+    float *q = frand((size_t)Sq * D, 2.0f), *kv = frand((size_t)Sk * 2 * D, 2.0f);
+    float *y = fbuf((size_t)q_slice * D), *yr = fbuf((size_t)q_slice * D);
+    float scale = 1.0f / sqrtf((float)dh);
+    /* a slice of q_slice queries from the middle (no causal mask: slicing would shift it) */
+    int i0 = causal ? 0 : (Sq - q_slice) / 2;
+    const float *qs = q + (size_t)i0 * D;
+    double t0 = now();
+    be->attention(be, y, qs, D, kv, kv + D, 2 * D, q_slice, Sk, heads, dh, scale, causal);
+    double t1 = now();
+    g_ref->attention(g_ref, yr, qs, D, kv, kv + D, 2 * D, q_slice, Sk, heads, dh, scale, causal);
+    double e = t_rel_l2(y, yr, (size_t)q_slice * D);
+    CHECKF(e <= TOL, "SD attention Sq%d Sk%d h%d dh%d: rel L2 %.3g", Sq, Sk, heads, dh, e);
+    printf("  attention %d/%d queries Sk%-5d h%-2d dh%-3d %7.2f ms %6.1f GFLOP/s  rel L2 %.2g\n",
+           q_slice, Sq, Sk, heads, dh, (t1 - t0) * 1e3,
+           4.0 * q_slice * Sk * D / (t1 - t0) * 1e-9, e);
+    free(q), free(kv), free(y), free(yr);
+}
+
+static void test_sd_shapes(void) {
+    /* UNet at 512x512 (latent 64x64; CFG batch 2), CLIP, VAE */
+    sd_linear(8192, 320, 320, SDC_DT_F16);  /* attn q/k/v/out, 64x64 */
+    sd_linear(4096, 2560, 320, SDC_DT_F16); /* GEGLU proj */
+    sd_linear(4096, 320, 1280, SDC_DT_F16); /* FF out */
+    sd_linear(2048, 640, 640, SDC_DT_BF16); /* 32x32 */
+    sd_linear(512, 1280, 1280, SDC_DT_F32); /* 16x16 */
+    sd_linear(128, 5120, 1280, SDC_DT_F16); /* GEGLU at 8x8 (half of it) */
+    sd_linear(154, 320, 768, SDC_DT_F16);   /* cross-attn k/v from the text */
+    sd_linear(77, 3072, 768, SDC_DT_F16);   /* CLIP MLP */
+    sd_linear(2, 1280, 320, SDC_DT_F32);    /* time embedding */
+    sd_conv(2, 4, 64, 64, 320, 3, 1, 1, SDC_DT_F16);    /* conv_in */
+    sd_conv(1, 320, 64, 64, 320, 3, 1, 1, SDC_DT_F16);  /* resnet 64x64 */
+    sd_conv(1, 320, 64, 64, 320, 3, 2, 1, SDC_DT_F16);  /* downsample */
+    sd_conv(1, 960, 32, 32, 640, 1, 1, 0, SDC_DT_F16);  /* skip 1x1 */
+    sd_conv(2, 1280, 8, 8, 1280, 3, 1, 1, SDC_DT_BF16); /* 8x8 */
+    sd_conv(1, 128, 128, 128, 128, 3, 1, 1, SDC_DT_F32); /* VAE decoder (256 px) */
+    sd_conv(1, 512, 64, 64, 3, 3, 1, 1, SDC_DT_F32);    /* small O */
+    sd_attention(4096, 4096, 8, 40, 0, 128); /* self-attn 64x64 */
+    sd_attention(4096, 77, 8, 40, 0, 4096);  /* cross-attn 64x64 */
+    sd_attention(1024, 1024, 8, 80, 0, 256); /* 32x32 */
+    sd_attention(256, 256, 8, 160, 0, 256);  /* 16x16 */
+    sd_attention(77, 77, 12, 64, 1, 77);     /* CLIP, causal */
+    sd_attention(4096, 4096, 1, 512, 0, 64); /* VAE mid-block */
+    for (int d = 0; d < 3; d++) /* GroupNorm + SiLU of a 64x64 resnet, LayerNorm of a transformer */
+        check_norms(g_fast[0], "SD", 2, 320, 4096, 32, k_dtypes[d], 1, d != 1, 0.5f, d == 2);
+}
+
+/* ---- 3. the null backend and the plumbing --------------------------------- */
+
+static void test_null_backend(void) {
+    sdc_backend *n = sdc_backend_null();
+    CHECK(n && n->name && strcmp(n->name, "null") == 0);
+    float w0 = 0;
+    sdc_weight w = wmake(SDC_DT_F32, &w0, 1);
+    int32_t id = 0;
+    float t = 1;
+    n->linear(n, NULL, NULL, &w, &w, NULL, 4096, 320, 320);
+    n->conv2d(n, NULL, NULL, 2, 4, 64, 64, &w, &w, 320, 3, 3, 1, 1, NULL);
+    n->group_norm(n, NULL, NULL, 2, 320, 4096, 32, &w, &w, 1e-5f, 1);
+    n->layer_norm(n, NULL, NULL, 77, 768, &w, &w, 1e-5f);
+    n->attention(n, NULL, NULL, 960, NULL, NULL, 960, 4096, 4096, 8, 40, 0.1f, 0);
+    n->silu(n, NULL, NULL, 100);
+    n->gelu(n, NULL, NULL, 100);
+    n->quick_gelu(n, NULL, NULL, 100);
+    n->add(n, NULL, NULL, NULL, 100);
+    n->lerp(n, NULL, NULL, NULL, 7.5f, 100);
+    n->axpby(n, NULL, 1, NULL, 2, NULL, 100);
+    n->add_channel(n, NULL, NULL, NULL, 2, 320, 4096);
+    n->geglu(n, NULL, NULL, 4096, 1280);
+    n->upsample2x(n, NULL, NULL, 2, 320, 8, 8);
+    n->pad2d(n, NULL, NULL, 1, 3, 8, 8, 0, 1, 0, 1);
+    n->transpose(n, NULL, NULL, 2, 320, 4096);
+    n->concat(n, NULL, NULL, 320, NULL, 320, 2, 4096);
+    n->copy(n, NULL, NULL, 100);
+    n->copy_in(n, NULL, NULL, 100);
+    n->copy_out(n, NULL, NULL, 100);
+    n->embed(n, NULL, &id, 1, &w, NULL, 1);
+    n->timestep_embed(n, NULL, &t, 1, 320);
+    n->free(n);
+    CHECK(sdc_backend_null() == n);
+    wfree(&w);
+}
+
+static void count_task(void *ctx, int64_t task, int thread) {
+    atomic_int *hits = ctx;
+    atomic_fetch_add(&hits[task], thread >= 0 && thread < 3 ? 1 : 1000);
+}
+
+static void test_threadpool_and_info(void) {
+    sdc_threadpool *p = sdc_threadpool_create(3);
+    CHECK(p && sdc_threadpool_size(p) == 3);
+    static atomic_int hits[1000];
+    for (int round = 0; round < 50; round++) {
+        for (int i = 0; i < 1000; i++) atomic_store(&hits[i], 0);
+        int n = 1 + round * 19;
+        sdc_parallel_for(p, n, count_task, hits);
+        int ok = 1;
+        for (int i = 0; i < 1000; i++) ok &= atomic_load(&hits[i]) == (i < n);
+        CHECKF(ok, "parallel_for round %d: a task ran twice or never", round);
+    }
+    sdc_threadpool_free(p);
+    const char *info = sdc_build_info();
+    CHECK(strstr(info, "sdc " SDC_VERSION) && strstr(info, "cpu: ") && strstr(info, "threads"));
+    printf("  %s\n  backend: %s\n", info, g_fast[0]->name);
+}
+
+int main(void) {
+    double t0 = now();
+    t_rand_seed(42);
+    g_ref = sdc_backend_cpu_create(1, 1);
+    g_fast[0] = sdc_backend_cpu_create(0, 0);
+    g_fast[1] = sdc_backend_cpu_create(3, 0);
+    g_fast[2] = sdc_backend_cpu_create(2, 0);
+    if (!g_ref || !g_fast[0] || !g_fast[1] || !g_fast[2]) {
+        fprintf(stderr, "cannot create the CPU backend: %s\n", sdc_last_error());
+        return 1;
+    }
+    /* the third backend runs the portable GEMM kernel and converters */
+    sdc_cpu *gc = sdc_cpu_of(g_fast[2]);
+    gc->k.gemm = sdc_gemm_kernel_generic;
+    gc->k.f16 = sdc_cvt_f16_generic;
+    gc->k.bf16 = sdc_cvt_bf16_generic;
+    if (getenv("SDC_FORCE_REF") && getenv("SDC_FORCE_REF")[0] == '1')
+        printf("  note: SDC_FORCE_REF=1, the fast backends are the references\n");
+
+    RUN(test_threadpool_and_info);
+    RUN(test_null_backend);
+    RUN(test_ref_vs_pytorch);
+    RUN(test_linear_random);
+    RUN(test_conv_random);
+    RUN(test_attention_random);
+    RUN(test_norms_random);
+    RUN(test_elementwise);
+    RUN(test_layout_ops);
+    RUN(test_sd_shapes);
+
+    for (int b = 0; b < 3; b++) g_fast[b]->free(g_fast[b]);
+    g_ref->free(g_ref);
+    printf("  %.1f s\n", now() - t0);
+    return t_summary();
+}

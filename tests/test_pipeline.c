@@ -1,0 +1,523 @@
+/* The whole pipeline against diffusers' StableDiffusionPipeline on the tiny
+ * model (tests/fixtures/pipeline_ref.safetensors, scripts/fixtures_lib/
+ * pipeline.py), for every sampler and both model layouts; parameter
+ * checks, progress and cancellation; the PNG writer (read back with libpng)
+ * and the A1111 infotext.
+ *
+ * Tolerances: final latents relative L2 <= 1e-4; image: mean |u8 - 255*ref|
+ * <= 0.5 (ref = diffusers' float image; rounding alone gives ~0.25) and the
+ * float image before quantisation mean |x - ref| <= 0.5/255. */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <png.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "image/png.h"
+#include "io/safetensors.h"
+#include "pipeline/pipeline_internal.h"
+#include "sdc.h"
+
+#define LATENT_TOL 1e-4
+#define U8_MAE_TOL 0.5
+#define FLOAT_MAE_TOL (0.5 / 255.0)
+
+/* ---- PNG read-back (libpng) -------------------------------------------- */
+
+typedef struct png_back {
+    int ok, width, height, color, depth;
+    uint8_t *rgb;       /* [h, w, 3] */
+    char text[4096];    /* the "parameters" chunk, raw bytes */
+    int text_compression; /* PNG_TEXT_COMPRESSION_NONE (tEXt) or PNG_ITXT_COMPRESSION_NONE */
+    int n_text;
+} png_back;
+
+static void png_back_free(png_back *b) { free(b->rgb); }
+
+static png_back read_png(const char *path) {
+    png_back r;
+    memset(&r, 0, sizeof r);
+    FILE *f = fopen(path, "rb");
+    if (!f) return r;
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_read_struct(&png, &info, NULL);
+        fclose(f);
+        return r;
+    }
+    png_init_io(png, f);
+    png_read_png(png, info, PNG_TRANSFORM_IDENTITY, NULL);
+    r.width = (int)png_get_image_width(png, info);
+    r.height = (int)png_get_image_height(png, info);
+    r.color = png_get_color_type(png, info);
+    r.depth = png_get_bit_depth(png, info);
+    png_bytepp rows = png_get_rows(png, info);
+    if (r.color == PNG_COLOR_TYPE_RGB && r.depth == 8) {
+        r.rgb = malloc((size_t)r.width * r.height * 3);
+        for (int y = 0; y < r.height; y++)
+            memcpy(r.rgb + (size_t)y * r.width * 3, rows[y], (size_t)r.width * 3);
+    }
+    png_textp texts;
+    int n = 0;
+    png_get_text(png, info, &texts, &n);
+    r.n_text = n;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(texts[i].key, "parameters") != 0) continue;
+        size_t len = texts[i].compression == PNG_ITXT_COMPRESSION_NONE ? texts[i].itxt_length
+                                                                        : texts[i].text_length;
+        if (len >= sizeof r.text) len = sizeof r.text - 1;
+        memcpy(r.text, texts[i].text, len);
+        r.text[len] = 0;
+        r.text_compression = texts[i].compression;
+    }
+    png_destroy_read_struct(&png, &info, NULL);
+    fclose(f);
+    r.ok = 1;
+    return r;
+}
+
+static int count_tmp_files(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strncmp(e->d_name, ".sdc-tmp-", 9) == 0) n++;
+    closedir(d);
+    return n;
+}
+
+static long file_size(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+/* ---- PNG writer -------------------------------------------------------- */
+
+static sdc_image test_image(int w, int h, uint8_t *buf) {
+    for (int i = 0; i < w * h * 3; i++) buf[i] = (uint8_t)(i * 37 + 11);
+    sdc_image img = {w, h, 3, buf};
+    return img;
+}
+
+static void test_png_roundtrip(void) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", t_tmp("png_rt"));
+    mkdir(dir, 0777);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/a.png", dir);
+    unlink(path);
+    uint8_t buf[7 * 5 * 3];
+    sdc_image img = test_image(7, 5, buf);
+
+    /* Latin-1 text -> tEXt, bytes in Latin-1 */
+    sdc_png_text t = {"parameters", "caf\xc3\xa9 au lait\nSteps: 2"};
+    CHECK(sdc_png_write(path, &img, &t, 1, 0) == SDC_OK);
+    png_back b = read_png(path);
+    CHECK(b.ok && b.width == 7 && b.height == 5 && b.color == PNG_COLOR_TYPE_RGB && b.depth == 8);
+    CHECK(b.rgb && memcmp(b.rgb, buf, sizeof buf) == 0);
+    CHECK(b.n_text == 1);
+    CHECK(b.text_compression == PNG_TEXT_COMPRESSION_NONE);
+    CHECKF(strcmp(b.text, "caf\xe9 au lait\nSteps: 2") == 0, "got '%s'", b.text);
+    png_back_free(&b);
+
+    /* existing file, no overwrite: refused, file untouched */
+    long before = file_size(path);
+    uint8_t buf2[3 * 2 * 3] = {0};
+    sdc_image img2 = {3, 2, 3, buf2};
+    sdc_status st = sdc_png_write(path, &img2, NULL, 0, 0);
+    CHECK(st == SDC_ERR_IO);
+    CHECKF(strstr(sdc_last_error(), "exists") != NULL, "%s", sdc_last_error());
+    CHECK(file_size(path) == before);
+    CHECK(sdc_png_check_dest(path, 0) == SDC_ERR_IO);
+    CHECK(sdc_png_check_dest(path, 1) == SDC_OK);
+
+    /* overwrite: replaced; non-Latin-1 text -> iTXt in UTF-8 */
+    sdc_png_text u = {"parameters", "\xe6\x9d\xb1\xe4\xba\xac \xf0\x9f\x8c\x83 caf\xc3\xa9"};
+    CHECK(sdc_png_write(path, &img2, &u, 1, 1) == SDC_OK);
+    b = read_png(path);
+    CHECK(b.ok && b.width == 3 && b.height == 2);
+    CHECK(b.text_compression == PNG_ITXT_COMPRESSION_NONE);
+    CHECKF(strcmp(b.text, u.text) == 0, "got '%s'", b.text);
+    png_back_free(&b);
+
+    /* invalid UTF-8 becomes U+FFFD (then iTXt) */
+    sdc_png_text bad = {"parameters", "a\xff" "b"};
+    CHECK(sdc_png_write(path, &img2, &bad, 1, 1) == SDC_OK);
+    b = read_png(path);
+    CHECKF(strcmp(b.text, "a\xef\xbf\xbd" "b") == 0, "got '%s'", b.text);
+    CHECK(b.text_compression == PNG_ITXT_COMPRESSION_NONE);
+    png_back_free(&b);
+
+    CHECK(count_tmp_files(dir) == 0);
+}
+
+static void test_png_errors(void) {
+    uint8_t buf[4 * 4 * 3];
+    sdc_image img = test_image(4, 4, buf);
+    char path[4200];
+    /* folder missing */
+    snprintf(path, sizeof path, "%s/no/such/dir/x.png", t_tmp(""));
+    CHECK(sdc_png_write(path, &img, NULL, 0, 0) == SDC_ERR_IO);
+    CHECK(sdc_png_check_dest(path, 0) == SDC_ERR_IO);
+    CHECKF(strstr(sdc_last_error(), "no/such/dir") != NULL, "%s", sdc_last_error());
+    /* a folder as the output */
+    snprintf(path, sizeof path, "%s", t_tmp("png_rt"));
+    CHECK(sdc_png_check_dest(path, 1) == SDC_ERR_IO);
+    CHECK(sdc_png_write(path, &img, NULL, 0, 1) != SDC_OK);
+    CHECK(count_tmp_files(path) == 0);
+    snprintf(path, sizeof path, "%s/", t_tmp("png_rt"));
+    CHECK(sdc_png_check_dest(path, 1) == SDC_ERR_IO);
+    /* bad images */
+    sdc_image gray = {4, 4, 1, buf};
+    CHECK(sdc_png_write(t_tmp("png_rt/g.png"), &gray, NULL, 0, 1) == SDC_ERR_INVALID_ARG);
+    sdc_png_text longkey = {"an overly long key that goes on and on past the limit of seventy-nine "
+                            "characters",
+                            "x"};
+    CHECK(sdc_png_write(t_tmp("png_rt/k.png"), &img, &longkey, 1, 1) == SDC_ERR_INVALID_ARG);
+    CHECK(access(t_tmp("png_rt/k.png"), F_OK) != 0);
+    /* a read-only folder (skipped as root, who may write anyway) */
+    if (geteuid() != 0) {
+        char ro[4096];
+        snprintf(ro, sizeof ro, "%s", t_tmp("png_ro"));
+        mkdir(ro, 0555);
+        chmod(ro, 0555);
+        snprintf(path, sizeof path, "%s/x.png", ro);
+        CHECK(sdc_png_check_dest(path, 0) == SDC_ERR_IO);
+        CHECK(sdc_png_write(path, &img, NULL, 0, 0) == SDC_ERR_IO);
+    }
+}
+
+static void test_infotext(void) {
+    sdc_gen_params p = sdc_gen_params_default();
+    p.prompt = "a cat";
+    p.negative_prompt = "blurry";
+    p.steps = 20;
+    p.sampler = SDC_SAMPLER_EULER_A;
+    p.schedule = SDC_SCHEDULE_DISCRETE;
+    p.cfg_scale = 7.5f;
+    p.seed = 42;
+    p.width = 512;
+    p.height = 768;
+    char *s = sdc_infotext(&p, "v1-5-pruned-emaonly");
+    const char *want = "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, Schedule type: "
+                       "Automatic, CFG scale: 7.5, Seed: 42, Size: 512x768, Model: "
+                       "v1-5-pruned-emaonly, Version: sdc " SDC_VERSION;
+    CHECKF(s && strcmp(s, want) == 0, "got '%s'", s ? s : "(null)");
+    free(s);
+
+    p.negative_prompt = "";
+    p.sampler = SDC_SAMPLER_DPMPP_2M;
+    p.schedule = SDC_SCHEDULE_KARRAS;
+    p.cfg_scale = 7.0f;
+    p.seed = 18446744073709551615ull;
+    s = sdc_infotext(&p, "my model, v2: final");
+    want = "a cat\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.0, Seed: "
+           "18446744073709551615, Size: 512x768, Model: \"my model, v2: final\", Version: sdc " SDC_VERSION;
+    CHECKF(s && strcmp(s, want) == 0, "got '%s'", s ? s : "(null)");
+    free(s);
+
+    p.negative_prompt = NULL;
+    p.prompt = "";
+    p.sampler = SDC_SAMPLER_PNDM;
+    p.cfg_scale = 1.1f;
+    s = sdc_infotext(&p, NULL);
+    want = "Steps: 20, Sampler: PLMS, Schedule type: Karras, CFG scale: 1.1, Seed: "
+           "18446744073709551615, Size: 512x768, Version: sdc " SDC_VERSION;
+    CHECKF(s && strcmp(s, want) == 0, "got '%s'", s ? s : "(null)");
+    free(s);
+
+    const char *names[] = {"Euler", "Euler a", "Heun", "DPM++ 2M", "DDIM", "PLMS", "LMS"};
+    for (int i = 0; i < SDC_SAMPLER_COUNT; i++)
+        CHECK(strcmp(sdc_sampler_display_name((sdc_sampler)i), names[i]) == 0);
+}
+
+/* ---- pipeline vs diffusers --------------------------------------------- */
+
+typedef struct ref_case {
+    char name[64], prompt[256], negative[256];
+    int has_negative;
+    sdc_sampler sampler;
+    sdc_schedule schedule;
+    int steps, width, height;
+    float cfg;
+    uint64_t seed;
+} ref_case;
+
+/* The cases listed in the fixture's metadata; returns the count. */
+static int load_cases(const sdc_st_file *ref, ref_case *cases, int max) {
+    const char *json = sdc_st_metadata(ref, "cases");
+    cJSON *root = json ? cJSON_Parse(json) : NULL;
+    int n = 0;
+    cJSON *c;
+    cJSON_ArrayForEach(c, root) {
+        if (n >= max) break;
+        ref_case *r = &cases[n];
+        memset(r, 0, sizeof *r);
+        snprintf(r->name, sizeof r->name, "%s", cJSON_GetObjectItem(c, "name")->valuestring);
+        snprintf(r->prompt, sizeof r->prompt, "%s", cJSON_GetObjectItem(c, "prompt")->valuestring);
+        cJSON *neg = cJSON_GetObjectItem(c, "negative");
+        r->has_negative = cJSON_IsString(neg);
+        if (r->has_negative) snprintf(r->negative, sizeof r->negative, "%s", neg->valuestring);
+        r->sampler = sdc_sampler_from_name(cJSON_GetObjectItem(c, "sampler")->valuestring);
+        r->schedule = sdc_schedule_from_name(cJSON_GetObjectItem(c, "schedule")->valuestring);
+        r->steps = cJSON_GetObjectItem(c, "steps")->valueint;
+        r->width = cJSON_GetObjectItem(c, "width")->valueint;
+        r->height = cJSON_GetObjectItem(c, "height")->valueint;
+        r->cfg = (float)cJSON_GetObjectItem(c, "cfg")->valuedouble;
+        r->seed = (uint64_t)cJSON_GetObjectItem(c, "seed")->valuedouble;
+        n++;
+    }
+    cJSON_Delete(root);
+    return n;
+}
+
+static sdc_gen_params case_params(const ref_case *c) {
+    sdc_gen_params p = sdc_gen_params_default();
+    p.prompt = c->prompt;
+    p.negative_prompt = c->has_negative ? c->negative : NULL;
+    p.width = c->width;
+    p.height = c->height;
+    p.steps = c->steps;
+    p.cfg_scale = c->cfg;
+    p.seed = c->seed;
+    p.sampler = c->sampler;
+    p.schedule = c->schedule;
+    return p;
+}
+
+static double worst_latent, worst_u8, worst_float;
+
+static void run_case(sdc_model *m, const sdc_st_file *ref, const ref_case *c, const char *layout) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.latents", c->name);
+    const sdc_weight *rl = sdc_st_find(ref, key);
+    snprintf(key, sizeof key, "%s.image", c->name);
+    const sdc_weight *ri = sdc_st_find(ref, key);
+    CHECKF(rl && ri && rl->dtype == SDC_DT_F32 && ri->dtype == SDC_DT_F32, "%s: no reference",
+           c->name);
+    if (!rl || !ri) return;
+    const int f = sdc_model_vae_scale(m), C = sdc_model_latent_channels(m);
+    const size_t n_lat = (size_t)C * (c->height / f) * (c->width / f);
+    const size_t n_img = (size_t)c->height * c->width * 3;
+    CHECK((size_t)rl->numel == n_lat && (size_t)ri->numel == n_img);
+    if ((size_t)rl->numel != n_lat || (size_t)ri->numel != n_img) return;
+
+    float *lat = malloc(n_lat * sizeof *lat), *img = malloc(n_img * sizeof *img);
+    sdc_gen_debug dbg = {lat, img};
+    sdc_gen_params p = case_params(c);
+    sdc_image out;
+    sdc_timings tm;
+    sdc_status st = sdc_generate_debug(m, &p, &out, &tm, &dbg);
+    CHECKF(st == SDC_OK, "%s/%s: %s", layout, c->name, sdc_last_error());
+    if (st == SDC_OK) {
+        const float *ref_lat = rl->data, *ref_img = ri->data;
+        double e_lat = t_rel_l2(lat, ref_lat, n_lat);
+        double e_u8 = 0, e_f = 0;
+        for (size_t i = 0; i < n_img; i++) {
+            e_u8 += fabs((double)out.data[i] - 255.0 * ref_img[i]);
+            e_f += fabs((double)img[i] - ref_img[i]);
+        }
+        e_u8 /= (double)n_img;
+        e_f /= (double)n_img;
+        printf("  %-9s %-16s latents rel L2 %.2e  image MAE %.3f/255 (u8), %.2e (float)  %.2f s\n",
+               layout, c->name, e_lat, e_u8, e_f, tm.total);
+        CHECKF(e_lat <= LATENT_TOL, "%s/%s: latents rel L2 %.3g", layout, c->name, e_lat);
+        CHECKF(e_u8 <= U8_MAE_TOL, "%s/%s: image MAE %.3g", layout, c->name, e_u8);
+        CHECKF(e_f <= FLOAT_MAE_TOL, "%s/%s: float image MAE %.3g", layout, c->name, e_f);
+        CHECK(out.width == c->width && out.height == c->height && out.channels == 3);
+        CHECK(tm.total > 0 && tm.steps >= c->steps);
+        if (e_lat > worst_latent) worst_latent = e_lat;
+        if (e_u8 > worst_u8) worst_u8 = e_u8;
+        if (e_f > worst_float) worst_float = e_f;
+        sdc_image_free(&out);
+    }
+    free(lat);
+    free(img);
+}
+
+static void test_against_diffusers(void) {
+    sdc_st_file *ref = NULL;
+    sdc_status st = sdc_st_open(t_fixture("pipeline_ref.safetensors"), &ref);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    if (st != SDC_OK) return;
+    ref_case cases[32];
+    int n = load_cases(ref, cases, 32);
+    CHECK(n >= 7);
+    const char *layouts[2] = {"tiny-sd", "tiny-sd.safetensors"};
+    for (int l = 0; l < 2; l++) {
+        sdc_model *m = NULL;
+        sdc_load_params lp = sdc_load_params_default();
+        lp.n_threads = 2;
+        st = sdc_model_load(t_fixture(layouts[l]), &lp, &m);
+        CHECKF(st == SDC_OK, "%s: %s", layouts[l], sdc_last_error());
+        if (st != SDC_OK) continue;
+        CHECK(sdc_model_vae_scale(m) == 2);
+        printf("  %s: %s\n", layouts[l], sdc_model_describe(m));
+        for (int i = 0; i < n; i++)
+            run_case(m, ref, &cases[i], l == 0 ? "folder" : "file");
+        sdc_model_free(m);
+    }
+    printf("  worst: latents rel L2 %.2e (tol %.0e), image MAE %.3f/255 (tol %.2f), "
+           "float image MAE %.2e (tol %.2e)\n",
+           worst_latent, LATENT_TOL, worst_u8, U8_MAE_TOL, worst_float, FLOAT_MAE_TOL);
+    sdc_st_close(ref);
+}
+
+/* ---- parameters, progress, cancellation ------------------------------- */
+
+typedef struct progress_log {
+    int calls[SDC_STAGE_COUNT];
+    int last_step[SDC_STAGE_COUNT], last_total[SDC_STAGE_COUNT];
+    int in_order;       /* steps arrive 1, 2, ... within a stage */
+    int cancel_at;      /* cancel at this sample step (0: never) */
+} progress_log;
+
+static int on_progress(void *user, sdc_stage stage, int step, int total) {
+    progress_log *l = user;
+    if ((unsigned)stage >= SDC_STAGE_COUNT) return 1;
+    if (step != l->last_step[stage] + 1 || total < step) l->in_order = 0;
+    l->calls[stage]++;
+    l->last_step[stage] = step;
+    l->last_total[stage] = total;
+    return l->cancel_at && stage == SDC_STAGE_SAMPLE && step == l->cancel_at;
+}
+
+static void test_params_and_progress(void) {
+    sdc_model *m = NULL;
+    sdc_status st = sdc_model_load(t_fixture("tiny-sd"), NULL, &m);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    if (st != SDC_OK) return;
+
+    sdc_gen_params base = sdc_gen_params_default();
+    base.prompt = "a cat";
+    base.width = base.height = 32;
+    base.steps = 3;
+    base.sampler = SDC_SAMPLER_EULER;
+    base.schedule = SDC_SCHEDULE_DISCRETE;
+    sdc_image out;
+
+    struct {
+        const char *what;
+        sdc_gen_params p;
+        const char *words;
+    } bad[12];
+    int nb = 0;
+#define BAD(field, value, w)                                                                  \
+    do {                                                                                      \
+        bad[nb].what = #field "=" #value;                                                     \
+        bad[nb].p = base;                                                                     \
+        bad[nb].p.field = value;                                                              \
+        bad[nb].words = w;                                                                    \
+        nb++;                                                                                 \
+    } while (0)
+    BAD(width, 33, "width");
+    BAD(width, 36, "multiple of 8");
+    BAD(height, 0, "height");
+    BAD(height, 1 << 20, "height");
+    BAD(steps, 0, "steps");
+    BAD(steps, 1001, "steps");
+    BAD(cfg_scale, NAN, "CFG");
+    BAD(cfg_scale, -1.0f, "CFG");
+    BAD(sampler, SDC_SAMPLER_COUNT, "sampler");
+    BAD(schedule, (sdc_schedule)7, "schedule");
+    BAD(prompt, NULL, "prompt");
+    for (int i = 0; i < nb; i++) {
+        memset(&out, 0x55, sizeof out);
+        st = sdc_generate(m, &bad[i].p, &out, NULL);
+        CHECKF(st == SDC_ERR_INVALID_ARG, "%s: status %d", bad[i].what, (int)st);
+        CHECKF(strstr(sdc_last_error(), bad[i].words) != NULL, "%s: message '%s'", bad[i].what,
+               sdc_last_error());
+        CHECK(out.data == NULL);
+    }
+    sdc_gen_params p = base;
+    p.width = p.height = 16384; /* each side fine, too many pixels */
+    CHECK(sdc_generate(m, &p, &out, NULL) == SDC_ERR_INVALID_ARG);
+    p = base;
+    p.sampler = SDC_SAMPLER_DDIM;
+    p.schedule = SDC_SCHEDULE_KARRAS; /* not offered by ddim */
+    CHECK(sdc_generate(m, &p, &out, NULL) == SDC_ERR_INVALID_ARG);
+    CHECK(out.data == NULL);
+
+    /* progress: text 2 (cfg), sample 1..len, decode 1 */
+    progress_log log;
+    memset(&log, 0, sizeof log);
+    log.in_order = 1;
+    p = base;
+    p.progress = on_progress;
+    p.progress_user = &log;
+    sdc_timings tm;
+    st = sdc_generate(m, &p, &out, &tm);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    CHECK(log.in_order);
+    CHECK(log.calls[SDC_STAGE_TEXT] == 2 && log.last_total[SDC_STAGE_TEXT] == 2);
+    CHECK(log.calls[SDC_STAGE_SAMPLE] == 3 && log.last_total[SDC_STAGE_SAMPLE] == 3);
+    CHECK(log.calls[SDC_STAGE_DECODE] == 1);
+    CHECK(tm.steps == 3 && tm.total >= tm.sample && tm.sample > 0);
+    CHECK(out.data && out.width == 32 && out.height == 32 && out.channels == 3);
+
+    /* same seed, same image; another seed, another image */
+    sdc_image again, other;
+    CHECK(sdc_generate(m, &base, &again, NULL) == SDC_OK);
+    CHECK(out.data && again.data && memcmp(out.data, again.data, 32 * 32 * 3) == 0);
+    p = base;
+    p.seed = base.seed + 1;
+    CHECK(sdc_generate(m, &p, &other, NULL) == SDC_OK);
+    CHECK(other.data && memcmp(out.data, other.data, 32 * 32 * 3) != 0);
+    sdc_image_free(&other);
+    sdc_image_free(&again);
+    sdc_image_free(&out);
+
+    /* guidance off: one text pass */
+    memset(&log, 0, sizeof log);
+    log.in_order = 1;
+    p = base;
+    p.cfg_scale = 1.0f;
+    p.progress = on_progress;
+    p.progress_user = &log;
+    CHECK(sdc_generate(m, &p, &out, NULL) == SDC_OK);
+    CHECK(log.calls[SDC_STAGE_TEXT] == 1);
+    sdc_image_free(&out);
+
+    /* cancel at sample step 2 */
+    memset(&log, 0, sizeof log);
+    log.in_order = 1;
+    log.cancel_at = 2;
+    p = base;
+    p.progress = on_progress;
+    p.progress_user = &log;
+    st = sdc_generate(m, &p, &out, NULL);
+    CHECK(st == SDC_ERR_CANCELLED);
+    CHECK(out.data == NULL);
+    CHECK(log.calls[SDC_STAGE_SAMPLE] == 2 && log.calls[SDC_STAGE_DECODE] == 0);
+    sdc_image_free(&out); /* harmless on an empty image */
+    sdc_image_free(NULL);
+
+    sdc_model_free(m);
+    sdc_model_free(NULL);
+}
+
+static void test_load_errors(void) {
+    sdc_model *m = (sdc_model *)1;
+    CHECK(sdc_model_load(t_fixture("no-such-model.safetensors"), NULL, &m) != SDC_OK);
+    CHECK(m == NULL);
+    CHECK(strlen(sdc_last_error()) > 0);
+    sdc_load_params lp = sdc_load_params_default();
+    lp.n_threads = -3;
+    CHECK(sdc_model_load(t_fixture("tiny-sd"), &lp, &m) == SDC_ERR_INVALID_ARG);
+    CHECK(sdc_model_load(NULL, NULL, &m) == SDC_ERR_INVALID_ARG);
+}
+
+int main(void) {
+    RUN(test_infotext);
+    RUN(test_png_roundtrip);
+    RUN(test_png_errors);
+    RUN(test_load_errors);
+    RUN(test_params_and_progress);
+    RUN(test_against_diffusers);
+    return t_summary();
+}

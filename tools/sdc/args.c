@@ -1,0 +1,235 @@
+#include "args.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+void cli_usage(FILE *f) {
+    fprintf(f,
+            "usage: sdc -m MODEL -p PROMPT [options]\n"
+            "\n"
+            "Makes an image from a text prompt with a Stable Diffusion 1.x model.\n"
+            "\n"
+            "  -m, --model PATH            model: a .safetensors checkpoint or a diffusers folder\n"
+            "  -p, --prompt TEXT           what to draw\n"
+            "  -n, --negative-prompt TEXT  what to avoid (default: none)\n"
+            "  -o, --output FILE           PNG to write (default: output.png)\n"
+            "  -W, --width N               image width in pixels, a multiple of 8 (default 512)\n"
+            "  -H, --height N              image height in pixels, a multiple of 8 (default 512)\n"
+            "      --steps N               sampling steps, 1..%d (default 20)\n"
+            "      --cfg-scale X           classifier-free guidance scale, 0..%g (default 7.5;\n"
+            "                              <= 1 turns guidance off: one UNet pass per step)\n"
+            "  -s, --seed N                0..18446744073709551615, or -1 for a random seed\n"
+            "                              (default -1; the seed used is printed)\n"
+            "      --sampler NAME          euler, euler_a, heun, dpm++2m, ddim, pndm, lms\n"
+            "                              (default dpm++2m)\n"
+            "      --scheduler NAME        discrete or karras (default: karras where the\n"
+            "                              sampler offers it, else discrete)\n"
+            "  -b, --batch-count N         images to make, seeds seed, seed+1, ... (default 1);\n"
+            "                              with N > 1 the outputs are numbered: out.png ->\n"
+            "                              out-1.png ... out-N.png\n"
+            "  -t, --threads N             CPU threads (default 0: all cores)\n"
+            "      --overwrite             replace existing output files\n"
+            "  -v, --verbose               say more about the model and the timings\n"
+            "      --version               print the version and how sdc was built\n"
+            "  -h, --help                  print this help\n"
+            "\n"
+            "The PNG carries the settings in a \"parameters\" text chunk, in the format of\n"
+            "AUTOMATIC1111's web UI.  Exit status: 0 done, 1 runtime error, 2 usage error,\n"
+            "130 interrupted.\n",
+            CLI_MAX_STEPS, (double)CLI_MAX_CFG);
+}
+
+static int usage_error(const char *fmt, ...) SDC_PRINTF(1, 2);
+
+/* Prints "sdc: <message>" and a hint; returns 2 (the usage-error status). */
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "sdc: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'sdc --help' for more information.\n");
+    va_end(ap);
+    return 2;
+}
+
+/* A whole decimal integer in [lo, hi]; no spaces, no trailing text. */
+static int parse_int(const char *opt, const char *s, long lo, long hi, int *out) {
+    char *end;
+    if (!*s || isspace((unsigned char)*s))
+        return usage_error("%s: '%s' is not a number", opt, s);
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*end) return usage_error("%s: '%s' is not a whole number", opt, s);
+    if (errno == ERANGE || v < lo || v > hi) {
+        return usage_error("%s: %s is out of range (%ld..%ld)", opt, s, lo, hi);
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_float(const char *opt, const char *s, float lo, float hi, float *out) {
+    char *end;
+    if (!*s || isspace((unsigned char)*s))
+        return usage_error("%s: '%s' is not a number", opt, s);
+    errno = 0;
+    float v = strtof(s, &end);
+    if (*end) return usage_error("%s: '%s' is not a number", opt, s);
+    if (errno == ERANGE || !isfinite(v) || v < lo || v > hi) {
+        return usage_error("%s: %s is out of range (%g..%g)", opt, s, (double)lo, (double)hi);
+    }
+    *out = v;
+    return 0;
+}
+
+/* -1 (random) or 0..2^64-1. */
+static int parse_seed(const char *opt, const char *s, cli_args *a) {
+    if (strcmp(s, "-1") == 0) {
+        a->seed_random = 1;
+        return 0;
+    }
+    if (!isdigit((unsigned char)*s))
+        return usage_error("%s: '%s' is not a seed (0..18446744073709551615, or -1)", opt, s);
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end) return usage_error("%s: '%s' is not a whole number", opt, s);
+    if (errno == ERANGE || v > UINT64_MAX)
+        return usage_error("%s: %s is out of range (0..18446744073709551615, or -1)", opt, s);
+    a->seed_random = 0;
+    a->seed = (uint64_t)v;
+    return 0;
+}
+
+static int parse_side(const char *opt, const char *s, int *out) {
+    int rc = parse_int(opt, s, 8, CLI_MAX_SIDE, out);
+    if (rc) return rc;
+    if (*out % 8 != 0) return usage_error("%s: %s is not a multiple of 8", opt, s);
+    return 0;
+}
+
+typedef enum {
+    O_MODEL, O_PROMPT, O_NEG, O_OUTPUT, O_WIDTH, O_HEIGHT, O_STEPS, O_CFG, O_SEED,
+    O_SAMPLER, O_SCHED, O_BATCH, O_THREADS, O_OVERWRITE, O_VERBOSE, O_VERSION, O_HELP
+} opt_id;
+
+typedef struct opt {
+    char shrt;        /* 0: none */
+    const char *lng;
+    int takes_value;
+    opt_id id;
+} opt;
+
+static const opt OPTS[] = {
+    {'m', "model", 1, O_MODEL},          {'p', "prompt", 1, O_PROMPT},
+    {'n', "negative-prompt", 1, O_NEG},  {'o', "output", 1, O_OUTPUT},
+    {'W', "width", 1, O_WIDTH},          {'H', "height", 1, O_HEIGHT},
+    {0, "steps", 1, O_STEPS},            {0, "cfg-scale", 1, O_CFG},
+    {'s', "seed", 1, O_SEED},            {0, "sampler", 1, O_SAMPLER},
+    {0, "scheduler", 1, O_SCHED},        {'b', "batch-count", 1, O_BATCH},
+    {'t', "threads", 1, O_THREADS},      {0, "overwrite", 0, O_OVERWRITE},
+    {'v', "verbose", 0, O_VERBOSE},      {0, "version", 0, O_VERSION},
+    {'h', "help", 0, O_HELP},
+};
+#define N_OPTS (sizeof OPTS / sizeof OPTS[0])
+
+static int apply(const opt *o, const char *name, const char *v, cli_args *a) {
+    switch (o->id) {
+    case O_MODEL: a->model = v; return 0;
+    case O_PROMPT: a->prompt = v; return 0;
+    case O_NEG: a->negative = v; return 0;
+    case O_OUTPUT:
+        if (!*v) return usage_error("%s: empty file name", name);
+        a->output = v;
+        return 0;
+    case O_WIDTH: return parse_side(name, v, &a->width);
+    case O_HEIGHT: return parse_side(name, v, &a->height);
+    case O_STEPS: return parse_int(name, v, 1, CLI_MAX_STEPS, &a->steps);
+    case O_CFG: return parse_float(name, v, 0.0f, CLI_MAX_CFG, &a->cfg_scale);
+    case O_SEED: return parse_seed(name, v, a);
+    case O_SAMPLER:
+        a->sampler = sdc_sampler_from_name(v);
+        if (a->sampler >= SDC_SAMPLER_COUNT)
+            return usage_error("%s: unknown sampler '%s' (choose from euler, euler_a, heun, "
+                               "dpm++2m, ddim, pndm, lms)",
+                               name, v);
+        return 0;
+    case O_SCHED:
+        a->schedule = sdc_schedule_from_name(v);
+        if (a->schedule >= SDC_SCHEDULE_COUNT)
+            return usage_error("%s: unknown scheduler '%s' (choose discrete or karras)", name,
+                               v);
+        a->schedule_given = 1;
+        return 0;
+    case O_BATCH: return parse_int(name, v, 1, CLI_MAX_BATCH, &a->batch_count);
+    case O_THREADS: return parse_int(name, v, 0, CLI_MAX_THREADS, &a->threads);
+    case O_OVERWRITE: a->overwrite = 1; return 0;
+    case O_VERBOSE: a->verbose = 1; return 0;
+    case O_VERSION: a->version = 1; return 0;
+    case O_HELP: a->help = 1; return 0;
+    }
+    return 0;
+}
+
+int cli_parse(int argc, char **argv, cli_args *a) {
+    memset(a, 0, sizeof *a);
+    a->output = "output.png";
+    a->steps = 20;
+    a->cfg_scale = 7.5f;
+    a->width = a->height = 512;
+    a->seed_random = 1;
+    a->sampler = SDC_SAMPLER_DPMPP_2M;
+    a->schedule = SDC_SCHEDULE_KARRAS;
+    a->batch_count = 1;
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const opt *o = NULL;
+        const char *value = NULL; /* attached: --name=value or -Xvalue */
+        char name[64];
+        if (strcmp(arg, "--") == 0) {
+            if (i + 1 < argc)
+                return usage_error("unexpected argument '%s'", argv[i + 1]);
+            break;
+        }
+        if (arg[0] == '-' && arg[1] == '-' && arg[2]) {
+            const char *eq = strchr(arg + 2, '=');
+            size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+            for (size_t k = 0; k < N_OPTS; k++)
+                if (strlen(OPTS[k].lng) == len && strncmp(OPTS[k].lng, arg + 2, len) == 0)
+                    o = &OPTS[k];
+            if (!o) return usage_error("unknown option '%s'", arg);
+            snprintf(name, sizeof name, "--%s", o->lng);
+            if (eq) {
+                if (!o->takes_value) return usage_error("%s takes no value", name);
+                value = eq + 1;
+            }
+        } else if (arg[0] == '-' && arg[1] && arg[1] != '-') {
+            for (size_t k = 0; k < N_OPTS; k++)
+                if (OPTS[k].shrt == arg[1]) o = &OPTS[k];
+            if (!o) return usage_error("unknown option '%s'", arg);
+            snprintf(name, sizeof name, "-%c", arg[1]);
+            if (arg[2]) {
+                if (!o->takes_value) return usage_error("unknown option '%s'", arg);
+                value = arg + 2;
+            }
+        } else {
+            return usage_error("unexpected argument '%s' (options start with - or --)", arg);
+        }
+        if (o->takes_value && !value) {
+            if (i + 1 >= argc) return usage_error("%s needs a value", name);
+            value = argv[++i];
+        }
+        int rc = apply(o, name, value, a);
+        if (rc) return rc;
+    }
+    if (a->help || a->version) return 0;
+    if (!a->model) return usage_error("no model given (use -m PATH)");
+    if (!a->prompt) return usage_error("no prompt given (use -p TEXT)");
+    return 0;
+}

@@ -1,0 +1,42 @@
+/* Command line of the sdc program. */
+#ifndef SDC_TOOL_ARGS_H
+#define SDC_TOOL_ARGS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sdc.h"
+
+/* Limits the parser enforces (the library checks the model-specific ones,
+ * e.g. SD 1.x needs sides that are multiples of 64). */
+#define CLI_MAX_SIDE 16384
+#define CLI_MAX_STEPS 1000
+#define CLI_MAX_CFG 100.0f
+#define CLI_MAX_BATCH 10000
+#define CLI_MAX_THREADS 4096
+
+typedef struct cli_args {
+    const char *model;    /* -m; required */
+    const char *prompt;   /* -p; required (may be "") */
+    const char *negative; /* -n; NULL: none */
+    const char *output;   /* -o; "output.png" */
+    int steps;            /* 20 */
+    float cfg_scale;      /* 7.5 */
+    int width, height;    /* 512 */
+    int seed_random;      /* 1: -s -1 or no -s */
+    uint64_t seed;
+    sdc_sampler sampler;  /* dpm++2m */
+    sdc_schedule schedule;
+    int schedule_given;   /* 0: karras where the sampler offers it, else discrete */
+    int batch_count;      /* 1 */
+    int threads;          /* 0: all cores */
+    int verbose, overwrite, help, version;
+} cli_args;
+
+/* Parses argv into *a.  Returns 0 on success, or 2 after printing a message
+ * naming the problem to stderr. */
+int cli_parse(int argc, char **argv, cli_args *a);
+
+void cli_usage(FILE *f);
+
+#endif

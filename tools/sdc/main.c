@@ -1,0 +1,225 @@
+/* sdc: text to image with Stable Diffusion 1.x on the CPU.
+ *
+ *   sdc -m model.safetensors -p "a lighthouse at dawn" -o out.png
+ *
+ * Order of work: parse and check every argument, check that every output
+ * file can be written, load the model, then make the images; so a mistake
+ * costs no computation.  Exit status: 0 done, 1 runtime error, 2 usage
+ * error (including sizes the model cannot make), 130 interrupted.  No output
+ * file is ever left half-written. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "core/error.h"
+#include "image/png.h"
+#include "models/config.h"
+#include "progress.h"
+#include "sched/sched.h"
+#include "sdc.h"
+
+/* The sampler offers Karras sigmas (asks the scheduler module). */
+static int offers_karras(sdc_sampler s) {
+    sdc_sched_config cfg = sdc_sched_config_sd1();
+    sdc_sched *sc = NULL;
+    sdc_status st = sdc_sched_create(s, SDC_SCHEDULE_KARRAS, &cfg, 1, 1, &sc);
+    sdc_sched_free(sc);
+    sdc_clear_error();
+    return st == SDC_OK;
+}
+
+/* Output i (1-based) of n: the path itself when n == 1, else "-i" before
+ * the extension of the base name ("out.png" -> "out-2.png"; "out" ->
+ * "out-2").  malloc'ed. */
+static char *numbered_path(const char *path, int i, int n) {
+    size_t len = strlen(path);
+    char *r = malloc(len + 16);
+    if (!r) return NULL;
+    if (n == 1) {
+        memcpy(r, path, len + 1);
+        return r;
+    }
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const char *dot = strrchr(base, '.');
+    if (!dot || dot == base) dot = path + len; /* no extension, or a dot file */
+    size_t head = (size_t)(dot - path);
+    memcpy(r, path, head);
+    snprintf(r + head, len + 16 - head, "-%d%s", i, dot);
+    return r;
+}
+
+/* The model's name for the PNG metadata, as A1111 writes it: the base name
+ * of the file or folder without ".safetensors". */
+static void model_name(const char *path, char *out, size_t n) {
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/') start--;
+    size_t l = len - start;
+    static const char ext[] = ".safetensors";
+    if (l > sizeof ext - 1 && strncmp(path + len - (sizeof ext - 1), ext, sizeof ext - 1) == 0)
+        l -= sizeof ext - 1;
+    if (l >= n) l = n - 1;
+    memcpy(out, path + start, l);
+    out[l] = 0;
+}
+
+/* 32 random bits (A1111-sized seeds are easy to retype). */
+static uint64_t random_seed(void) {
+    uint32_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd >= 0) {
+        ssize_t got = read(fd, &v, sizeof v);
+        close(fd);
+        if (got == (ssize_t)sizeof v) return v;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint32_t)(ts.tv_sec * 1000003u ^ ts.tv_nsec ^ ((uint64_t)getpid() << 16));
+}
+
+static int exit_code(sdc_status st) {
+    switch (st) {
+    case SDC_OK: return 0;
+    case SDC_ERR_INVALID_ARG: return 2;
+    case SDC_ERR_CANCELLED: return 130;
+    default: return 1;
+    }
+}
+
+int main(int argc, char **argv) {
+    cli_args a;
+    int rc = cli_parse(argc, argv, &a);
+    if (rc) return rc;
+    if (a.help) {
+        cli_usage(stdout);
+        return 0;
+    }
+    if (a.version) {
+        printf("sdc %s\n%s\n", SDC_VERSION, sdc_build_info());
+        return 0;
+    }
+    if (!a.schedule_given) {
+        a.schedule = offers_karras(a.sampler) ? SDC_SCHEDULE_KARRAS : SDC_SCHEDULE_DISCRETE;
+    } else if (a.schedule == SDC_SCHEDULE_KARRAS && !offers_karras(a.sampler)) {
+        fprintf(stderr,
+                "sdc: --scheduler karras: the %s sampler does not offer Karras sigmas (use "
+                "--scheduler discrete)\n",
+                sdc_sampler_name(a.sampler));
+        return 2;
+    }
+
+    /* every destination is checked before any work */
+    char **paths = calloc((size_t)a.batch_count, sizeof *paths);
+    if (!paths) {
+        fprintf(stderr, "sdc: out of memory\n");
+        return 1;
+    }
+    sdc_model *model = NULL;
+    rc = 0;
+    for (int i = 0; i < a.batch_count && !rc; i++) {
+        paths[i] = numbered_path(a.output, i + 1, a.batch_count);
+        if (!paths[i]) {
+            fprintf(stderr, "sdc: out of memory\n");
+            rc = 1;
+        } else if (sdc_png_check_dest(paths[i], 1) != SDC_OK) {
+            fprintf(stderr, "sdc: cannot write the output: %s\n", sdc_last_error());
+            rc = 1;
+        } else if (!a.overwrite && sdc_png_check_dest(paths[i], 0) != SDC_OK) {
+            fprintf(stderr, "sdc: %s already exists (--overwrite replaces it)\n", paths[i]);
+            rc = 1;
+        }
+    }
+    if (rc) goto out;
+
+    uint64_t seed = a.seed_random ? random_seed() : a.seed;
+    fprintf(stderr, "sdc: seed %" PRIu64 "%s\n", seed, a.seed_random ? " (random)" : "");
+    interrupt_install();
+
+    sdc_load_params lp = sdc_load_params_default();
+    lp.n_threads = a.threads;
+    lp.verbose = a.verbose;
+    sdc_status st = sdc_model_load(a.model, &lp, &model);
+    if (st != SDC_OK) {
+        fprintf(stderr, "sdc: cannot load the model: %s\n", sdc_last_error());
+        rc = exit_code(st) == 2 ? 1 : exit_code(st);
+        goto out;
+    }
+    if (a.verbose) fprintf(stderr, "sdc: model: %s\n", sdc_model_describe(model));
+    char name[256];
+    model_name(a.model, name, sizeof name);
+
+    for (int i = 0; i < a.batch_count; i++) {
+        if (interrupted()) {
+            fprintf(stderr, "sdc: interrupted; %d of %d images written\n", i, a.batch_count);
+            rc = 130;
+            goto out;
+        }
+        sdc_gen_params gp = sdc_gen_params_default();
+        gp.prompt = a.prompt;
+        gp.negative_prompt = a.negative;
+        gp.width = a.width;
+        gp.height = a.height;
+        gp.steps = a.steps;
+        gp.cfg_scale = a.cfg_scale;
+        gp.seed = seed + (uint64_t)i; /* wraps modulo 2^64 */
+        gp.sampler = a.sampler;
+        gp.schedule = a.schedule;
+        progress pr;
+        progress_init(&pr, i + 1, a.batch_count);
+        gp.progress = progress_cb;
+        gp.progress_user = &pr;
+
+        sdc_image img = {0};
+        sdc_timings tm;
+        st = sdc_generate(model, &gp, &img, &tm);
+        progress_done(&pr);
+        if (st == SDC_ERR_CANCELLED) {
+            fprintf(stderr, "sdc: interrupted; %s not written\n", paths[i]);
+            rc = 130;
+            goto out;
+        }
+        if (st != SDC_OK) {
+            fprintf(stderr, "sdc: %s\n", sdc_last_error());
+            rc = exit_code(st);
+            goto out;
+        }
+        char *info = sdc_infotext(&gp, name);
+        if (!info) {
+            sdc_image_free(&img);
+            fprintf(stderr, "sdc: out of memory\n");
+            rc = 1;
+            goto out;
+        }
+        sdc_png_text text = {"parameters", info};
+        st = sdc_png_write(paths[i], &img, &text, 1, a.overwrite);
+        free(info);
+        sdc_image_free(&img);
+        if (st != SDC_OK) {
+            fprintf(stderr, "sdc: %s\n", sdc_last_error());
+            rc = 1;
+            goto out;
+        }
+        printf("wrote %s (seed %" PRIu64 ")\n", paths[i], gp.seed);
+        fflush(stdout);
+        if (a.verbose)
+            fprintf(stderr,
+                    "sdc: %.2f s: text %.2f s, sampling %.2f s (%d UNet passes, %.2f s each), "
+                    "decoding %.2f s\n",
+                    tm.total, tm.text, tm.sample, tm.steps,
+                    tm.steps ? tm.sample / tm.steps : 0.0, tm.decode);
+    }
+
+out:
+    sdc_model_free(model);
+    for (int i = 0; i < a.batch_count; i++) free(paths[i]);
+    free(paths);
+    return rc;
+}
