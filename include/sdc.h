@@ -54,7 +54,7 @@ typedef enum sdc_sampler {
 
 typedef enum sdc_schedule {
     SDC_SCHEDULE_DISCRETE = 0, /* the model's own discrete sigmas/timesteps */
-    SDC_SCHEDULE_KARRAS,       /* Karras et al. 2022 sigmas (not for ddim, pndm) */
+    SDC_SCHEDULE_KARRAS,       /* Karras et al. 2022 sigmas (euler, heun, dpm++2m, lms) */
     SDC_SCHEDULE_COUNT
 } sdc_schedule;
 

@@ -294,9 +294,9 @@ static double worst_latent, worst_u8, worst_float;
 
 static void run_case(sdc_model *m, const sdc_st_file *ref, const ref_case *c, const char *layout) {
     char key[96];
-    snprintf(key, sizeof key, "%s.latents", c->name);
+    snprintf(key, sizeof key, "%.63s.latents", c->name);
     const sdc_weight *rl = sdc_st_find(ref, key);
-    snprintf(key, sizeof key, "%s.image", c->name);
+    snprintf(key, sizeof key, "%.63s.image", c->name);
     const sdc_weight *ri = sdc_st_find(ref, key);
     CHECKF(rl && ri && rl->dtype == SDC_DT_F32 && ri->dtype == SDC_DT_F32, "%s: no reference",
            c->name);

@@ -209,16 +209,18 @@ def clip_state(clip):
     return {(k if k.startswith("text_model.") else "text_model." + k): v for k, v in clip.state_dict().items()}
 
 
-def original_layout(unet, vae, clip, unet_cfg, vae_cfg):
-    """The single-file checkpoint dict: unet F16, vae F32, text encoder F16."""
+def original_layout(unet, vae, clip, unet_cfg, vae_cfg, unet_dtype=torch.float16,
+                    vae_dtype=torch.float32, clip_dtype=torch.float16):
+    """The single-file checkpoint dict (by default unet F16, vae F32, text
+    encoder F16)."""
     out = {}
     for k, v in unet.state_dict().items():
-        out["model.diffusion_model." + unet_to_ldm(k, unet_cfg)] = v.to(torch.float16).contiguous()
+        out["model.diffusion_model." + unet_to_ldm(k, unet_cfg)] = v.to(unet_dtype).contiguous()
     for k, v in vae.state_dict().items():
         n, t = vae_to_ldm(k, v, vae_cfg)
-        out["first_stage_model." + n] = t.to(torch.float32).contiguous()
+        out["first_stage_model." + n] = t.to(vae_dtype).contiguous()
     for k, v in clip_state(clip).items():
-        out["cond_stage_model.transformer." + k] = v.to(torch.float16).contiguous()
+        out["cond_stage_model.transformer." + k] = v.to(clip_dtype).contiguous()
     n = clip.config.max_position_embeddings
     out["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(n, dtype=torch.int64)[None]
     return out

@@ -5,6 +5,9 @@ rng_ref.safetensors
   seq.<seed>.<a>_<b>_...  successive randn calls of a, b, ... elements on one
                           generator, concatenated (the second-sample cache of
                           the double path and the stream position carry over)
+  hash.<seed>.<n>         [1] int64: FNV-1a (64-bit) over the float32 bit
+                          patterns (uint32 words) of one randn(n) call, for
+                          streams too long to store
   The bits depend on the CPU path torch takes: x86-64 with AVX2 (and AVX-512,
   which runs the AVX2 kernel).
 
@@ -27,10 +30,10 @@ computed in float64 and rounded to float32, so that C can compute the same:
 
 Needs scipy for LMSDiscreteScheduler (pip install scipy).
 """
+import inspect
 import math
 import os
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -57,6 +60,15 @@ RNG_SIZES = [1, 3, 15, 16, 17, 31, 64, 1000]
 RNG_BIG = 4 * 64 * 64
 RNG_BIG_SEEDS = [0, 42]
 RNG_SEQS = [[3, 3], [1, 1, 1], [16, 3, 5], [3, 16, 1], [5, 5, 16, 17], [256, 256, 256]]
+RNG_HASHED = [(7, 1 << 20), (2**40 + 3, 1 << 20), (99, (1 << 20) + 5)]
+
+
+def fnv1a64_words(a):
+    """FNV-1a over uint32 words: h = (h ^ w) * 0x100000001b3 mod 2^64"""
+    h = 0xCBF29CE484222325
+    for w in a.view(torch.int32).numpy().astype("uint32").tolist():
+        h = ((h ^ w) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
 
 
 def _samplers():
@@ -93,8 +105,6 @@ def fake_model(x, t):
 def _run(sched):
     g = torch.Generator("cpu").manual_seed(SEED)
     latents = torch.randn(SHAPE, generator=g, dtype=torch.float32) * sched.init_noise_sigma
-    import inspect
-
     params = set(inspect.signature(sched.step).parameters.keys())
     extra = {}
     if "eta" in params:
@@ -118,8 +128,13 @@ def make_rng(outdir):
             g = torch.Generator("cpu").manual_seed(seed)
             parts = [torch.randn(n, generator=g, dtype=torch.float32) for n in seq]
             out[f"seq.{seed}.{'_'.join(map(str, seq))}"] = torch.cat(parts)
+    for seed, n in RNG_HASHED:
+        g = torch.Generator("cpu").manual_seed(seed)
+        h = fnv1a64_words(torch.randn(n, generator=g, dtype=torch.float32))
+        out[f"hash.{seed}.{n}"] = torch.tensor([h - (1 << 64) if h >= 1 << 63 else h], dtype=torch.int64)
+    # one metadata key: safetensors writes a map's keys in no fixed order
     save_file(out, os.path.join(outdir, "rng_ref.safetensors"),
-              metadata={"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability()})
+              metadata={"made_with": f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}"})
 
 
 def make_sched(outdir):
@@ -134,6 +149,8 @@ def make_sched(outdir):
                 s = _make(cls, karras)
                 s.set_timesteps(steps, device="cpu")
                 ts = s.timesteps
+                # diffusers starts at the second match of timesteps[0]; sdc at index 0
+                assert int((ts == ts[0]).sum()) == 1, key
                 out[key + "timesteps"] = ts.double()
                 if name not in ("ddim", "pndm"):
                     out[key + "sigmas"] = s.sigmas.double()
@@ -148,8 +165,7 @@ def make_sched(outdir):
                 out[key + "final"] = _run(_fresh(cls, karras, steps, "epsilon"))
                 out[key + "final_v"] = _run(_fresh(cls, karras, steps, "v_prediction"))
     save_file(out, os.path.join(outdir, "sched_ref.safetensors"),
-              metadata={"diffusers": diffusers.__version__, "torch": torch.__version__,
-                        "seed": str(SEED)})
+              metadata={"made_with": f"diffusers {diffusers.__version__}, torch {torch.__version__}, seed {SEED}"})
 
 
 def _fresh(cls, karras, steps, prediction):

@@ -22,7 +22,7 @@ Output (JSON object):
          then their decoding with errors="replace") or "repeat": [unit,
          count] (text = unit * count, not stored) instead of plain text.
   codepoints: one tokenisation of "x" + chr(c) + "!" for every scalar
-         value c (surrogates skipped), hashed per block of 4096 code points:
+         value c but NUL (C strings) and the surrogates, hashed per block of 4096 code points:
          FNV-1a 64 over the 77 ids of each, as int32 little-endian.
 """
 import gzip
@@ -170,7 +170,8 @@ def make(outdir):
     ids, lens = _encode(tok, texts)
     ids_fast, _ = _encode(fast, texts)
     assert ids == ids_fast, "CLIPTokenizer and CLIPTokenizerFast disagree"
-    same_oc = [oc(t, context_length=CONTEXT)[0].tolist() == i for t, i in zip(texts, ids)]
+    # open_clip pads with 0, transformers with <|endoftext|>: compare up to the padding
+    same_oc = [oc(t, context_length=CONTEXT)[0].tolist()[:n] == i[:n] for t, i, n in zip(texts, ids, lens)]
 
     cases = []
     for e, i, n, same in zip(entries, ids, lens, same_oc):
@@ -182,7 +183,7 @@ def make(outdir):
         cases.append(c)
 
     blocks = []
-    cps = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    cps = [c for c in range(1, 0x110000) if not 0xD800 <= c < 0xE000]
     for start in range(0, 0x110000, BLOCK):
         chunk = [c for c in cps if start <= c < start + BLOCK]
         h = 0xcbf29ce484222325

@@ -173,9 +173,8 @@ sdc_status sdc_unet_create(const sdc_model_files *mf, sdc_unet **out) {
     }
     int CL = c->channels[L - 1];
     sdc_bind_resnet(&b, &m->mid_res[0], CL, CL, E, G, eps, "unet.mid_block.resnets.0");
-    snprintf(p, sizeof p, "unet.mid_block.attentions.0");
-    bind_transformer(&b, &m->mid_attn, &m->tblocks[it * depth], CL, depth, X, p);
-    it++;
+    bind_transformer(&b, &m->mid_attn, &m->tblocks[it++ * depth], CL, depth, X,
+                     "unet.mid_block.attentions.0");
     sdc_bind_resnet(&b, &m->mid_res[1], CL, CL, E, G, eps, "unet.mid_block.resnets.1");
     for (int i = 0; i < L; i++) {
         int l = L - 1 - i, C = c->channels[l];

@@ -108,11 +108,9 @@ static float cephes_logf(float x) {
     e = e + 1.0f;
     x = bits_to_f32((u & ~0x7f800000u) | f32_to_bits(0.5f)); /* [0.5, 1) */
     float tmp = 0.0f;
-    if (x < F(0.707106781186547524)) {
+    if (x < F(0.707106781186547524)) { /* m = 2x: e -= 1, x = (x - 1) + x */
         tmp = x;
         e = e - 1.0f;
-    } else {
-        e = e - 0.0f;
     }
     x = x - 1.0f;
     x = x + tmp;

@@ -23,7 +23,7 @@ expect_fail 2 "unexpected argument 'stray'"     -m "$M" -p x -o "$OUT" stray
 expect_fail 2 "no model"                        -p x -o "$OUT"
 expect_fail 2 "no prompt"                       -m "$M" -o "$OUT"
 expect_fail 2 "--steps needs a value"           -m "$M" -p x -o "$OUT" --steps
-expect_fail 2 "-p needs a value"                -m "$M" -o "$OUT" -p
+expect_fail 2 "--prompt needs a value"              -m "$M" -o "$OUT" -p
 expect_fail 2 "--overwrite takes no value"      -m "$M" -p x -o "$OUT" --overwrite=yes
 # numbers
 expect_fail 2 "steps.*0.*out of range"          -m "$M" -p x -o "$OUT" --steps 0

@@ -213,7 +213,7 @@ int cli_parse(int argc, char **argv, cli_args *a) {
             for (size_t k = 0; k < N_OPTS; k++)
                 if (OPTS[k].shrt == arg[1]) o = &OPTS[k];
             if (!o) return usage_error("unknown option '%s'", arg);
-            snprintf(name, sizeof name, "-%c", arg[1]);
+            snprintf(name, sizeof name, "--%s", o->lng); /* messages use the long name */
             if (arg[2]) {
                 if (!o->takes_value) return usage_error("unknown option '%s'", arg);
                 value = arg + 2;

@@ -8,7 +8,7 @@
  *                                    ops are the references
  * Threads: linear/conv2d (tiles of C), attention (heads x query blocks),
  * norms (groups/rows) and elementwise ops (chunks) run on all threads.
- * Scratch: SDC_CPU_SCRATCH_FLOATS per thread (448 KiB), allocated here. */
+ * Scratch: SDC_CPU_SCRATCH_FLOATS per thread (704 KiB), allocated here. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,8 +110,14 @@ static void plane_task(void *p, int64_t task, int thread) {
     case PL_ADD_CHANNEL:
         sdc_ref_add_channel(c->be, c->y + p0 * c->HW, c->x + p0 * c->HW, c->v + p0, 1, cnt, c->HW);
         break;
-    case PL_UPSAMPLE:
-        sdc_ref_upsample2x(c->be, c->y + p0 * 4 * c->HW, c->x + p0 * c->HW, 1, cnt, c->H, c->W);
+    case PL_UPSAMPLE: /* each input row -> two equal output rows of pairs */
+        for (int64_t pl = p0; pl < p0 + cnt; pl++)
+            for (int iy = 0; iy < c->H; iy++) {
+                const float *xr = c->x + pl * c->HW + (int64_t)iy * c->W;
+                float *y0 = c->y + pl * 4 * c->HW + (int64_t)iy * 4 * c->W, *y1 = y0 + 2 * c->W;
+                for (int ix = 0; ix < c->W; ix++) y0[2 * ix] = y0[2 * ix + 1] = xr[ix];
+                memcpy(y1, y0, (size_t)2 * c->W * sizeof *y1);
+            }
         break;
     case PL_PAD: {
         int64_t out_hw = (int64_t)(c->H + c->top + c->bottom) * (c->W + c->left + c->right);
@@ -283,6 +289,7 @@ static void fill_avx2(sdc_backend *be) {
     be->gelu = sdc_avx2_gelu;
     be->quick_gelu = sdc_avx2_quick_gelu;
     be->geglu = sdc_avx2_geglu;
+    be->transpose = sdc_avx2_transpose;
 }
 #endif
 

@@ -23,29 +23,34 @@
 #define SDC_GEMM_NR 16
 #define SDC_GEMM_MC 192 /* rows of A packed at once (multiple of MR) */
 #define SDC_GEMM_KC 256 /* depth of one packed block */
-#define SDC_GEMM_NC 256 /* columns of B packed at once (multiple of NR) */
+#define SDC_GEMM_NC 512 /* columns of B packed at once (multiple of NR) */
 
 /* ---- attention tiles (ops_avx2.c) ------------------------------------ */
-#define SDC_ATT_BQ 64      /* queries per tile */
+#define SDC_ATT_BQ 96      /* queries per tile (multiple of NR) */
 #define SDC_ATT_BK 64      /* keys per tile */
 #define SDC_ATT_DH_MAX 512 /* larger head dims use the reference */
 
 /* Per-thread scratch, in floats: the larger of
- *   GEMM:      MC*KC (packed A) + KC*NC (packed B)            = 114688
- *   attention: BQ*DH_MAX (O) + DH_MAX*BK (K^T) + BQ*BK (S) + 2*BQ (m, l)
- *                                                             =  69760
- * i.e. 448 KiB per thread, allocated once at creation. */
+ *   GEMM:      MC*KC (packed A) + KC*NC (packed B)             = 180224
+ *   attention: BQ*DH_MAX (O) + BQ*DH_MAX (packed Q^T)
+ *              + BK*BQ (S^T) + BK*NR (V tail) + 3*BQ (m, l, c)  = 105856
+ * i.e. 704 KiB per thread, allocated once at creation. */
 #define SDC_CPU_SCRATCH_GEMM ((size_t)SDC_GEMM_MC * SDC_GEMM_KC + (size_t)SDC_GEMM_KC * SDC_GEMM_NC)
 #define SDC_CPU_SCRATCH_ATT                                                                    \
-    ((size_t)SDC_ATT_BQ * SDC_ATT_DH_MAX + (size_t)SDC_ATT_DH_MAX * SDC_ATT_BK +               \
-     (size_t)SDC_ATT_BQ * SDC_ATT_BK + 2 * (size_t)SDC_ATT_BQ)
+    (2 * (size_t)SDC_ATT_BQ * SDC_ATT_DH_MAX + (size_t)SDC_ATT_BK * SDC_ATT_BQ +               \
+     (size_t)SDC_ATT_BK * SDC_GEMM_NR + 3 * (size_t)SDC_ATT_BQ)
 #define SDC_CPU_SCRATCH_FLOATS                                                                 \
     (SDC_CPU_SCRATCH_GEMM > SDC_CPU_SCRATCH_ATT ? SDC_CPU_SCRATCH_GEMM : SDC_CPU_SCRATCH_ATT)
 
-/* c[mr, nr] (row stride ldc) += a[kc][MR] · b[kc][NR]; mr <= MR, nr <= NR
- * say how much of the register tile is stored. */
-typedef void (*sdc_gemm_kernel_fn)(int kc, const float *a, const float *b, float *c,
-                                   int64_t ldc, int mr, int nr);
+/* The micro-kernel: c[mr, nr] (row stride ldc) += A[mr, kc] · B[kc, NR] with
+ * A(i, k) = a[i*rs_a + k*cs_a] (rows >= mr are not read) and
+ * B(k, j) = b[k*rs_b + j] (all NR columns are read; nr says how many are
+ * stored).  Packed operands are a [kc][MR] panel (rs_a 1, cs_a MR) and a
+ * [kc][NR] panel (rs_b NR); A read in place has cs_a 1, rs_a its row
+ * stride. */
+typedef void (*sdc_gemm_kernel_fn)(int kc, const float *a, int64_t rs_a, int64_t cs_a,
+                                   const float *b, int64_t rs_b, float *c, int64_t ldc, int mr,
+                                   int nr);
 /* dst[i] = (float)src[i], i < n, for 16-bit float formats. */
 typedef void (*sdc_cvt16_fn)(float *dst, const uint16_t *src, int64_t n);
 
@@ -80,8 +85,11 @@ struct sdc_gemm {
     int M, N, K;
     float *C; /* [M, ldc] */
     int64_t ldc;
-    /* dst = ceil(mc/MR) panels [kc][MR] of rows m0..m0+mc of A, columns
-     * k0..k0+kc; rows past mc are zero. */
+    /* A in place (f32, row stride lda, k contiguous); or NULL,
+     * and then pack_a: dst = ceil(mc/MR) panels [kc][MR] of rows
+     * m0..m0+mc of A, columns k0..k0+kc; rows past mc are zero. */
+    const float *a;
+    int64_t lda;
     void (*pack_a)(const sdc_gemm *g, float *dst, int m0, int mc, int k0, int kc);
     /* dst = ceil(nc/NR) panels [kc][NR] of columns n0..n0+nc of B, rows
      * k0..k0+kc; columns past nc are zero. */
@@ -100,8 +108,8 @@ void sdc_gemm_pack_rows(const sdc_cpu *cpu, float *dst, int wp, const float *src
                         const sdc_weight *w, int64_t ld, int r0, int rows, int k0, int kc);
 
 /* The portable C micro-kernel and converters. */
-void sdc_gemm_kernel_generic(int kc, const float *a, const float *b, float *c, int64_t ldc,
-                             int mr, int nr);
+void sdc_gemm_kernel_generic(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
+                             int64_t rs_b, float *c, int64_t ldc, int mr, int nr);
 void sdc_cvt_f16_generic(float *dst, const uint16_t *src, int64_t n);
 void sdc_cvt_bf16_generic(float *dst, const uint16_t *src, int64_t n);
 
@@ -152,8 +160,8 @@ static inline float sdc_ref_gelu1(float x) { return 0.5f * x * (1.0f + erff(x * 
 
 /* ---- AVX2 (gemm_avx2.c, ops_avx2.c); call only when the CPU has
  * avx2 + fma + f16c with OS support ------------------------------------- */
-void sdc_gemm_kernel_avx2(int kc, const float *a, const float *b, float *c, int64_t ldc,
-                          int mr, int nr);
+void sdc_gemm_kernel_avx2(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
+                          int64_t rs_b, float *c, int64_t ldc, int mr, int nr);
 void sdc_cvt_f16_avx2(float *dst, const uint16_t *src, int64_t n);
 void sdc_cvt_bf16_avx2(float *dst, const uint16_t *src, int64_t n);
 void sdc_avx2_attention(sdc_backend *be, float *out, const float *q, int q_stride,
@@ -167,5 +175,6 @@ void sdc_avx2_silu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_avx2_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_avx2_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_avx2_geglu(sdc_backend *be, float *y, const float *x, int rows, int D);
+void sdc_avx2_transpose(sdc_backend *be, float *y, const float *x, int N, int H, int W);
 
 #endif

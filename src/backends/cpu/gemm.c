@@ -41,13 +41,13 @@ void sdc_cpu_weight_row(const sdc_cpu *cpu, float *dst, const sdc_weight *w, int
     }
 }
 
-void sdc_gemm_kernel_generic(int kc, const float *a, const float *b, float *c, int64_t ldc,
-                             int mr, int nr) {
+void sdc_gemm_kernel_generic(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
+                             int64_t rs_b, float *c, int64_t ldc, int mr, int nr) {
     float acc[MR][NR] = {{0}};
-    for (int k = 0; k < kc; k++)
-        for (int i = 0; i < MR; i++) {
-            float ai = a[k * MR + i];
-            for (int j = 0; j < NR; j++) acc[i][j] += ai * b[k * NR + j];
+    for (int i = 0; i < mr; i++)
+        for (int k = 0; k < kc; k++) {
+            float ai = a[i * rs_a + k * cs_a];
+            for (int j = 0; j < NR; j++) acc[i][j] += ai * b[k * rs_b + j];
         }
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) c[i * ldc + j] += acc[i][j];
@@ -98,13 +98,17 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
         g->pack_b(g, bpack, n0, nt, k0, kc);
         for (int mm = 0; mm < mt; mm += MC) {
             int mc = imin(MC, mt - mm);
-            g->pack_a(g, apack, m0 + mm, mc, k0, kc);
+            if (!g->a) g->pack_a(g, apack, m0 + mm, mc, k0, kc);
             for (int jr = 0; jr < nt; jr += NR) {
                 const float *b = bpack + (int64_t)(jr / NR) * kc * NR;
                 for (int ir = 0; ir < mc; ir += MR) {
                     float *c = g->C + (int64_t)(m0 + mm + ir) * g->ldc + n0 + jr;
-                    kern(kc, apack + (int64_t)(ir / MR) * kc * MR, b, c, g->ldc,
-                         imin(MR, mc - ir), imin(NR, nt - jr));
+                    if (g->a)
+                        kern(kc, g->a + (int64_t)(m0 + mm + ir) * g->lda + k0, g->lda, 1, b, NR,
+                             c, g->ldc, imin(MR, mc - ir), imin(NR, nt - jr));
+                    else
+                        kern(kc, apack + (int64_t)(ir / MR) * kc * MR, 1, MR, b, NR, c, g->ldc,
+                             imin(MR, mc - ir), imin(NR, nt - jr));
                 }
             }
         }
@@ -168,7 +172,7 @@ static void linear_init(const sdc_gemm *g, int m0, int mc, int n0, int nc) {
 void sdc_cpu_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
                     const sdc_weight *b, const float *acc, int M, int N, int K) {
     linear_ctx L = {x, acc, W, b};
-    sdc_gemm g = {sdc_cpu_of(be), M, N, K, y, N, linear_pack_a, linear_pack_b, linear_init, &L};
+    sdc_gemm g = {sdc_cpu_of(be), M, N, K, y, N, x, K, linear_pack_a, linear_pack_b, linear_init, &L};
     sdc_gemm_run(&g);
 }
 
@@ -269,7 +273,9 @@ void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int
     for (int n = 0; n < N; n++) {
         conv_ctx cv = {x + (int64_t)n * C * H * W, acc ? acc + (int64_t)n * O * P : NULL,
                        w, b, C, H, W, kh, kw, stride, pad, Ho, Wo};
-        sdc_gemm g = {sdc_cpu_of(be), O, (int)P, C * kh * kw, y + (int64_t)n * O * P, P,
+        int64_t K = (int64_t)C * kh * kw;
+        sdc_gemm g = {sdc_cpu_of(be), O, (int)P, (int)K, y + (int64_t)n * O * P, P,
+                      w->dtype == SDC_DT_F32 ? (const float *)w->data : NULL, K,
                       conv_pack_a, direct ? conv1x1_pack_b : im2col_pack_b, conv_init, &cv};
         sdc_gemm_run(&g);
     }

@@ -7,30 +7,33 @@
 #error "gemm_avx2.c is written for a 6x16 register tile"
 #endif
 
-/* c[6, 16] += a[kc][6] · b[kc][16]: 12 accumulators (6 rows x 2 ymm),
- * 2 loads of b and 6 broadcasts of a per k. */
-void sdc_gemm_kernel_avx2(int kc, const float *a, const float *b, float *c, int64_t ldc,
-                          int mr, int nr) {
+/* c[6, 16] += A[6, kc] · B[kc, 16]: 12 accumulators (6 rows x 2 ymm),
+ * 2 loads of B and 6 broadcasts of A per k; A(i, k) = a_i[k * astep],
+ * B(k, :) = b + k * bstep. */
+static inline __attribute__((always_inline)) void
+kernel_6x16(int kc, const float *a0, const float *a1, const float *a2, const float *a3,
+            const float *a4, const float *a5, int64_t astep, const float *b, int64_t bstep,
+            float *c, int64_t ldc, int mr, int nr) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    for (int k = 0; k < kc; k++, a += 6, b += 16) {
+    for (int64_t k = 0, ka = 0; k < kc; k++, ka += astep, b += bstep) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), ai;
-        ai = _mm256_broadcast_ss(a + 0);
+        ai = _mm256_broadcast_ss(a0 + ka);
         c00 = _mm256_fmadd_ps(ai, b0, c00);
         c01 = _mm256_fmadd_ps(ai, b1, c01);
-        ai = _mm256_broadcast_ss(a + 1);
+        ai = _mm256_broadcast_ss(a1 + ka);
         c10 = _mm256_fmadd_ps(ai, b0, c10);
         c11 = _mm256_fmadd_ps(ai, b1, c11);
-        ai = _mm256_broadcast_ss(a + 2);
+        ai = _mm256_broadcast_ss(a2 + ka);
         c20 = _mm256_fmadd_ps(ai, b0, c20);
         c21 = _mm256_fmadd_ps(ai, b1, c21);
-        ai = _mm256_broadcast_ss(a + 3);
+        ai = _mm256_broadcast_ss(a3 + ka);
         c30 = _mm256_fmadd_ps(ai, b0, c30);
         c31 = _mm256_fmadd_ps(ai, b1, c31);
-        ai = _mm256_broadcast_ss(a + 4);
+        ai = _mm256_broadcast_ss(a4 + ka);
         c40 = _mm256_fmadd_ps(ai, b0, c40);
         c41 = _mm256_fmadd_ps(ai, b1, c41);
-        ai = _mm256_broadcast_ss(a + 5);
+        ai = _mm256_broadcast_ss(a5 + ka);
         c50 = _mm256_fmadd_ps(ai, b0, c50);
         c51 = _mm256_fmadd_ps(ai, b1, c51);
     }
@@ -50,6 +53,21 @@ void sdc_gemm_kernel_avx2(int kc, const float *a, const float *b, float *c, int6
             for (int j = 0; j < nr; j++) ci[j] += t[j];
         }
     }
+}
+
+/* Specialised for the packed panel (a [kc][6], b [kc][16]), A in place
+ * (k contiguous, b packed), and any strides. Rows >= mr repeat row mr-1
+ * (computed, not stored). */
+void sdc_gemm_kernel_avx2(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
+                          int64_t rs_b, float *c, int64_t ldc, int mr, int nr) {
+    const float *r[6];
+    for (int i = 0; i < 6; i++) r[i] = a + (i < mr ? i : mr - 1) * rs_a;
+    if (rs_a == 1 && cs_a == 6 && rs_b == 16)
+        kernel_6x16(kc, r[0], r[1], r[2], r[3], r[4], r[5], 6, b, 16, c, ldc, mr, nr);
+    else if (cs_a == 1 && rs_b == 16)
+        kernel_6x16(kc, r[0], r[1], r[2], r[3], r[4], r[5], 1, b, 16, c, ldc, mr, nr);
+    else
+        kernel_6x16(kc, r[0], r[1], r[2], r[3], r[4], r[5], cs_a, b, rs_b, c, ldc, mr, nr);
 }
 
 void sdc_cvt_f16_avx2(float *dst, const uint16_t *src, int64_t n) {

@@ -310,16 +310,81 @@ void sdc_avx2_layer_norm(sdc_backend *be, float *y, const float *x, int rows, in
     sdc_parallel_for(sdc_cpu_of(be)->pool, (rows + LN_ROWS - 1) / LN_ROWS, ln_task, &l);
 }
 
+/* ---- transpose: 8x8 register transposes; a task is (matrix, 32 rows) ----- */
+
+typedef struct tr_ctx {
+    float *y;
+    const float *x;
+    int H, W, groups;
+} tr_ctx;
+
+static inline void transpose8(const float *x, int64_t ldx, float *y, int64_t ldy) {
+    __m256 r0 = _mm256_loadu_ps(x), r1 = _mm256_loadu_ps(x + ldx),
+           r2 = _mm256_loadu_ps(x + 2 * ldx), r3 = _mm256_loadu_ps(x + 3 * ldx),
+           r4 = _mm256_loadu_ps(x + 4 * ldx), r5 = _mm256_loadu_ps(x + 5 * ldx),
+           r6 = _mm256_loadu_ps(x + 6 * ldx), r7 = _mm256_loadu_ps(x + 7 * ldx);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+           t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+           t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee),
+           u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee),
+           u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee),
+           u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    _mm256_storeu_ps(y, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(y + ldy, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(y + 2 * ldy, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(y + 3 * ldy, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(y + 4 * ldy, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(y + 5 * ldy, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(y + 6 * ldy, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(y + 7 * ldy, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+static void tr_task(void *p, int64_t task, int thread) {
+    (void)thread;
+    const tr_ctx *t = p;
+    int64_t n = task / t->groups;
+    int r0 = (int)(task % t->groups) * 32, r1 = r0 + 32 < t->H ? r0 + 32 : t->H;
+    const int H = t->H, W = t->W;
+    const float *x = t->x + n * H * (int64_t)W;
+    float *y = t->y + n * H * (int64_t)W;
+    for (int i = r0; i < r1; i += 8) {
+        if (i + 8 <= r1) {
+            int j = 0;
+            for (; j + 8 <= W; j += 8) transpose8(x + (int64_t)i * W + j, W, y + (int64_t)j * H + i, H);
+            for (; j < W; j++)
+                for (int ii = i; ii < i + 8; ii++) y[(int64_t)j * H + ii] = x[(int64_t)ii * W + j];
+        } else {
+            for (int j = 0; j < W; j++)
+                for (int ii = i; ii < r1; ii++) y[(int64_t)j * H + ii] = x[(int64_t)ii * W + j];
+        }
+    }
+}
+
+void sdc_avx2_transpose(sdc_backend *be, float *y, const float *x, int N, int H, int W) {
+    if (N <= 0 || H <= 0 || W <= 0) return;
+    tr_ctx t = {y, x, H, W, (H + 31) / 32};
+    sdc_parallel_for(sdc_cpu_of(be)->pool, (int64_t)N * t.groups, tr_task, &t);
+}
+
 /* ---- attention ------------------------------------------------------------
  * FlashAttention-style (Dao et al. 2022): a task is (head, block of BQ
  * queries); it walks the keys in blocks of BK, keeping per query the running
  * max m, the running sum l and the unnormalised output O:
  *   S = scale * Q K^T (block), m' = max(m, max_j S), c = exp(m - m'),
  *   P = exp(S - m'), l = c l + sum_j P, O = c O + P V;  out = O / l.
- * Scratch per thread: O [BQ, dh], K^T [dh, BK], S [BQ, BK], m, l [BQ]. */
+ * The block is computed transposed, S^T [keys, queries] = K Q^T, so that K
+ * and V are read in place (Q^T is packed once per task) and the softmax
+ * runs down columns with queries across the vector lanes.  Both products
+ * use the GEMM micro-kernel.  Scratch per thread (cpu_impl.h):
+ *   O [BQ, dh], Qp [BQ/16][dh][16], S^T [BK, BQ], V tail [BK, 16],
+ *   m, l, c [BQ]. */
 
 #define BQ SDC_ATT_BQ
 #define BK SDC_ATT_BK
+#define NR SDC_GEMM_NR
+#define MR SDC_GEMM_MR
 
 typedef struct att_ctx {
     sdc_cpu *cpu;
@@ -329,133 +394,103 @@ typedef struct att_ctx {
     float scale;
 } att_ctx;
 
-/* o[0..dh) = o * c + sum_{j < nk} p[j] v_j[0..dh), v_j = v + j * stride */
-static void att_pv(float *o, float c, const float *p, int nk, const float *v, int64_t stride,
-                   int dh) {
-    __m256 vc = _mm256_set1_ps(c);
-    for (int d0 = 0; d0 < dh; d0 += 32) {
-        int rem = dh - d0;
-        if (rem >= 32) {
-            __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(o + d0), vc);
-            __m256 a1 = _mm256_mul_ps(_mm256_loadu_ps(o + d0 + 8), vc);
-            __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(o + d0 + 16), vc);
-            __m256 a3 = _mm256_mul_ps(_mm256_loadu_ps(o + d0 + 24), vc);
-            const float *vr = v + d0;
-            for (int j = 0; j < nk; j++, vr += stride) {
-                __m256 pj = _mm256_broadcast_ss(p + j);
-                a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr), a0);
-                a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8), a1);
-                a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 16), a2);
-                a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 24), a3);
-            }
-            _mm256_storeu_ps(o + d0, a0);
-            _mm256_storeu_ps(o + d0 + 8, a1);
-            _mm256_storeu_ps(o + d0 + 16, a2);
-            _mm256_storeu_ps(o + d0 + 24, a3);
-        } else {
-            __m256i m[4];
-            __m256 a[4];
-            int nv = (rem + 7) / 8;
-            for (int t = 0; t < nv; t++) {
-                int r = rem - 8 * t;
-                m[t] = tail_mask(r > 8 ? 8 : r);
-                a[t] = _mm256_mul_ps(_mm256_maskload_ps(o + d0 + 8 * t, m[t]), vc);
-            }
-            const float *vr = v + d0;
-            for (int j = 0; j < nk; j++, vr += stride) {
-                __m256 pj = _mm256_broadcast_ss(p + j);
-                for (int t = 0; t < nv; t++)
-                    a[t] = _mm256_fmadd_ps(pj, _mm256_maskload_ps(vr + 8 * t, m[t]), a[t]);
-            }
-            for (int t = 0; t < nv; t++) _mm256_maskstore_ps(o + d0 + 8 * t, m[t], a[t]);
-        }
-    }
-}
-
 static void att_task(void *p, int64_t task, int thread) {
     const att_ctx *A = p;
-    int h = (int)(task / A->qblocks), i0 = (int)(task % A->qblocks) * BQ;
-    int bq = A->Sq - i0 < BQ ? A->Sq - i0 : BQ, dh = A->dh;
+    const int h = (int)(task / A->qblocks), i0 = (int)(task % A->qblocks) * BQ;
+    const int bq = A->Sq - i0 < BQ ? A->Sq - i0 : BQ, dh = A->dh;
+    const int qpan = (bq + NR - 1) / NR, dfull = dh / NR, dtail = dh % NR;
+    const int64_t kvs = A->kv_stride;
+    sdc_gemm_kernel_fn kern = A->cpu->k.gemm;
     float *O = sdc_cpu_scratch(A->cpu, thread);
-    float *Kt = O + (size_t)BQ * SDC_ATT_DH_MAX;
-    float *S = Kt + (size_t)SDC_ATT_DH_MAX * BK;
-    float *mrow = S + (size_t)BQ * BK, *lrow = mrow + BQ;
+    float *Qp = O + (size_t)BQ * SDC_ATT_DH_MAX;
+    float *St = Qp + (size_t)BQ * SDC_ATT_DH_MAX;
+    float *Vt = St + (size_t)BK * BQ;
+    float *mrow = Vt + (size_t)BK * NR, *lrow = mrow + BQ, *crow = lrow + BQ;
     memset(O, 0, (size_t)bq * dh * sizeof *O);
-    for (int i = 0; i < bq; i++) {
+    for (int i = 0; i < BQ; i++) {
         mrow[i] = -INFINITY;
         lrow[i] = 0.0f;
     }
+    /* Qp panel p: [dh][16] of queries i0+16p.. (zero past bq) */
+    sdc_gemm_pack_rows(A->cpu, Qp, NR, A->q + (int64_t)i0 * A->q_stride + (int64_t)h * dh, NULL,
+                       A->q_stride, 0, bq, 0, dh);
     int kend = A->Sk;
     if (A->causal && i0 + bq < kend) kend = i0 + bq;
-    const __m256 vscale = _mm256_set1_ps(A->scale);
+    const __m256 vscale = _mm256_set1_ps(A->scale), ninf = _mm256_set1_ps(-INFINITY);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int j0 = 0; j0 < kend; j0 += BK) {
-        int bk = kend - j0 < BK ? kend - j0 : BK;
-        /* Kt[d][jj] = k[j0 + jj, h*dh + d], zero past bk */
-        for (int jj = 0; jj < BK; jj++) {
-            const float *kr = A->k + (int64_t)(j0 + jj) * A->kv_stride + (int64_t)h * dh;
-            if (jj < bk)
-                for (int d = 0; d < dh; d++) Kt[d * BK + jj] = kr[d];
-            else
-                for (int d = 0; d < dh; d++) Kt[d * BK + jj] = 0.0f;
+        const int bk = kend - j0 < BK ? kend - j0 : BK;
+        const float *kh = A->k + (int64_t)j0 * kvs + (int64_t)h * dh;
+        const float *vh = A->v + (int64_t)j0 * kvs + (int64_t)h * dh;
+        /* S^T [bk, BQ] = K Q^T (unscaled) */
+        memset(St, 0, (size_t)bk * BQ * sizeof *St);
+        for (int jr = 0; jr < bk; jr += MR)
+            for (int p = 0; p < qpan; p++)
+                kern(dh, kh + jr * kvs, kvs, 1, Qp + (size_t)p * dh * NR, NR,
+                     St + (size_t)jr * BQ + p * NR, BQ, bk - jr < MR ? bk - jr : MR, NR);
+        /* online softmax down each column; P overwrites S^T (0 where masked).
+         * Key j is valid for query i when j < bk, i < bq and, if causal,
+         * j0 + j <= i0 + i. */
+        for (int i8 = 0; i8 < bq; i8 += 8) {
+            __m256i qi = _mm256_add_epi32(_mm256_set1_epi32(i8), lane);
+            __m256i qok = _mm256_cmpgt_epi32(_mm256_set1_epi32(bq), qi);
+            __m256i qlim = _mm256_add_epi32(_mm256_set1_epi32(i0 - j0), qi); /* j <= qlim */
+            __m256 vmax = ninf;
+            for (int j = 0; j < bk; j++) {
+                __m256i ok = qok;
+                if (A->causal)
+                    ok = _mm256_and_si256(ok, _mm256_cmpgt_epi32(_mm256_add_epi32(qlim, _mm256_set1_epi32(1)),
+                                                                 _mm256_set1_epi32(j)));
+                __m256 x = _mm256_mul_ps(_mm256_loadu_ps(St + (size_t)j * BQ + i8), vscale);
+                vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(ok)));
+            }
+            __m256 mold = _mm256_loadu_ps(mrow + i8), mnew = _mm256_max_ps(mold, vmax);
+            /* no valid key yet: keep p = 0 and c = 1 (avoids -inf - -inf) */
+            __m256 none = _mm256_cmp_ps(mnew, ninf, _CMP_EQ_OQ);
+            __m256 msub = _mm256_blendv_ps(mnew, _mm256_setzero_ps(), none);
+            __m256 corr = _mm256_blendv_ps(exp256(_mm256_sub_ps(mold, msub)), _mm256_set1_ps(1.0f), none);
+            corr = _mm256_blendv_ps(corr, _mm256_setzero_ps(),
+                                    _mm256_andnot_ps(none, _mm256_cmp_ps(mold, ninf, _CMP_EQ_OQ)));
+            __m256 vsum = _mm256_setzero_ps();
+            for (int j = 0; j < bk; j++) {
+                __m256i ok = qok;
+                if (A->causal)
+                    ok = _mm256_and_si256(ok, _mm256_cmpgt_epi32(_mm256_add_epi32(qlim, _mm256_set1_epi32(1)),
+                                                                 _mm256_set1_epi32(j)));
+                float *sj = St + (size_t)j * BQ + i8;
+                __m256 e = exp256(_mm256_fmsub_ps(_mm256_loadu_ps(sj), vscale, msub));
+                e = _mm256_and_ps(e, _mm256_castsi256_ps(ok));
+                vsum = _mm256_add_ps(vsum, e);
+                _mm256_storeu_ps(sj, e);
+            }
+            _mm256_storeu_ps(mrow + i8, mnew);
+            _mm256_storeu_ps(lrow + i8, _mm256_fmadd_ps(_mm256_loadu_ps(lrow + i8), corr, vsum));
+            _mm256_storeu_ps(crow + i8, corr);
         }
         for (int i = 0; i < bq; i++) {
-            int nvalid = bk;
-            if (A->causal && i0 + i - j0 + 1 < nvalid) nvalid = i0 + i - j0 + 1;
-            if (nvalid <= 0) continue;
-            const float *qi = A->q + (int64_t)(i0 + i) * A->q_stride + (int64_t)h * dh;
-            float *s = S + (size_t)i * BK;
-            __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0,
-                   s6 = s0, s7 = s0;
-            const float *kt = Kt;
-            if (nvalid > 32) {
-                for (int d = 0; d < dh; d++, kt += BK) {
-                    __m256 qd = _mm256_broadcast_ss(qi + d);
-                    s0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt), s0);
-                    s1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + 8), s1);
-                    s2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + 16), s2);
-                    s3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + 24), s3);
-                    s4 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + 32), s4);
-                    s5 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + 40), s5);
-                    s6 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + 48), s6);
-                    s7 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + 56), s7);
-                }
-            } else {
-                for (int d = 0; d < dh; d++, kt += BK) {
-                    __m256 qd = _mm256_broadcast_ss(qi + d);
-                    s0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt), s0);
-                    s1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + 8), s1);
-                    s2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + 16), s2);
-                    s3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + 24), s3);
-                }
+            float c = crow[i];
+            if (c == 1.0f) continue;
+            float *o = O + (size_t)i * dh;
+            __m256 vc = _mm256_set1_ps(c);
+            int d = 0;
+            for (; d + 8 <= dh; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), vc));
+            for (; d < dh; d++) o[d] *= c;
+        }
+        /* O [bq, dh] += P V: P(i, j) = S^T[j, i]; V full 16-column panels in
+         * place, the last dh % 16 columns through the zero-padded tail */
+        if (dtail) {
+            for (int j = 0; j < bk; j++) {
+                const float *vr = vh + j * kvs + dfull * NR;
+                float *d = Vt + (size_t)j * NR;
+                for (int t = 0; t < NR; t++) d[t] = t < dtail ? vr[t] : 0.0f;
             }
-            _mm256_storeu_ps(s, _mm256_mul_ps(s0, vscale));
-            _mm256_storeu_ps(s + 8, _mm256_mul_ps(s1, vscale));
-            _mm256_storeu_ps(s + 16, _mm256_mul_ps(s2, vscale));
-            _mm256_storeu_ps(s + 24, _mm256_mul_ps(s3, vscale));
-            _mm256_storeu_ps(s + 32, _mm256_mul_ps(s4, vscale));
-            _mm256_storeu_ps(s + 40, _mm256_mul_ps(s5, vscale));
-            _mm256_storeu_ps(s + 48, _mm256_mul_ps(s6, vscale));
-            _mm256_storeu_ps(s + 56, _mm256_mul_ps(s7, vscale));
-            /* online softmax over s[0..nvalid) */
-            __m256 vmax = _mm256_set1_ps(-INFINITY);
-            int jv = 0;
-            for (; jv + 8 <= nvalid; jv += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + jv));
-            float bmax = hmax256(vmax);
-            for (; jv < nvalid; jv++) bmax = s[jv] > bmax ? s[jv] : bmax;
-            float m_old = mrow[i], m_new = m_old > bmax ? m_old : bmax;
-            float corr = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
-            __m256 vmn = _mm256_set1_ps(m_new), vsum = _mm256_setzero_ps();
-            for (int j = 0; j < nvalid; j += 8) {
-                __m256i mk = tail_mask(nvalid - j > 8 ? 8 : nvalid - j);
-                __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmn));
-                e = _mm256_and_ps(e, _mm256_castsi256_ps(mk));
-                vsum = _mm256_add_ps(vsum, e);
-                _mm256_storeu_ps(s + j, e);
-            }
-            mrow[i] = m_new;
-            lrow[i] = lrow[i] * corr + hsum256(vsum);
-            att_pv(O + (size_t)i * dh, corr, s, nvalid,
-                   A->v + (int64_t)j0 * A->kv_stride + (int64_t)h * dh, A->kv_stride, dh);
+        }
+        for (int ir = 0; ir < bq; ir += MR) {
+            int mr = bq - ir < MR ? bq - ir : MR;
+            for (int q = 0; q < dfull; q++)
+                kern(bk, St + ir, 1, BQ, vh + q * NR, kvs, O + (size_t)ir * dh + q * NR, dh, mr, NR);
+            if (dtail)
+                kern(bk, St + ir, 1, BQ, Vt, NR, O + (size_t)ir * dh + dfull * NR, dh, mr, dtail);
         }
     }
     for (int i = 0; i < bq; i++) {
