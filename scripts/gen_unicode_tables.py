@@ -8,9 +8,10 @@ Run by developers after a reference upgrade, never by the build:
   python3 scripts/gen_unicode_tables.py   # needs PyPI tokenizers
 
 Sources:
-  - white space and lower case: probed from the reference itself, code point
-    by code point (tokenizers' onig \\s and Rust's char::to_lowercase, whose
-    Unicode versions differ from Python's);
+  - white space, letters, numbers and lower case: probed from the reference
+    itself, code point by code point (onig's \\s, \\p{L}, \\p{N} and Rust's
+    char::to_lowercase, whose Unicode versions differ from Python's and from
+    the system's PCRE2);
   - NFC: Python's unicodedata (decompositions, combining classes,
     compositions), then cut down by probing tokenizers' NFC, whose tables are
     older (characters it does not know keep combining class 0 and neither
@@ -32,6 +33,19 @@ CPS = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000]
 def probe_space():
     rep = N.Replace(Regex(r"\s+"), " ")
     return [c for c in CPS if rep.normalize_str(chr(c)) == " "]
+
+
+def probe_class(prop):
+    """Ranges [first, last] of the code points onig's \\p{prop} matches."""
+    rep = N.Replace(Regex(r"\p{%s}" % prop), "\0\0")
+    out = []
+    for c in CPS:
+        if rep.normalize_str(chr(c)) == "\0\0":
+            if out and out[-1][1] == c - 1:
+                out[-1][1] = c
+            else:
+                out.append([c, c])
+    return out
 
 
 def probe_lower():
@@ -108,6 +122,8 @@ def rows(items, per_line):
 
 def main():
     space = probe_space()
+    letter = probe_class("L")
+    number = probe_class("N")
     lower = probe_lower()
     decomp, ccc, comp = nfc_tables()
     cr = ranges(ccc)
@@ -122,6 +138,16 @@ const uint32_t sdc_uni_space_table[] = {{
 {rows([h(c) + "," for c in space], 12)}
 }};
 const size_t sdc_uni_space_table_count = sizeof sdc_uni_space_table / sizeof sdc_uni_space_table[0];
+
+/* onig's \\p{{L}} and \\p{{N}}: {{first, last}}, ascending. */
+const sdc_uni_range sdc_uni_letter_table[] = {{
+{rows(["{%s, %s}," % (h(a), h(b)) for a, b in letter], 6)}
+}};
+const size_t sdc_uni_letter_table_count = sizeof sdc_uni_letter_table / sizeof sdc_uni_letter_table[0];
+const sdc_uni_range sdc_uni_number_table[] = {{
+{rows(["{%s, %s}," % (h(a), h(b)) for a, b in number], 6)}
+}};
+const size_t sdc_uni_number_table_count = sizeof sdc_uni_number_table / sizeof sdc_uni_number_table[0];
 
 /* Rust char::to_lowercase: {{code point, lower[0], lower[1] or 0}}, by code point. */
 const sdc_uni_map sdc_uni_lower_table[] = {{
@@ -149,7 +175,7 @@ const size_t sdc_uni_comp_table_count = sizeof sdc_uni_comp_table / sizeof sdc_u
 """
     with open(OUT, "w") as f:
         f.write(src)
-    print(f"{OUT}: {len(space)} spaces, {len(lower)} lower, {len(decomp)} decomp, "
+    print(f"{OUT}: {len(space)} spaces, {len(letter)} letter ranges, {len(number)} number ranges, {len(lower)} lower, {len(decomp)} decomp, "
           f"{len(cr)} ccc ranges, {len(comp)} compositions")
 
 

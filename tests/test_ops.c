@@ -10,7 +10,8 @@
  * 3. The null backend accepts every op with NULL activations.
  *
  * Tolerances (relative L2 unless said):
- *   fp32 math paths (linear, conv2d, attention, norms, activations): 1e-5
+ *   linear, conv2d, attention: 1e-5 (measured: <= 1.5e-6)
+ *   group/layer norm, silu, gelu, quick_gelu, geglu: 1e-6 (measured: <= 1e-7)
  *   data movement and simple arithmetic (copy, add, lerp, pad, ...): exact
  *   (activations of a handful of values: or max |diff| <= 1e-6)
  *   reference vs PyTorch: 1e-5, and max |diff| <= 1e-4 for the timestep
@@ -27,7 +28,8 @@
 #include "harness.h"
 #include "io/safetensors.h"
 
-#define TOL 1e-5
+#define TOL 1e-5     /* GEMM-based ops and attention (sums of up to 11520 products) */
+#define TOL_ACT 1e-6 /* norms and activations */
 
 static sdc_backend *g_ref;     /* reference ops, 1 thread */
 static sdc_backend *g_fast[3]; /* all cores; 3 threads; portable GEMM kernel */
@@ -329,7 +331,7 @@ static void check_norms(sdc_backend *be, const char *bn, int N, int C, int HW, i
     }
     snprintf(what, sizeof what, "%s group_norm N%d C%d HW%d G%d %s silu%d off%g", bn, N, C, HW, G,
              sdc_dtype_name(dt), silu, offset);
-    expect_close(what, y, yr, n, TOL);
+    expect_close(what, y, yr, n, TOL_ACT);
     /* layer norm over rows of length HW */
     int rows = N * C;
     sdc_weight lg = wrand(dt, HW, 1.0f), lb = wrand(dt, HW, 1.0f);
@@ -342,7 +344,7 @@ static void check_norms(sdc_backend *be, const char *bn, int N, int C, int HW, i
     }
     snprintf(what, sizeof what, "%s layer_norm rows%d D%d %s off%g", bn, rows, HW,
              sdc_dtype_name(dt), offset);
-    expect_close(what, y, yr, n, TOL);
+    expect_close(what, y, yr, n, TOL_ACT);
     free(x), free(y), free(yr), wfree(&ga), wfree(&bb), wfree(&lg), wfree(&lb);
 }
 
@@ -370,12 +372,12 @@ static void test_elementwise(void) {
         be->op(be, y, x, n);                                                                   \
         g_ref->op(g_ref, yr, x, n);                                                            \
         snprintf(what, sizeof what, "%s %s", g_fast_name[b], #op);                             \
-        expect_close(what, y, yr, (size_t)n, TOL);                                             \
+        expect_close(what, y, yr, (size_t)n, TOL_ACT);                                         \
         double e_ = t_max_abs(y, yr, (size_t)n);                                               \
         CHECKF(e_ <= 1e-5, "%s: max abs %.3g", what, e_);                                      \
         memcpy(y, x, (size_t)n * sizeof *y);                                                   \
         be->op(be, y, y, n);                                                                   \
-        expect_close(what, y, yr, (size_t)n, TOL);                                             \
+        expect_close(what, y, yr, (size_t)n, TOL_ACT);                                         \
     } while (0)
         UNARY(silu);
         UNARY(gelu);
@@ -413,7 +415,7 @@ static void test_elementwise(void) {
             be->geglu(be, gy, gx, rows, D);
             g_ref->geglu(g_ref, gyr, gx, rows, D);
             snprintf(what, sizeof what, "%s geglu rows%d D%d", g_fast_name[b], rows, D);
-            expect_close_abs(what, gy, gyr, (size_t)rows * D, TOL, 1e-6);
+            expect_close_abs(what, gy, gyr, (size_t)rows * D, TOL_ACT, 1e-6);
             free(gx), free(gy), free(gyr);
         }
     }
@@ -639,6 +641,10 @@ static void test_threadpool_and_info(void) {
 int main(void) {
     double t0 = now();
     t_rand_seed(42);
+    if (getenv("SDC_FORCE_REF")) { /* this test compares the fast paths with the references */
+        printf("  note: ignoring SDC_FORCE_REF\n");
+        unsetenv("SDC_FORCE_REF");
+    }
     g_ref = sdc_backend_cpu_create(1, 1);
     g_fast[0] = sdc_backend_cpu_create(0, 0);
     g_fast[1] = sdc_backend_cpu_create(3, 0);
@@ -652,8 +658,6 @@ int main(void) {
     gc->k.gemm = sdc_gemm_kernel_generic;
     gc->k.f16 = sdc_cvt_f16_generic;
     gc->k.bf16 = sdc_cvt_bf16_generic;
-    if (getenv("SDC_FORCE_REF") && getenv("SDC_FORCE_REF")[0] == '1')
-        printf("  note: SDC_FORCE_REF=1, the fast backends are the references\n");
 
     RUN(test_threadpool_and_info);
     RUN(test_null_backend);

@@ -6,7 +6,9 @@
  *
  * Tolerances: final latents relative L2 <= 1e-4; image: mean |u8 - 255*ref|
  * <= 0.5 (ref = diffusers' float image; rounding alone gives ~0.25) and the
- * float image before quantisation mean |x - ref| <= 0.5/255. */
+ * float image before quantisation mean |x - ref| <= 0.5/255; and against
+ * diffusers' own uint8 image (round(ref*255)): no byte off by more than
+ * one, at most 1% off by one. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -291,6 +293,7 @@ static sdc_gen_params case_params(const ref_case *c) {
 }
 
 static double worst_latent, worst_u8, worst_float;
+static size_t worst_bytes;
 
 static void run_case(sdc_model *m, const sdc_st_file *ref, const ref_case *c, const char *layout) {
     char key[96];
@@ -318,9 +321,13 @@ static void run_case(sdc_model *m, const sdc_st_file *ref, const ref_case *c, co
         const float *ref_lat = rl->data, *ref_img = ri->data;
         double e_lat = t_rel_l2(lat, ref_lat, n_lat);
         double e_u8 = 0, e_f = 0;
+        size_t off_by_one = 0, off_more = 0; /* vs diffusers' own uint8 */
         for (size_t i = 0; i < n_img; i++) {
             e_u8 += fabs((double)out.data[i] - 255.0 * ref_img[i]);
             e_f += fabs((double)img[i] - ref_img[i]);
+            int d = abs((int)out.data[i] - (int)nearbyintf(ref_img[i] * 255.0f));
+            off_by_one += d == 1;
+            off_more += d > 1;
         }
         e_u8 /= (double)n_img;
         e_f /= (double)n_img;
@@ -329,6 +336,10 @@ static void run_case(sdc_model *m, const sdc_st_file *ref, const ref_case *c, co
         CHECKF(e_lat <= LATENT_TOL, "%s/%s: latents rel L2 %.3g", layout, c->name, e_lat);
         CHECKF(e_u8 <= U8_MAE_TOL, "%s/%s: image MAE %.3g", layout, c->name, e_u8);
         CHECKF(e_f <= FLOAT_MAE_TOL, "%s/%s: float image MAE %.3g", layout, c->name, e_f);
+        CHECKF(off_more == 0 && off_by_one <= n_img / 100,
+               "%s/%s: %zu bytes differ by 1, %zu by more from diffusers' uint8 image", layout,
+               c->name, off_by_one, off_more);
+        if (off_by_one > worst_bytes) worst_bytes = off_by_one;
         CHECK(out.width == c->width && out.height == c->height && out.channels == 3);
         CHECK(tm.total > 0 && tm.steps >= c->steps);
         if (e_lat > worst_latent) worst_latent = e_lat;
@@ -363,8 +374,9 @@ static void test_against_diffusers(void) {
         sdc_model_free(m);
     }
     printf("  worst: latents rel L2 %.2e (tol %.0e), image MAE %.3f/255 (tol %.2f), "
-           "float image MAE %.2e (tol %.2e)\n",
-           worst_latent, LATENT_TOL, worst_u8, U8_MAE_TOL, worst_float, FLOAT_MAE_TOL);
+           "float image MAE %.2e (tol %.2e), %zu bytes off by one from diffusers' uint8 "
+           "(tol 1%%)\n",
+           worst_latent, LATENT_TOL, worst_u8, U8_MAE_TOL, worst_float, FLOAT_MAE_TOL, worst_bytes);
     sdc_st_close(ref);
 }
 

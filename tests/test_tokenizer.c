@@ -71,9 +71,11 @@ static char *case_text(const cJSON *c) {
 static const char *case_name(const cJSON *c) {
     static char buf[64];
     const cJSON *t = cJSON_GetObjectItem(c, "text"), *r = cJSON_GetObjectItem(c, "repeat");
-    if (cJSON_IsString(t)) snprintf(buf, sizeof buf, "\"%.40s\"", t->valuestring);
-    else snprintf(buf, sizeof buf, "\"%.20s\" x %d", cJSON_GetArrayItem(r, 0)->valuestring,
-                  cJSON_GetArrayItem(r, 1)->valueint);
+    if (cJSON_IsString(t))
+        snprintf(buf, sizeof buf, "\"%.40s\"", t->valuestring);
+    else
+        snprintf(buf, sizeof buf, "\"%.20s\" x %d", cJSON_GetArrayItem(r, 0)->valuestring,
+                 cJSON_GetArrayItem(r, 1)->valueint);
     return buf;
 }
 
@@ -87,8 +89,8 @@ static void check_cases(const sdc_tokenizer *t, const char *which) {
         int n = sdc_tokenize(t, text, ids);
         int want_n = cJSON_GetObjectItem(c, "n")->valueint;
         const cJSON *want = cJSON_GetObjectItem(c, "ids");
-        CHECKF(n == want_n, "%s: %s: %d tokens, reference %d (%s)", which, case_name(c), n,
-               want_n, n < 0 ? sdc_last_error() : "");
+        CHECKF(n == want_n, "%s: %s: %d tokens, reference %d (%s)", which, case_name(c), n, want_n,
+               n < 0 ? sdc_last_error() : "");
         int first_diff = -1;
         for (int i = 0; i < SDC_CLIP_CONTEXT && n >= 0; i++)
             if (ids[i] != cJSON_GetArrayItem(want, i)->valueint) {
@@ -140,11 +142,13 @@ static void test_every_code_point(void) {
     CHECK(cJSON_GetArraySize(blocks) == 0x110000 / block);
     for (int b = 0; b < cJSON_GetArraySize(blocks); b++) {
         uint64_t h = 0xcbf29ce484222325ull;
-        for (uint32_t c = (uint32_t)b * (uint32_t)block; c < (uint32_t)(b + 1) * (uint32_t)block; c++) {
+        for (uint32_t c = (uint32_t)b * (uint32_t)block; c < (uint32_t)(b + 1) * (uint32_t)block;
+             c++) {
             if (c == 0 || (c >= 0xD800 && c < 0xE000)) continue; /* as the fixture */
             char text[8] = "x";
             size_t k = 1;
-            if (c < 0x80) text[k++] = (char)c;
+            if (c < 0x80)
+                text[k++] = (char)c;
             else if (c < 0x800) {
                 text[k++] = (char)(0xC0 | c >> 6);
                 text[k++] = (char)(0x80 | (c & 0x3F));
@@ -236,7 +240,8 @@ static void test_load_errors(void) {
     remove(vocab);
     remove(t_tmp("tok_ok_merges.txt"));
     /* malformed vocab.json */
-    expect_load_error("{\"a\": 0,", ok_merges, SDC_ERR_FORMAT, "tok_bad_vocab.json: not valid JSON");
+    expect_load_error("{\"a\": 0,", ok_merges, SDC_ERR_FORMAT,
+                      "tok_bad_vocab.json: not valid JSON");
     expect_load_error("", ok_merges, SDC_ERR_FORMAT, "not valid JSON");
     expect_load_error("[1, 2]", ok_merges, SDC_ERR_FORMAT, "JSON object");
     expect_load_error("{\"a\": 0, \"b\": \"1\"}", ok_merges, SDC_ERR_FORMAT, "not an integer");

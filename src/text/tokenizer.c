@@ -10,6 +10,7 @@
  * Then [BOS] tokens[:75] [EOS] and padding with <|endoftext|> up to 77. */
 #include "text/tokenizer.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,10 +44,10 @@ struct sdc_tokenizer {
     int32_t n_tokens;
     int32_t *tok_slot; /* [tok_mask + 1] ids by text hash, -1 empty */
     size_t tok_mask;
-    merge_slot *merge_slot; /* [merge_mask + 1] */
+    merge_slot *merge_slot; /* [merge_mask + 1], at most half full */
     size_t merge_mask;
     int32_t (*merges)[2]; /* [n_merges] left, right ids by rank */
-    int32_t n_merges;
+    int32_t n_merges, merges_cap;
     int32_t byte_id[256], byte_end_id[256]; /* byte's character, without and with </w> */
     int32_t bos, eos, pad, unk;
     pcre2_code *re_clip, *re_bytes;
@@ -54,19 +55,18 @@ struct sdc_tokenizer {
 
 /* ---- byte-level alphabet (GPT-2 / CLIP bytes_to_unicode) ------------------ */
 
+static int byte_is_printable(int b) {
+    return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+}
+
 /* Printable bytes stand for themselves; the other 68 for U+0100.. in byte
- * order.  order[]: the vocabulary's first 256 entries. */
+ * order.  order[]: the vocabulary's first 256 entries (printable first). */
 static void byte_alphabet(uint32_t cp[256], uint8_t order[256]) {
     int k = 0, extra = 0;
-    for (int b = 0; b < 256; b++) {
-        if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE)) {
-            cp[b] = (uint32_t)b;
-            order[k++] = (uint8_t)b;
-        }
-    }
-    for (int b = 0; b < 256; b++) {
-        if (!((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE))) {
-            cp[b] = 256u + (uint32_t)extra++;
+    for (int pass = 1; pass >= 0; pass--) {
+        for (int b = 0; b < 256; b++) {
+            if (byte_is_printable(b) != pass) continue;
+            cp[b] = pass ? (uint32_t)b : 256u + (uint32_t)extra++;
             order[k++] = (uint8_t)b;
         }
     }
@@ -86,23 +86,20 @@ static size_t pow2_at_least(size_t n) {
     return p;
 }
 
-static sdc_status tok_init(sdc_tokenizer *t, size_t n_tokens, size_t n_merges) {
-    if (n_tokens == 0 || n_tokens > INT32_MAX / 4 || n_merges > INT32_MAX / 4)
-        return sdc_fail(SDC_ERR_FORMAT, "vocabulary sizes out of range (%zu tokens, %zu merges)",
-                        n_tokens, n_merges);
+/* Tables for n_tokens tokens (ids 0..n_tokens-1, each set once by tok_add);
+ * the merge tables grow as merges are added. */
+static sdc_status tok_init(sdc_tokenizer *t, size_t n_tokens) {
+    if (n_tokens == 0 || n_tokens > INT32_MAX / 4)
+        return sdc_fail(SDC_ERR_FORMAT, "%zu tokens: out of range", n_tokens);
     t->n_tokens = (int32_t)n_tokens;
     t->off = malloc(n_tokens * sizeof *t->off);
     t->len = malloc(n_tokens * sizeof *t->len);
     t->tok_mask = pow2_at_least(2 * n_tokens) - 1;
     t->tok_slot = malloc((t->tok_mask + 1) * sizeof *t->tok_slot);
-    t->merge_mask = pow2_at_least(2 * n_merges) - 1;
-    t->merge_slot = malloc((t->merge_mask + 1) * sizeof *t->merge_slot);
-    t->merges = malloc((n_merges ? n_merges : 1) * sizeof *t->merges);
-    if (!t->off || !t->len || !t->tok_slot || !t->merge_slot || !t->merges)
+    if (!t->off || !t->len || !t->tok_slot)
         return sdc_fail(SDC_ERR_NOMEM, "out of memory (tokenizer tables)");
     for (size_t i = 0; i < n_tokens; i++) t->len[i] = UINT32_MAX;
     for (size_t i = 0; i <= t->tok_mask; i++) t->tok_slot[i] = -1;
-    for (size_t i = 0; i <= t->merge_mask; i++) t->merge_slot[i].key = UINT64_MAX;
     return SDC_OK;
 }
 
@@ -166,13 +163,43 @@ static sdc_status tok_add(sdc_tokenizer *t, int64_t id, const char *a, size_t na
     return SDC_OK;
 }
 
+/* The slot of key, or the empty slot where it would go. */
+static merge_slot *merge_slot_of(merge_slot *slot, size_t mask, uint64_t key) {
+    size_t i = (size_t)((key * 0x9e3779b97f4a7c15ull) >> 20) & mask;
+    while (slot[i].key != key && slot[i].key != UINT64_MAX) i = (i + 1) & mask;
+    return &slot[i];
+}
+
 static const merge_slot *merge_find(const sdc_tokenizer *t, int32_t left, int32_t right) {
-    uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
-    uint64_t h = key * 0x9e3779b97f4a7c15ull;
-    for (size_t i = (h >> 20) & t->merge_mask;; i = (i + 1) & t->merge_mask) {
-        if (t->merge_slot[i].key == key) return &t->merge_slot[i];
-        if (t->merge_slot[i].key == UINT64_MAX) return NULL;
+    const merge_slot *m = merge_slot_of(t->merge_slot, t->merge_mask,
+                                        (uint64_t)(uint32_t)left << 32 | (uint32_t)right);
+    return m->key == UINT64_MAX ? NULL : m;
+}
+
+/* Room for one more merge: the rank list doubles, the hash table doubles
+ * when it would be over half full. */
+static sdc_status merge_reserve(sdc_tokenizer *t) {
+    if (t->n_merges >= INT32_MAX / 4) return sdc_fail(SDC_ERR_FORMAT, "too many merges");
+    if (t->n_merges == t->merges_cap) {
+        int32_t cap = t->merges_cap ? 2 * t->merges_cap : 1024;
+        int32_t(*m)[2] = realloc(t->merges, (size_t)cap * sizeof *m);
+        if (!m) return sdc_fail(SDC_ERR_NOMEM, "out of memory (merges)");
+        t->merges = m;
+        t->merges_cap = cap;
     }
+    size_t size = t->merge_slot ? t->merge_mask + 1 : 0;
+    if (2 * ((size_t)t->n_merges + 1) <= size) return SDC_OK;
+    size_t nsize = size ? 2 * size : 2048;
+    merge_slot *ns = malloc(nsize * sizeof *ns);
+    if (!ns) return sdc_fail(SDC_ERR_NOMEM, "out of memory (merges)");
+    for (size_t i = 0; i < nsize; i++) ns[i].key = UINT64_MAX;
+    for (size_t i = 0; i < size; i++)
+        if (t->merge_slot[i].key != UINT64_MAX)
+            *merge_slot_of(ns, nsize - 1, t->merge_slot[i].key) = t->merge_slot[i];
+    free(t->merge_slot);
+    t->merge_slot = ns;
+    t->merge_mask = nsize - 1;
+    return SDC_OK;
 }
 
 /* Adds the merge of rank t->n_merges: left + right -> the token of their
@@ -188,57 +215,118 @@ static sdc_status merge_add(sdc_tokenizer *t, const char *a, size_t na, const ch
     if (m < 0)
         return sdc_fail(SDC_ERR_FORMAT, "%s:%zu: the merge \"%.*s%.*s\" is not in the vocabulary",
                         where, line, (int)(na < 64 ? na : 64), a, (int)(nb < 64 ? nb : 64), b);
+    sdc_status st = merge_reserve(t);
+    if (st != SDC_OK) return st;
     uint64_t key = (uint64_t)(uint32_t)l << 32 | (uint32_t)r;
-    uint64_t h = key * 0x9e3779b97f4a7c15ull;
-    size_t i = (h >> 20) & t->merge_mask;
-    for (; t->merge_slot[i].key != UINT64_MAX; i = (i + 1) & t->merge_mask)
-        if (t->merge_slot[i].key == key)
-            return sdc_fail(SDC_ERR_FORMAT, "%s:%zu: merge listed twice", where, line);
-    t->merge_slot[i].key = key;
-    t->merge_slot[i].rank = t->n_merges;
-    t->merge_slot[i].id = m;
+    merge_slot *slot = merge_slot_of(t->merge_slot, t->merge_mask, key);
+    if (slot->key == key)
+        return sdc_fail(SDC_ERR_FORMAT, "%s:%zu: merge listed twice", where, line);
+    *slot = (merge_slot){key, t->n_merges, m};
     t->merges[t->n_merges][0] = l;
     t->merges[t->n_merges][1] = r;
     t->n_merges++;
     return SDC_OK;
 }
 
+typedef struct byte_buf {
+    char *p;
+    size_t len, cap;
+} byte_buf;
+
+static sdc_status buf_put(byte_buf *b, const char *s, size_t n) {
+    if (b->cap - b->len < n) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len < n) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return sdc_fail(SDC_ERR_NOMEM, "out of memory (tokenizer text)");
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return SDC_OK;
+}
+
 /* ---- regexes --------------------------------------------------------------- */
 
-/* \s is spelt out as the reference's white space (onig's), not PCRE2's. */
-static sdc_status compile_regexes(sdc_tokenizer *t) {
-    char ws[sizeof "\\x{FFFFFF}" * 32] = "";
-    size_t n = 0;
-    for (size_t i = 0; i < sdc_uni_space_table_count; i++) {
-        int k = snprintf(ws + n, sizeof ws - n, "\\x{%X}", (unsigned)sdc_uni_space_table[i]);
-        if (k < 0 || (size_t)k >= sizeof ws - n) return sdc_fail(SDC_ERR_INTERNAL, "white space class too long");
-        n += (size_t)k;
+/* Appends "\x{first}-\x{last}..." for a class body. */
+static sdc_status put_ranges(byte_buf *b, const sdc_uni_range *r, size_t n) {
+    sdc_status st = SDC_OK;
+    for (size_t i = 0; i < n && st == SDC_OK; i++) {
+        char x[32];
+        int k = r[i].first == r[i].last ? snprintf(x, sizeof x, "\\x{%X}", (unsigned)r[i].first)
+                                        : snprintf(x, sizeof x, "\\x{%X}-\\x{%X}",
+                                                   (unsigned)r[i].first, (unsigned)r[i].last);
+        st = buf_put(b, x, (size_t)k);
     }
-    char clip[1024], bytes[1024];
-    /* CLIP's pre-tokeniser (case-sensitive: the reference matches after
-     * lower-casing, so 's never matches 'ſ as a caseless match would) */
-    snprintf(clip, sizeof clip,
-             "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|\\p{L}+|\\p{N}|"
-             "[^%s\\p{L}\\p{N}]+",
-             ws);
+    return st;
+}
+
+/* Appends pat with \s, \S, \p{L} and \p{N} spelt out as the classes in
+ * cls[0..2] (white space, letters, numbers). */
+static sdc_status put_pattern(byte_buf *b, const char *pat, const byte_buf cls[3]) {
+    static const char *const name[] = {"\\s", "\\S", "\\p{L}", "\\p{N}"};
+    sdc_status st = SDC_OK;
+    int in_class = 0;
+    for (const char *p = pat; *p && st == SDC_OK;) {
+        int k = 0;
+        while (k < 4 && strncmp(p, name[k], strlen(name[k])) != 0) k++;
+        if (k < 4) {
+            const byte_buf *c = &cls[k < 2 ? 0 : k - 1];
+            assert(!(k == 1 && in_class));
+            if (!in_class) st = buf_put(b, k == 1 ? "[^" : "[", k == 1 ? 2 : 1);
+            if (st == SDC_OK) st = buf_put(b, c->p, c->len);
+            if (st == SDC_OK && !in_class) st = buf_put(b, "]", 1);
+            p += strlen(name[k]);
+            continue;
+        }
+        size_t n = *p == '\\' && p[1] ? 2 : 1; /* other escapes pass as they are */
+        if (n == 1 && *p == '[') in_class = 1;
+        if (n == 1 && *p == ']') in_class = 0;
+        st = buf_put(b, p, n);
+        p += n;
+    }
+    return st;
+}
+
+/* The reference's two regexes, their classes spelt out from the tables (see
+ * unicode.h); both case-sensitive: the reference matches after lower-casing,
+ * so 's never matches 'ſ as a caseless match would. */
+static sdc_status compile_regexes(sdc_tokenizer *t) {
+    /* CLIP's pre-tokeniser */
+    static const char clip[] = "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|"
+                               "[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
     /* GPT-2's, inside tokenizers' ByteLevel pre-tokeniser */
-    snprintf(bytes, sizeof bytes,
-             "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^%s\\p{L}\\p{N}]+|[%s]+(?![^%s])|[%s]+",
-             ws, ws, ws, ws);
+    static const char bytes[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|"
+                                "\\s+(?!\\S)|\\s+";
+    byte_buf cls[3] = {{0}}, pat = {0};
+    sdc_status st = SDC_OK;
+    for (size_t i = 0; i < sdc_uni_space_table_count && st == SDC_OK; i++) {
+        sdc_uni_range r = {sdc_uni_space_table[i], sdc_uni_space_table[i]};
+        st = put_ranges(&cls[0], &r, 1);
+    }
+    if (st == SDC_OK) st = put_ranges(&cls[1], sdc_uni_letter_table, sdc_uni_letter_table_count);
+    if (st == SDC_OK) st = put_ranges(&cls[2], sdc_uni_number_table, sdc_uni_number_table_count);
     const char *src[2] = {clip, bytes};
     pcre2_code **dst[2] = {&t->re_clip, &t->re_bytes};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 && st == SDC_OK; i++) {
+        pat.len = 0;
+        st = put_pattern(&pat, src[i], cls);
+        if (st != SDC_OK) break;
         int err;
         PCRE2_SIZE at;
-        *dst[i] = pcre2_compile((PCRE2_SPTR)src[i], PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
-                                &err, &at, NULL);
+        *dst[i] = pcre2_compile((PCRE2_SPTR)pat.p, pat.len, PCRE2_UTF, &err, &at, NULL);
         if (!*dst[i]) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(err, msg, sizeof msg);
-            return sdc_fail(SDC_ERR_INTERNAL, "tokenizer regex: %s at %zu", (char *)msg, (size_t)at);
+            st = sdc_fail(SDC_ERR_INTERNAL, "tokenizer regex: %s at %zu", (char *)msg, (size_t)at);
+        } else {
+            pcre2_jit_compile(*dst[i], PCRE2_JIT_COMPLETE); /* optional: else interpreted */
         }
     }
-    return SDC_OK;
+    for (int i = 0; i < 3; i++) free(cls[i].p);
+    free(pat.p);
+    return st;
 }
 
 /* Byte tables, special ids, regexes; where: the vocabulary's name. */
@@ -297,7 +385,8 @@ static sdc_status read_file(const char *path, char **out, size_t *len) {
         }
         if (n == cap) {
             if (cap >= MAX_FILE_BYTES) {
-                st = sdc_fail(SDC_ERR_FORMAT, "%s: larger than %zu bytes", path, MAX_FILE_BYTES);
+                st = sdc_fail(SDC_ERR_FORMAT, "%s: too large (limit %zu bytes)", path,
+                              MAX_FILE_BYTES);
                 break;
             }
             cap *= 2;
@@ -317,8 +406,7 @@ static sdc_status read_file(const char *path, char **out, size_t *len) {
     return SDC_OK;
 }
 
-static sdc_status load_vocab_json(sdc_tokenizer *t, const char *path, const char *json, size_t n,
-                                  size_t n_merges) {
+static sdc_status load_vocab_json(sdc_tokenizer *t, const char *path, const char *json, size_t n) {
     cJSON *root = cJSON_ParseWithLength(json, n);
     if (!root) return sdc_fail(SDC_ERR_FORMAT, "%s: not valid JSON", path);
     sdc_status st = SDC_OK;
@@ -328,7 +416,7 @@ static sdc_status load_vocab_json(sdc_tokenizer *t, const char *path, const char
     }
     size_t count = 0;
     for (cJSON *e = root->child; e; e = e->next) count++;
-    if ((st = tok_init(t, count, n_merges)) != SDC_OK) {
+    if ((st = tok_init(t, count)) != SDC_OK) {
         sdc_fail_context(st, "%s", path);
         goto done;
     }
@@ -359,8 +447,8 @@ static sdc_status load_merges_txt(sdc_tokenizer *t, const char *path, const char
         if (len && s[len - 1] == '\r') len--;
         if (line == 1 && len >= 8 && memcmp(s, "#version", 8) == 0) continue;
         const char *sp = memchr(s, ' ', len);
-        if (!sp || sp == s || sp == s + len - 1 || memchr(sp + 1, ' ', len - (size_t)(sp - s) - 1) ||
-            memchr(s, 0, len))
+        if (!sp || sp == s || sp == s + len - 1 ||
+            memchr(sp + 1, ' ', len - (size_t)(sp - s) - 1) || memchr(s, 0, len))
             return sdc_fail(SDC_ERR_FORMAT, "%s:%zu: expected two tokens separated by one space",
                             path, line);
         size_t na = (size_t)(sp - s);
@@ -368,12 +456,6 @@ static sdc_status load_merges_txt(sdc_tokenizer *t, const char *path, const char
         if (st != SDC_OK) return st;
     }
     return SDC_OK;
-}
-
-static size_t count_lines(const char *s, size_t n) {
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++) c += s[i] == '\n';
-    return c + (n && s[n - 1] != '\n');
 }
 
 sdc_status sdc_tokenizer_load(const char *vocab_json, const char *merges_txt, sdc_tokenizer **out) {
@@ -386,7 +468,7 @@ sdc_status sdc_tokenizer_load(const char *vocab_json, const char *merges_txt, sd
     if (!t) return sdc_fail(SDC_ERR_NOMEM, "out of memory (tokenizer)");
     sdc_status st = read_file(vocab_json, &vj, &nvj);
     if (st == SDC_OK) st = read_file(merges_txt, &mt, &nmt);
-    if (st == SDC_OK) st = load_vocab_json(t, vocab_json, vj, nvj, count_lines(mt, nmt));
+    if (st == SDC_OK) st = load_vocab_json(t, vocab_json, vj, nvj);
     if (st == SDC_OK) st = load_merges_txt(t, merges_txt, mt, nmt);
     if (st == SDC_OK) st = tok_finish(t, vocab_json);
     free(vj);
@@ -463,7 +545,7 @@ static sdc_status load_builtin(sdc_tokenizer *t) {
         len[r] = (size_t)(nl - line[r]);
         p = nl;
     }
-    if ((st = tok_init(t, 512 + CLIP_N_MERGES + 2, CLIP_N_MERGES)) != SDC_OK) goto done;
+    if ((st = tok_init(t, 512 + CLIP_N_MERGES + 2)) != SDC_OK) goto done;
     uint32_t cp[256];
     uint8_t order[256];
     byte_alphabet(cp, order);
@@ -476,9 +558,11 @@ static sdc_status load_builtin(sdc_tokenizer *t) {
     }
     for (int r = 0; r < CLIP_N_MERGES && st == SDC_OK; r++) {
         const char *sp = memchr(line[r], ' ', len[r]);
-        if (!sp) st = SDC_ERR_FORMAT;
-        else st = tok_add(t, 512 + r, line[r], (size_t)(sp - line[r]), sp + 1,
-                          len[r] - (size_t)(sp - line[r]) - 1, &why);
+        if (!sp)
+            st = SDC_ERR_FORMAT;
+        else
+            st = tok_add(t, 512 + r, line[r], (size_t)(sp - line[r]), sp + 1,
+                         len[r] - (size_t)(sp - line[r]) - 1, &why);
     }
     if (st == SDC_OK) st = tok_add(t, 512 + CLIP_N_MERGES, BOS_TEXT, strlen(BOS_TEXT), "", 0, &why);
     if (st == SDC_OK) st = tok_add(t, 513 + CLIP_N_MERGES, EOS_TEXT, strlen(EOS_TEXT), "", 0, &why);
@@ -609,10 +693,10 @@ static sdc_status bpe(const sdc_tokenizer *t, const char *s, size_t n, tok_out *
         prev[i] = (int32_t)i - 1;
         next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
     }
-#define TRY_PAIR(l, r)                                                                     \
-    do {                                                                                   \
-        const merge_slot *m_ = merge_find(t, id[l], id[r]);                                \
-        if (m_) heap_push(heap, &nh, (bpe_cand){m_->rank, l, r, id[l], id[r], m_->id});    \
+#define TRY_PAIR(l, r)                                                                             \
+    do {                                                                                           \
+        const merge_slot *m_ = merge_find(t, id[l], id[r]);                                        \
+        if (m_) heap_push(heap, &nh, (bpe_cand){m_->rank, l, r, id[l], id[r], m_->id});            \
     } while (0)
     for (int32_t i = 0; i + 1 < (int32_t)n; i++) TRY_PAIR(i, i + 1);
     while (nh) {
@@ -645,8 +729,8 @@ static sdc_status match_fail(int rc) {
  * (tokenizers' "isolated"), else it is dropped ("removed", inverted).  Each
  * piece goes to the next stage: the byte-level split after CLIP's, BPE after
  * that. */
-static sdc_status split(const sdc_tokenizer *t, const pcre2_code *re, int keep_gaps,
-                        const char *s, size_t n, pcre2_match_data *md, tok_out *o) {
+static sdc_status split(const sdc_tokenizer *t, const pcre2_code *re, int keep_gaps, const char *s,
+                        size_t n, pcre2_match_data *md, tok_out *o) {
     size_t at = 0;
     sdc_status st = SDC_OK;
     while (at < n && st == SDC_OK && o->n < MAX_CONTENT) {
@@ -662,31 +746,14 @@ static sdc_status split(const sdc_tokenizer *t, const pcre2_code *re, int keep_g
         }
         if (keep_gaps && ms > at) st = bpe(t, s + at, ms - at, o);
         if (st == SDC_OK && me > ms) {
-            if (re == t->re_clip) st = split(t, t->re_bytes, 1, s + ms, me - ms, md, o);
-            else st = bpe(t, s + ms, me - ms, o);
+            if (re == t->re_clip)
+                st = split(t, t->re_bytes, 1, s + ms, me - ms, md, o);
+            else
+                st = bpe(t, s + ms, me - ms, o);
         }
         at = me;
     }
     return st;
-}
-
-typedef struct byte_buf {
-    char *p;
-    size_t len, cap;
-} byte_buf;
-
-static sdc_status buf_put(byte_buf *b, const char *s, size_t n) {
-    if (b->cap - b->len < n) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len < n) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return sdc_fail(SDC_ERR_NOMEM, "out of memory (tokenizer text)");
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return SDC_OK;
 }
 
 /* NFC, runs of white space -> " ", lower case; UTF-8 into out (reset). */

@@ -19,8 +19,7 @@
 typedef struct sdc_tokenizer sdc_tokenizer;
 
 /* From a diffusers tokenizer/ folder's vocab.json and merges.txt. */
-sdc_status sdc_tokenizer_load(const char *vocab_json, const char *merges_txt,
-                              sdc_tokenizer **out);
+sdc_status sdc_tokenizer_load(const char *vocab_json, const char *merges_txt, sdc_tokenizer **out);
 /* From the CLIP vocabulary built into sdc. */
 sdc_status sdc_tokenizer_load_builtin(sdc_tokenizer **out);
 void sdc_tokenizer_free(sdc_tokenizer *t);

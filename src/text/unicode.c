@@ -115,8 +115,10 @@ static const sdc_uni_map *map_find(const sdc_uni_map *t, size_t n, uint32_t cp) 
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (t[mid].cp < cp) lo = mid + 1;
-        else hi = mid;
+        if (t[mid].cp < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < n && t[lo].cp == cp ? &t[lo] : NULL;
 }
@@ -131,10 +133,14 @@ int sdc_uni_ccc(uint32_t cp) {
     size_t lo = 0, hi = sdc_uni_ccc_table_count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (sdc_uni_ccc_table[mid].last < cp) lo = mid + 1;
-        else hi = mid;
+        if (sdc_uni_ccc_table[mid].last < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return lo < sdc_uni_ccc_table_count && sdc_uni_ccc_table[lo].first <= cp ? sdc_uni_ccc_table[lo].ccc : 0;
+    return lo < sdc_uni_ccc_table_count && sdc_uni_ccc_table[lo].first <= cp
+               ? sdc_uni_ccc_table[lo].ccc
+               : 0;
 }
 
 int sdc_uni_lower(uint32_t cp, uint32_t out[2]) {
@@ -152,13 +158,20 @@ int sdc_uni_lower(uint32_t cp, uint32_t out[2]) {
 
 /* Hangul syllables, algorithmic (Unicode 14, section 3.12). */
 enum {
-    H_SBASE = 0xAC00, H_LBASE = 0x1100, H_VBASE = 0x1161, H_TBASE = 0x11A7,
-    H_LCOUNT = 19, H_VCOUNT = 21, H_TCOUNT = 28,
-    H_NCOUNT = H_VCOUNT * H_TCOUNT, H_SCOUNT = H_LCOUNT * H_NCOUNT
+    H_SBASE = 0xAC00,
+    H_LBASE = 0x1100,
+    H_VBASE = 0x1161,
+    H_TBASE = 0x11A7,
+    H_LCOUNT = 19,
+    H_VCOUNT = 21,
+    H_TCOUNT = 28,
+    H_NCOUNT = H_VCOUNT * H_TCOUNT,
+    H_SCOUNT = H_LCOUNT * H_NCOUNT
 };
 
 static sdc_status decompose(uint32_t cp, sdc_cps *out, int depth) {
-    if (depth > 8) return sdc_fail(SDC_ERR_INTERNAL, "decomposition too deep at U+%04X", (unsigned)cp);
+    if (depth > 8)
+        return sdc_fail(SDC_ERR_INTERNAL, "decomposition too deep at U+%04X", (unsigned)cp);
     if (cp >= H_SBASE && cp < H_SBASE + H_SCOUNT) {
         uint32_t s = cp - H_SBASE, t = s % H_TCOUNT;
         sdc_status st = cps_push(out, H_LBASE + s / H_NCOUNT);
@@ -209,10 +222,13 @@ static uint32_t compose_pair(uint32_t a, uint32_t b) {
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const sdc_uni_map *m = &sdc_uni_comp_table[mid];
-        if (m->cp < a || (m->cp == a && m->a < b)) lo = mid + 1;
-        else hi = mid;
+        if (m->cp < a || (m->cp == a && m->a < b))
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    if (lo < sdc_uni_comp_table_count && sdc_uni_comp_table[lo].cp == a && sdc_uni_comp_table[lo].a == b)
+    if (lo < sdc_uni_comp_table_count && sdc_uni_comp_table[lo].cp == a &&
+        sdc_uni_comp_table[lo].a == b)
         return sdc_uni_comp_table[lo].b;
     return 0;
 }

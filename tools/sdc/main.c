@@ -152,7 +152,6 @@ int main(int argc, char **argv) {
         rc = exit_code(st) == 2 ? 1 : exit_code(st);
         goto out;
     }
-    if (a.verbose) fprintf(stderr, "sdc: model: %s\n", sdc_model_describe(model));
     char name[256];
     model_name(a.model, name, sizeof name);
 

@@ -8,7 +8,9 @@
  *                                    ops are the references
  * Threads: linear/conv2d (tiles of C), attention (heads x query blocks),
  * norms (groups/rows) and elementwise ops (chunks) run on all threads.
- * Scratch: SDC_CPU_SCRATCH_FLOATS per thread (704 KiB), allocated here. */
+ * Scratch: SDC_CPU_SCRATCH_FLOATS per thread (704 KiB), allocated here;
+ * ops allocate nothing.  Threads: at most MAX_THREADS.  One backend serves
+ * one calling thread at a time (its pool runs one op at a time). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 #include "core/error.h"
 
 #define CHUNK ((int64_t)1 << 15) /* elements per task of an elementwise op */
+#define MAX_THREADS 256
 
 typedef struct cpu_backend {
     sdc_backend be;
@@ -298,8 +301,9 @@ sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref) {
     if (env && env[0] == '1') force_ref = 1;
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = n > 0 ? (int)(n < 256 ? n : 256) : 1;
+        n_threads = n > 0 ? (int)(n < MAX_THREADS ? n : MAX_THREADS) : 1;
     }
+    if (n_threads > MAX_THREADS) n_threads = MAX_THREADS;
     cpu_backend *cb = calloc(1, sizeof *cb);
     if (!cb) {
         sdc_fail(SDC_ERR_NOMEM, "cpu backend: out of memory");

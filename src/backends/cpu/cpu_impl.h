@@ -9,8 +9,8 @@
 #ifndef SDC_CPU_IMPL_H
 #define SDC_CPU_IMPL_H
 
-#include <stddef.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "backends/backend.h"

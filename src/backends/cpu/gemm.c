@@ -8,6 +8,7 @@
  * Packing converts F16/BF16 weights to f32, zero-pads the edges, and (for a
  * convolution) gathers the im2col columns of the tile only, so the scratch
  * stays MC*KC + KC*NC floats per thread (cpu_impl.h) whatever the shape. */
+#include <assert.h>
 #include <string.h>
 
 #include "backends/cpu/cpu_impl.h"
@@ -56,6 +57,7 @@ void sdc_gemm_kernel_generic(int kc, const float *a, int64_t rs_a, int64_t cs_a,
 void sdc_gemm_pack_rows(const sdc_cpu *cpu, float *dst, int wp, const float *src_f32,
                         const sdc_weight *w, int64_t ld, int r0, int rows, int k0, int kc) {
     float tmp[KC];
+    assert(src_f32 || kc <= KC);
     int panels = ceil_div(rows, wp);
     for (int p = 0; p < panels; p++)
         for (int i = 0; i < wp; i++) {

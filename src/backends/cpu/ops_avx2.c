@@ -1,5 +1,5 @@
-/* AVX2 + FMA ops: attention (tiled, online softmax), group/layer norm, and
- * the transcendental elementwise ops, threaded over the pool.
+/* AVX2 + FMA ops: attention (tiled, online softmax), group/layer norm, the
+ * transcendental elementwise ops and transpose, threaded over the pool.
  *
  * exp: Cephes' expf scheme (x = n ln2 + r, |r| <= ln2/2, degree-5
  * polynomial, 2^n by exponent bits), within ~2 ulp on [-87.3, 88.0]
@@ -70,20 +70,6 @@ static inline __m256 qgelu256(__m256 x) {
 /* lanes < n (0 <= n <= 8) set */
 static inline __m256i tail_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float hmax256(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* ---- elementwise ---------------------------------------------------------- */

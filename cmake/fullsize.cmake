@@ -1,0 +1,4 @@
+# The full-size spot check (developers; not in CTest): build/fullsize_check DIR
+add_executable(fullsize_check ${CMAKE_SOURCE_DIR}/tests/fullsize_check.c ${CMAKE_SOURCE_DIR}/tests/harness.c)
+target_include_directories(fullsize_check PRIVATE ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/tests)
+target_link_libraries(fullsize_check PRIVATE sdc_lib)
