@@ -104,11 +104,13 @@ def build_tokenizer_folder(folder):
 def _tokenizer(tmp):
     from transformers import CLIPTokenizer
     folder = os.path.join(tmp, "tokenizer")
-    try:  # the tokenizer part's builder, when it offers one
+    try:  # the tokenizer part's builder (the same files its fixtures use)
         from fixtures_lib import tokens
-        builder = getattr(tokens, "build_tokenizer_folder", None)
+        builder = getattr(tokens, "build_tokenizer_folder", None) or \
+            getattr(tokens, "_write_tokenizer_folder", None)
     except ImportError:
         builder = None
+    os.makedirs(folder, exist_ok=True)
     (builder or build_tokenizer_folder)(folder)
     return CLIPTokenizer.from_pretrained(folder)
 

@@ -53,6 +53,7 @@ PROMPTS = [
     "emoji 🐱‍👤 🚀✨ 👍🏽 🇯🇵 ❤️",
     "numbers 1234567890 3.14159 1,000,000 ２０２４ ①②③ Ⅻ ٣",
     "punctuation!!! ??? ... --- *** (parentheses) [brackets] {braces} <angle> @#$%^&*_+=|\\/~`",
+    "mojibake cafÃ© â€™quotedâ€™ ﬁ",  # ftfy would repair these; the reference does not
     "HTML entities &amp; &lt;tag&gt; &quot;quoted&quot; &#39;apos&#39; &nbsp; &amp;amp;",
     "<|startoftext|>a<|endoftext|>b <|STARTOFTEXT|> <|EndOfText|> <|endoftext <|startoftext|>",
     "A<|endoftext|>B<|endoftext|><|endoftext|>",

@@ -274,6 +274,15 @@ static sdc_status arena_checked(const sdc_arena *a, const char *what) {
     return SDC_OK;
 }
 
+/* Ends a planning pass: allocates the block the pass asked for. */
+static sdc_status arena_commit_plan(sdc_arena *a, const char *what) {
+    if (a->overflow)
+        return sdc_fail(SDC_ERR_NOMEM, "%s: activation memory size overflows", what);
+    sdc_status st = sdc_arena_commit(a, 0);
+    if (st != SDC_OK) return sdc_fail_context(st, "%s", what);
+    return SDC_OK;
+}
+
 /* Text stage: g->ctx [B, S, D] = clip(negative) (if B == 2), clip(prompt). */
 static sdc_status encode_text(sdc_model *m, const sdc_gen_params *p, gen_state *g, int B) {
     const int S = SDC_CLIP_CONTEXT, D = sdc_clip_cfg(m->clip)->hidden;
@@ -291,7 +300,7 @@ static sdc_status encode_text(sdc_model *m, const sdc_gen_params *p, gen_state *
     float *out = sdc_arena_alloc(a, (size_t)S * D); /* dev [S, D] */
     size_t mark = sdc_arena_mark(a);
     sdc_clip_forward(m->clip, sdc_backend_null(), a, ids[0], S, out);
-    sdc_status st = sdc_arena_commit(a, 0);
+    sdc_status st = arena_commit_plan(a, "the text encoder");
     if (st != SDC_OK) return st;
     out = sdc_arena_alloc(a, (size_t)S * D);
     if (!out || sdc_arena_mark(a) != mark) return arena_checked(a, "the text encoder");
@@ -328,7 +337,7 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
         if (pass == 0) {
             t[0] = t[1] = sdc_sched_timestep(g->sched, 0);
             sdc_unet_forward(m->unet, sdc_backend_null(), a, in, B, h, w, t, ctx, S, out);
-            sdc_status st = sdc_arena_commit(a, 0);
+            sdc_status st = arena_commit_plan(a, "the UNet");
             if (st != SDC_OK) return st;
         }
     }
@@ -376,7 +385,7 @@ static sdc_status decode(sdc_model *m, const sdc_gen_params *p, gen_state *g, in
         img = sdc_arena_alloc(a, (size_t)img_n);       /* dev [1, 3, H, W] */
         if (pass == 0) {
             sdc_vae_decode(m->vae, sdc_backend_null(), a, z, 1, h, w, img);
-            sdc_status st = sdc_arena_commit(a, 0);
+            sdc_status st = arena_commit_plan(a, "the VAE");
             if (st != SDC_OK) return st;
         }
     }

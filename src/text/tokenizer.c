@@ -1,13 +1,35 @@
-/* CLIP tokenizer; the reference is transformers 5.24's CLIPTokenizer (HF
- * tokenizers 0.23), as diffusers loads it from an SD 1.x tokenizer/ folder:
+/* CLIP tokenizer.  The reference is transformers 5.24's CLIPTokenizer (the
+ * same class as CLIPTokenizerFast: HF tokenizers 0.23), as diffusers loads
+ * it from an SD 1.x tokenizer/ folder:
  *
- *   raw text ---split on "<|endoftext|>" (added token, raw match)--->
- *   NFC, \s+ -> " ", lower case ---split on "<|startoftext|>" (added token,
- *   matched after normalisation)---> CLIP regex (matches kept, the rest
- *   dropped) ---> GPT-2 byte-level regex (isolated) ---> bytes as tokens
- *   ---> BPE with "</w>" on each piece's last byte.
+ *   raw text --split on "<|endoftext|>" (added token, raw match)-->
+ *   NFC, \s+ -> " ", lower case --split on "<|startoftext|>" (added token,
+ *   matched after normalisation)--> CLIP regex (matches kept, the rest
+ *   dropped) --> GPT-2 byte-level regex (isolated) --> bytes as characters
+ *   --> BPE with "</w>" on each piece's last character.
  *
- * Then [BOS] tokens[:75] [EOS] and padding with <|endoftext|> up to 77. */
+ * Then [BOS] tokens[:75] [EOS] and <|endoftext|> padding up to 77; pieces
+ * past the 75th token are not looked at.
+ *
+ * transformers 5 has no Python CLIPTokenizer any more, so ftfy.fix_text and
+ * html.unescape never run, installed or not.  Where OpenAI CLIP's own
+ * tokenizer (open_clip.SimpleTokenizer) differs, sdc follows transformers:
+ * HTML entities stay text ("&amp;" -> "&", "amp", ";"); no ftfy repairs
+ * (mojibake such as "cafÃ©", fullwidth forms, ligatures such as "ﬁ", control
+ * characters and U+FEFF are tokenised as they are); lower case per character
+ * (final Σ -> σ, İ -> i + U+0307); white space is onig's \s (no U+001C..1F);
+ * 's is matched after lower-casing, case-sensitively (so not 'ſ);
+ * <|startoftext|> and <|endoftext|> inside the text give their ids.
+ * tokens.json marks the prompts where the two differ (same_as_open_clip).
+ *
+ * Unicode data (unicode_tables.c) is probed from the reference: \s, \p{L},
+ * \p{N} and lower case as its onig and Rust know them (Unicode 16), NFC
+ * only as far as its older tables go.  PCRE2 runs the regexes with those
+ * classes spelt out, so the system PCRE2's Unicode version does not matter.
+ *
+ * Input: at most SDC_TOKENIZER_MAX_BYTES (longer is an error, not cut, so a
+ * prompt is never silently changed); ill-formed UTF-8 becomes U+FFFD as
+ * Python's decode(errors="replace") does; NUL ends the text. */
 #include "text/tokenizer.h"
 
 #include <assert.h>
