@@ -175,8 +175,9 @@ const size_t sdc_uni_comp_table_count = sizeof sdc_uni_comp_table / sizeof sdc_u
 """
     with open(OUT, "w") as f:
         f.write(src)
-    print(f"{OUT}: {len(space)} spaces, {len(letter)} letter ranges, {len(number)} number ranges, {len(lower)} lower, {len(decomp)} decomp, "
-          f"{len(cr)} ccc ranges, {len(comp)} compositions")
+    print(f"{OUT}: {len(space)} spaces, {len(letter)} letter ranges, {len(number)} number "
+          f"ranges, {len(lower)} lower, {len(decomp)} decomp, {len(cr)} ccc ranges, "
+          f"{len(comp)} compositions")
 
 
 if __name__ == "__main__":

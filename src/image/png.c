@@ -162,6 +162,23 @@ static sdc_status split_path(const char *path, char **dir, const char **base) {
     return SDC_OK;
 }
 
+#define TMP_TEMPLATE "/.sdc-tmp-XXXXXX"
+
+/* Creates and removes a temporary file in dir; 0 (errno set) if it cannot. */
+static int can_create_in(const char *dir) {
+    char *probe = malloc(strlen(dir) + sizeof TMP_TEMPLATE);
+    if (!probe) return 0;
+    strcpy(probe, dir);
+    strcat(probe, TMP_TEMPLATE);
+    int fd = mkstemp(probe);
+    if (fd >= 0) {
+        close(fd);
+        unlink(probe);
+    }
+    free(probe);
+    return fd >= 0;
+}
+
 sdc_status sdc_png_check_dest(const char *path, int overwrite) {
     if (!path || !*path) return sdc_fail(SDC_ERR_IO, "empty output path");
     char *dir;
@@ -174,6 +191,11 @@ sdc_status sdc_png_check_dest(const char *path, int overwrite) {
     } else if (!S_ISDIR(sb.st_mode)) {
         st = sdc_fail(SDC_ERR_IO, "%s: %s is not a folder", path, dir);
     } else if (access(dir, W_OK | X_OK) != 0) {
+        st = sdc_fail(SDC_ERR_IO, "%s: folder %s is not writable: %s", path, dir,
+                      strerror(errno));
+    } else if (!can_create_in(dir)) {
+        /* access() says yes to root everywhere; only a real file tells (procfs,
+         * read-only mounts) */
         st = sdc_fail(SDC_ERR_IO, "%s: folder %s is not writable: %s", path, dir,
                       strerror(errno));
     } else if (lstat(path, &sb) == 0) {
@@ -287,14 +309,13 @@ sdc_status sdc_png_write(const char *path, const sdc_image *img, const sdc_png_t
 
     st = split_path(path, &dir, &base);
     if (st != SDC_OK) goto done;
-    static const char tmpl[] = "/.sdc-tmp-XXXXXX";
-    tmp = malloc(strlen(dir) + sizeof tmpl);
+    tmp = malloc(strlen(dir) + sizeof TMP_TEMPLATE);
     if (!tmp) {
         st = sdc_fail(SDC_ERR_NOMEM, "out of memory");
         goto done;
     }
     strcpy(tmp, dir);
-    strcat(tmp, tmpl);
+    strcat(tmp, TMP_TEMPLATE);
     fd = mkstemp(tmp);
     if (fd < 0) {
         st = sdc_fail(SDC_ERR_IO, "%s: cannot create a temporary file in %s: %s", path, dir,

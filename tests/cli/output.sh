@@ -13,7 +13,11 @@ mkdir -p "$WORK/adir"
 run "adir.*(folder|exists)" -o "$WORK/adir"
 run "adir.*folder" -o "$WORK/adir" --overwrite
 run "names a folder" -o "$WORK/adir/"
-if [ "$(id -u)" -ne 0 ]; then  # root may write anywhere
+# a folder nobody may create files in, root included (procfs)
+run "/proc.*not writable" -o "/proc/sdc-test-$$.png"
+CHECKS=$((CHECKS + 1))
+[ ! -e "/proc/sdc-test-$$.png" ] || fail "a file appeared in /proc"
+if [ "$(id -u)" -ne 0 ]; then  # permission bits bind everyone but root
     mkdir -p "$WORK/ro" && chmod 555 "$WORK/ro"
     run "ro.*not writable" -o "$WORK/ro/x.png"
 fi
