@@ -2,7 +2,8 @@
 """Makes sdc's test fixtures from the reference implementation.
 
 Run by developers, never by CI (needs PyPI torch, diffusers, transformers,
-safetensors, open-clip-torch).  Everything it writes under tests/fixtures/ is
+safetensors, open-clip-torch, scipy; made with torch 2.15.0, diffusers 0.42.1,
+transformers 5.24.0).  Everything it writes under tests/fixtures/ is
 committed; re-running it with the same package versions gives the same files.
 
   python3 scripts/make_fixtures.py                 # all committed fixtures
