@@ -21,12 +21,6 @@
 enum { S = 77 };
 static const char *g_dir;
 
-static const float *ref_tensor(const sdc_st_file *f, const char *name, int64_t numel) {
-    const sdc_weight *w = sdc_st_find(f, name);
-    CHECKF(w && w->dtype == SDC_DT_F32 && w->numel == numel, "reference tensor %s", name);
-    return w && w->dtype == SDC_DT_F32 && w->numel == numel ? w->data : NULL;
-}
-
 /* One UNet pass with its inputs and output in activation memory. */
 static void pass(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N, int h,
                  int w, const float *t, const float *ctx, int S_, float *out) {
@@ -96,10 +90,10 @@ static void check_unet(void) {
     snprintf(path, sizeof path, "%s/fullsize_ref.safetensors", dir);
     CHECKF(sdc_st_open(path, &ref) == SDC_OK, "%s", sdc_last_error());
     enum { N = 2, H = 64, W = 64, X = 768 };
-    const float *x = ref ? ref_tensor(ref, "unet_x", N * 4 * H * W) : NULL;
-    const float *t = ref ? ref_tensor(ref, "unet_t", N) : NULL;
-    const float *ctx = ref ? ref_tensor(ref, "unet_ctx", N * S * X) : NULL;
-    const float *want = ref ? ref_tensor(ref, "unet_out", N * 4 * H * W) : NULL;
+    const float *x = ref ? t_ref_f32(ref, "unet_x", N * 4 * H * W) : NULL;
+    const float *t = ref ? t_ref_f32(ref, "unet_t", N) : NULL;
+    const float *ctx = ref ? t_ref_f32(ref, "unet_ctx", N * S * X) : NULL;
+    const float *want = ref ? t_ref_f32(ref, "unet_out", N * 4 * H * W) : NULL;
     float *got = malloc(sizeof(float) * N * 4 * H * W);
     const char *layouts[] = {"sd14-standin.safetensors", "sd14-standin"};
     for (int li = 0; li < 2 && x && t && ctx && want && got; li++) {
@@ -141,8 +135,8 @@ static void check_vae(void) {
     CHECKF(sdc_st_open(path, &ref) == SDC_OK, "%s", sdc_last_error());
     enum { h = 64, w = 64 };
     const size_t nz = 4 * h * w, ni = 3 * (8 * h) * (8 * w);
-    const float *z = ref ? ref_tensor(ref, "vae_z", (int64_t)nz) : NULL;
-    const float *want = ref ? ref_tensor(ref, "vae_decoded", (int64_t)ni) : NULL;
+    const float *z = ref ? t_ref_f32(ref, "vae_z", (int64_t)nz) : NULL;
+    const float *want = ref ? t_ref_f32(ref, "vae_decoded", (int64_t)ni) : NULL;
     float *got = malloc(sizeof(float) * ni);
     snprintf(path, sizeof path, "%s/sd14-standin.safetensors", dir);
     sdc_model_files *mf = NULL;

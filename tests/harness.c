@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "io/safetensors.h"
+
 int t_checks, t_failures;
 
 int t_summary(void) {
@@ -57,4 +59,11 @@ const char *t_tmp(const char *name) {
     const char *dir = getenv("SDC_TMP");
     snprintf(buf, sizeof buf, "%s/%s", dir ? dir : "/tmp", name);
     return buf;
+}
+
+const float *t_ref_f32(const sdc_st_file *f, const char *name, int64_t numel) {
+    const sdc_weight *w = f ? sdc_st_find(f, name) : NULL;
+    int ok = w && w->dtype == SDC_DT_F32 && w->numel == numel;
+    CHECKF(ok, "reference tensor %s (F32, %lld elements)", name, (long long)numel);
+    return ok ? w->data : NULL;
 }

@@ -50,6 +50,11 @@ void t_rand_seed(uint64_t seed);
 float t_randf(void);
 void t_rand_fill(float *x, size_t n, float scale);
 
+struct sdc_st_file;
+/* The F32 tensor `name` of a reference file with numel elements, or NULL
+ * (counted as a failed check naming the tensor). */
+const float *t_ref_f32(const struct sdc_st_file *f, const char *name, int64_t numel);
+
 /* $SDC_FIXTURES/name (static buffer, one at a time) */
 const char *t_fixture(const char *name);
 /* $SDC_TMP/name, or /tmp/name (static buffer, one at a time) */

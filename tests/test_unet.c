@@ -17,12 +17,6 @@
 
 #define TOL 1e-4
 
-static const float *ref_tensor(const sdc_st_file *f, const char *name, int64_t numel) {
-    const sdc_weight *w = sdc_st_find(f, name);
-    CHECKF(w && w->dtype == SDC_DT_F32 && w->numel == numel, "reference tensor %s", name);
-    return w && w->dtype == SDC_DT_F32 && w->numel == numel ? w->data : NULL;
-}
-
 /* One forward pass with its inputs and output in activation memory. */
 static void pass(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N, int h,
                  int w, const float *t, const float *ctx, int S, float *out) {
@@ -53,13 +47,13 @@ static void check_layout(const char *fixture) {
     CHECK(c->levels == 2 && c->channels[0] == 32 && c->channels[1] == 64 && c->attn[0] == 1 &&
           c->attn[1] == 0 && c->layers_per_block == 2 && c->heads == 8 && c->cross_dim == 32);
     enum { N = 2, H = 16, W = 16, S = 77 };
-    const float *x = ref_tensor(ref, "x", N * 4 * H * W);
-    const float *ctx = ref_tensor(ref, "ctx", N * S * 32);
+    const float *x = t_ref_f32(ref, "x", N * 4 * H * W);
+    const float *ctx = t_ref_f32(ref, "ctx", N * S * 32);
     const char *cases[2][2] = {{"t", "out"}, {"t_mixed", "out_mixed"}};
     float *got = malloc(sizeof(float) * N * 4 * H * W);
     for (int ci = 0; ci < 2 && x && ctx && got; ci++) {
-        const float *t = ref_tensor(ref, cases[ci][0], N);
-        const float *want = ref_tensor(ref, cases[ci][1], N * 4 * H * W);
+        const float *t = t_ref_f32(ref, cases[ci][0], N);
+        const float *want = t_ref_f32(ref, cases[ci][1], N * 4 * H * W);
         if (!t || !want) continue;
         sdc_arena a = {0};
         sdc_arena_plan(&a);

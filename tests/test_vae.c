@@ -17,12 +17,6 @@
 #define TOL 1e-4
 enum { ZC = 4, ZH = 8, ZW = 8, IC = 3, IH = 16, IW = 16 };
 
-static const float *ref_tensor(const sdc_st_file *f, const char *name, int64_t numel) {
-    const sdc_weight *w = sdc_st_find(f, name);
-    CHECKF(w && w->dtype == SDC_DT_F32 && w->numel == numel, "reference tensor %s", name);
-    return w && w->dtype == SDC_DT_F32 && w->numel == numel ? w->data : NULL;
-}
-
 /* decode != 0: z [1, 4, 8, 8] -> image [1, 3, 16, 16]; else image -> moments [1, 8, 8, 8] */
 static void pass(const sdc_vae *m, sdc_backend *be, sdc_arena *a, int decode, const float *in,
                  float *out) {
@@ -56,8 +50,8 @@ static void check_layout(const char *fixture) {
     const char *names[2][2] = {{"image", "moments"}, {"z", "decoded"}};
     const int64_t sizes[2][2] = {{IC * IH * IW, 2 * ZC * ZH * ZW}, {ZC * ZH * ZW, IC * IH * IW}};
     for (int decode = 0; decode <= 1; decode++) {
-        const float *in = ref_tensor(ref, names[decode][0], sizes[decode][0]);
-        const float *want = ref_tensor(ref, names[decode][1], sizes[decode][1]);
+        const float *in = t_ref_f32(ref, names[decode][0], sizes[decode][0]);
+        const float *want = t_ref_f32(ref, names[decode][1], sizes[decode][1]);
         float *got = calloc((size_t)sizes[decode][1], sizeof(float));
         if (!in || !want || !got) {
             free(got);

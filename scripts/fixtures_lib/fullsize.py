@@ -146,27 +146,9 @@ def make(outdir, references=True):
     with open(os.path.join(root, "scheduler", "scheduler_config.json"), "w") as f:
         json.dump(sched, f, indent=2)
         f.write("\n")
-    try:
-        from . import tokens
-        tokens._write_tokenizer_folder(os.path.join(root, "tokenizer"))
-    except (ImportError, AttributeError) as e:
-        print(f"   no tokenizer/ written ({e})")
-        os.rmdir(os.path.join(root, "tokenizer"))
-    index = {
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": "0.42.1",
-        "feature_extractor": [None, None],
-        "requires_safety_checker": False,
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", "PNDMScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }
-    with open(os.path.join(root, "model_index.json"), "w") as f:
-        json.dump(index, f, indent=2)
-        f.write("\n")
+    from . import models, tokens
+    tokens.write_tokenizer_folder(os.path.join(root, "tokenizer"))
+    models.write_model_index(root)
     _log(t0, "diffusers folder written")
 
     # ---- single file, original names, all fp16

@@ -261,6 +261,25 @@ def _stats(name, t):
 
 
 @torch.no_grad()
+def write_model_index(root):
+    """model_index.json of an SD 1.x diffusers folder (no safety checker)."""
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.42.1",
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "PNDMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    with open(os.path.join(root, "model_index.json"), "w") as f:
+        json.dump(index, f, indent=2)
+        f.write("\n")
+
+
 def make(outdir):
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -296,21 +315,7 @@ def make(outdir):
         json.dump(sched, f, indent=2)
         f.write("\n")
     PNDMScheduler.from_pretrained(os.path.join(root, "scheduler"))  # must load
-    index = {
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": "0.42.1",
-        "feature_extractor": [None, None],
-        "requires_safety_checker": False,
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", "PNDMScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }
-    with open(os.path.join(root, "model_index.json"), "w") as f:
-        json.dump(index, f, indent=2)
-        f.write("\n")
+    write_model_index(root)
 
     # ---- single file, original names
     ckpt = original_layout(unet, vae, clip, unet.config, vae.config)

@@ -15,7 +15,6 @@ SD 1.x) on vocab.json/merges.txt built in a temporary folder from
 open_clip's bpe_simple_vocab_16e6.txt.gz, the vocabulary of OpenAI's CLIP
 and of SD 1.x's tokenizer/ folder.
 """
-import gzip
 import json
 import os
 import tempfile
@@ -64,54 +63,11 @@ def _scheduler(sampler, schedule, config):
     return cls.from_config(config, **extra)
 
 
-def _bytes_to_unicode():
-    """GPT-2/CLIP's reversible byte -> printable character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
-def build_tokenizer_folder(folder):
-    """vocab.json, merges.txt, tokenizer_config.json of SD 1.x's tokenizer."""
-    import open_clip
-    bpe = os.path.join(os.path.dirname(open_clip.__file__), "bpe_simple_vocab_16e6.txt.gz")
-    lines = gzip.open(bpe).read().decode("utf-8").split("\n")
-    merges = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
-    vocab = list(_bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab]
-    vocab += ["".join(m) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump({v: i for i, v in enumerate(vocab)}, f, ensure_ascii=False)
-    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n")
-        f.write("\n".join(" ".join(m) for m in merges) + "\n")
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump({"add_prefix_space": False, "bos_token": "<|startoftext|>",
-                   "do_lower_case": True, "eos_token": "<|endoftext|>", "errors": "replace",
-                   "model_max_length": 77, "pad_token": "<|endoftext|>",
-                   "unk_token": "<|endoftext|>", "tokenizer_class": "CLIPTokenizer"}, f)
-
-
 def _tokenizer(tmp):
     from transformers import CLIPTokenizer
+    from . import tokens
     folder = os.path.join(tmp, "tokenizer")
-    try:  # the tokenizer part's builder (the same files its fixtures use)
-        from fixtures_lib import tokens
-        builder = getattr(tokens, "build_tokenizer_folder", None) or \
-            getattr(tokens, "_write_tokenizer_folder", None)
-    except ImportError:
-        builder = None
-    os.makedirs(folder, exist_ok=True)
-    (builder or build_tokenizer_folder)(folder)
+    tokens.write_tokenizer_folder(folder)  # the files the tokenizer fixtures use
     return CLIPTokenizer.from_pretrained(folder)
 
 

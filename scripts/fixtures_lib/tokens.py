@@ -115,8 +115,11 @@ def _bytes_to_unicode():
     return [chr(c) for c in cs]
 
 
-def _write_tokenizer_folder(folder):
+def write_tokenizer_folder(folder):
+    """SD 1.x's tokenizer/ folder (vocab.json, merges.txt, configs), built from
+    open_clip's copy of CLIP's BPE merges the way OpenAI's vocabulary is."""
     import open_clip
+    os.makedirs(folder, exist_ok=True)
     gz = os.path.join(os.path.dirname(open_clip.__file__), "bpe_simple_vocab_16e6.txt.gz")
     lines = gzip.open(gz).read().decode("utf-8").split("\n")
     merges = lines[1:49152 - 256 - 2 + 1]
@@ -158,7 +161,7 @@ def make(outdir):
     from transformers import CLIPTokenizer, CLIPTokenizerFast
 
     with tempfile.TemporaryDirectory() as folder:
-        _write_tokenizer_folder(folder)
+        write_tokenizer_folder(folder)
         tok = CLIPTokenizer.from_pretrained(folder)
         fast = CLIPTokenizerFast.from_pretrained(folder)
     assert tok.model_max_length == CONTEXT and tok.pad_token_id == 49407

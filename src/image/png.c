@@ -13,89 +13,34 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "text/unicode.h"
 
-/* ---- UTF-8 ------------------------------------------------------------- */
-
-/* Decodes one code point from s[0..n); invalid or truncated sequences give
- * U+FFFD and consume their longest valid prefix (at least one byte). */
-static uint32_t utf8_next(const unsigned char *s, size_t n, size_t *used) {
-    unsigned char c = s[0];
-    uint32_t cp;
-    size_t len;
-    if (c < 0x80) {
-        *used = 1;
-        return c;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-        len = 2, cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3, cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4, cp = c & 0x07;
-    } else {
-        *used = 1;
-        return 0xFFFD;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if (i >= n || (s[i] & 0xC0) != 0x80) {
-            *used = i;
-            return 0xFFFD;
-        }
-        /* the second byte's range excludes overlongs, surrogates, > 10FFFF */
-        if (i == 1 && ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) ||
-                       (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F))) {
-            *used = 1;
-            return 0xFFFD;
-        }
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    *used = len;
-    return cp;
-}
-
-static size_t utf8_put(uint32_t cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    } else if (cp < 0x800) {
-        out[0] = (char)(0xC0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    } else if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
+/* ---- text chunk ------------------------------------------------------- */
 
 /* The text as chunk bytes: Latin-1 (*latin1 = 1) when every code point is
- * <= U+00FF, else valid UTF-8.  malloc'ed; NULL when out of memory. */
+ * <= U+00FF, else valid UTF-8 (ill-formed input replaced by U+FFFD, as the
+ * tokenizer reads it).  malloc'ed; NULL when out of memory. */
 static char *chunk_text(const char *text, int *latin1) {
-    const unsigned char *s = (const unsigned char *)text;
-    size_t n = strlen(text), used;
+    sdc_cps cps = {0};
+    if (sdc_utf8_decode(text, strlen(text), &cps) != SDC_OK) return NULL;
     int all_latin1 = 1;
-    for (size_t i = 0; i < n; i += used)
-        if (utf8_next(s + i, n - i, &used) > 0xFF) all_latin1 = 0;
-    /* each byte becomes at most 3 bytes (U+FFFD) */
+    for (size_t i = 0; i < cps.len; i++)
+        if (cps.cp[i] > 0xFF) all_latin1 = 0;
     size_t cap;
-    if (!sdc_mul_size(n, 3, &cap) || !sdc_add_size(cap, 1, &cap)) return NULL;
-    char *out = malloc(cap);
-    if (!out) return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += used) {
-        uint32_t cp = utf8_next(s + i, n - i, &used);
-        if (all_latin1)
-            out[o++] = (char)cp;
-        else
-            o += utf8_put(cp, out + o);
+    char *out = NULL;
+    if (sdc_mul_size(cps.len, 4, &cap) && sdc_add_size(cap, 1, &cap)) out = malloc(cap);
+    if (out) {
+        size_t o = 0;
+        for (size_t i = 0; i < cps.len; i++) {
+            if (all_latin1)
+                out[o++] = (char)cps.cp[i];
+            else
+                o += sdc_utf8_encode(cps.cp[i], out + o);
+        }
+        out[o] = 0;
+        *latin1 = all_latin1;
     }
-    out[o] = 0;
-    *latin1 = all_latin1;
+    sdc_cps_free(&cps);
     return out;
 }
 
