@@ -71,8 +71,12 @@ sdc_schedule sdc_schedule_from_name(const char *name);
 typedef struct sdc_model sdc_model;
 
 typedef struct sdc_load_params {
-    int n_threads; /* 0: all cores */
-    int verbose;   /* 1: log what was found to stderr */
+    int n_threads;  /* 0: all cores */
+    int verbose;    /* 1: log what was found to stderr */
+    int low_memory; /* 1: keep weights out of resident memory between uses:
+                       each UNet and VAE block maps its weights in from the
+                       file and releases them after it runs (slower; the
+                       same images, bit for bit) */
 } sdc_load_params;
 
 sdc_load_params sdc_load_params_default(void);

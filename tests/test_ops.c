@@ -4,9 +4,11 @@
  *    fixtures/ops_ref.safetensors (scripts/fixtures_lib/ops.py).
  * 2. Every fast op against the reference: random shapes (odd sizes, M = 1,
  *    K not a multiple of 8, aliasing as allowed by backend.h), F32/F16/BF16
- *    weights, three backends (all cores, 3 threads, and the portable GEMM
- *    kernel), then SD 1.x's real shapes (rows/channels/queries sliced where
- *    the reference would be slow).
+ *    weights, on every path this CPU runs (SDC_CPU_ISA: generic, avx2,
+ *    avx512; all cores) and the default path on 3 threads; then SD 1.x's
+ *    real shapes on every SIMD path (rows/channels/queries sliced where the
+ *    reference would be slow).  SDC_CPU_ISA itself: each name selects its
+ *    path, an unknown or unsupported one the best.
  * 3. The null backend accepts every op with NULL activations.
  *
  * Tolerances (relative L2 unless said):
@@ -32,8 +34,14 @@
 #define TOL_ACT 1e-6 /* norms and activations */
 
 static sdc_backend *g_ref;     /* reference ops, 1 thread */
-static sdc_backend *g_fast[3]; /* all cores; 3 threads; portable GEMM kernel */
-static const char *g_fast_name[3] = {"fast", "fast3", "generic"};
+/* g_fast[0]: the default (best ISA, all cores); [1]: the best ISA on 3
+ * threads; [2..]: every other ISA this CPU runs (SDC_CPU_ISA paths), all
+ * cores.  g_real: those that run the SIMD kernels, for the real shapes. */
+static sdc_backend *g_fast[2 + SDC_ISA_AVX512];
+static char g_fast_name[2 + SDC_ISA_AVX512][32];
+static int g_nfast;
+static sdc_backend *g_real[2 + SDC_ISA_AVX512];
+static int g_nreal;
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -224,7 +232,7 @@ static void test_linear_random(void) {
                                     {13, 50, 300}, {65, 100, 257}, {2, 1280, 320}, {37, 271, 520},
                                     {200, 40, 9},  {1, 300, 1000}};
     int ns = (int)(sizeof shapes / sizeof shapes[0]);
-    for (int b = 0; b < 3; b++)
+    for (int b = 0; b < g_nfast; b++)
         for (int s = 0; s < ns; s++)
             for (int d = 0; d < 3; d++)
                 check_linear(g_fast[b], g_fast_name[b], shapes[s][0], shapes[s][1], shapes[s][2],
@@ -263,7 +271,7 @@ static void test_conv_random(void) {
         {1, 2, 5, 11, 4, 1, 3, 1, 1},  {1, 40, 6, 10, 9, 3, 3, 1, 1}, {1, 1, 1, 1, 1, 1, 1, 1, 0},
         {1, 7, 23, 3, 17, 3, 3, 1, 1}, {1, 30, 20, 20, 8, 1, 1, 1, 0}, {1, 3, 9, 8, 4, 3, 3, 2, 1}};
     int ns = (int)(sizeof shapes / sizeof shapes[0]);
-    for (int b = 0; b < 3; b++)
+    for (int b = 0; b < g_nfast; b++)
         for (int s = 0; s < ns; s++)
             for (int d = 0; d < 3; d++) {
                 const int *p = shapes[s];
@@ -307,7 +315,7 @@ static void test_attention_random(void) {
         {129, 129, 1, 8, 1, 1}, {3, 200, 1, 13, 0, 0},  {64, 64, 2, 40, 1, 1},  {9, 1, 3, 40, 0, 0},
         {20, 20, 1, 600, 0, 1}};
     int ns = (int)(sizeof shapes / sizeof shapes[0]);
-    for (int b = 0; b < 3; b++)
+    for (int b = 0; b < g_nfast; b++)
         for (int s = 0; s < ns; s++) {
             const int *p = shapes[s];
             check_attention(g_fast[b], g_fast_name[b], p[0], p[1], p[2], p[3], p[4], p[5]);
@@ -349,7 +357,7 @@ static void check_norms(sdc_backend *be, const char *bn, int N, int C, int HW, i
 }
 
 static void test_norms_random(void) {
-    for (int b = 0; b < 2; b++) {
+    for (int b = 0; b < g_nfast; b++) {
         check_norms(g_fast[b], g_fast_name[b], 2, 6, 7, 3, SDC_DT_F32, 1, 0, 0.0f, 0);
         check_norms(g_fast[b], g_fast_name[b], 2, 6, 7, 3, SDC_DT_F16, 1, 1, 0.0f, 1);
         check_norms(g_fast[b], g_fast_name[b], 1, 32, 33, 32, SDC_DT_BF16, 0, 1, 0.0f, 0);
@@ -364,7 +372,7 @@ static void test_elementwise(void) {
     float *x = frand((size_t)n, 12.0f), *z = frand((size_t)n, 3.0f), *y = fbuf((size_t)n),
           *yr = fbuf((size_t)n);
     x[0] = 0.0f, x[1] = -90.0f, x[2] = 90.0f, x[3] = -1e-20f, x[4] = 30.0f, x[5] = -30.0f;
-    for (int b = 0; b < 3; b++) {
+    for (int b = 0; b < g_nfast; b++) {
         sdc_backend *be = g_fast[b];
         char what[96];
 #define UNARY(op)                                                                              \
@@ -423,7 +431,7 @@ static void test_elementwise(void) {
 }
 
 static void test_layout_ops(void) {
-    for (int b = 0; b < 2; b++) {
+    for (int b = 0; b < g_nfast; b++) {
         sdc_backend *be = g_fast[b];
         /* N C H W */
         static const int shapes[][4] = {{2, 3, 5, 7}, {1, 1, 1, 1}, {2, 320, 64, 64}, {1, 4, 33, 1}};
@@ -479,8 +487,7 @@ static void test_layout_ops(void) {
 
 /* ---- 2b. SD 1.x's real shapes ------------------------------------------- */
 
-static void sd_linear(int M, int N, int K, sdc_dtype dt) {
-    sdc_backend *be = g_fast[0];
+static void sd_linear(sdc_backend *be, int M, int N, int K, sdc_dtype dt) {
     float *x = frand((size_t)M * K, 1.0f), *y = fbuf((size_t)M * N), *yr = fbuf(N);
     float *acc = frand((size_t)M * N, 1.0f);
     sdc_weight W = wrand(dt, (int64_t)N * K, 0.05f), b = wrand(dt, N, 0.1f);
@@ -496,14 +503,13 @@ static void sd_linear(int M, int N, int K, sdc_dtype dt) {
         double e = t_rel_l2(y + (int64_t)m * N, yr, (size_t)N);
         if (e > worst) worst = e;
     }
-    CHECKF(worst <= TOL, "SD linear M%d N%d K%d %s: rel L2 %.3g", M, N, K, sdc_dtype_name(dt), worst);
+    CHECKF(worst <= TOL, "%s SD linear M%d N%d K%d %s: rel L2 %.3g", be->name, M, N, K, sdc_dtype_name(dt), worst);
     printf("  linear   M%-5d N%-5d K%-5d %-4s %7.2f ms %6.1f GFLOP/s  rel L2 %.2g\n", M, N, K,
            sdc_dtype_name(dt), (t1 - t0) * 1e3, 2.0 * M * N * K / (t1 - t0) * 1e-9, worst);
     free(x), free(y), free(yr), free(acc), wfree(&W), wfree(&b);
 }
 
-static void sd_conv(int N, int C, int H, int W, int O, int k, int stride, int pad, sdc_dtype dt) {
-    sdc_backend *be = g_fast[0];
+static void sd_conv(sdc_backend *be, int N, int C, int H, int W, int O, int k, int stride, int pad, sdc_dtype dt) {
     int Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
     size_t P = (size_t)Ho * Wo, ny = (size_t)N * O * P;
     float *x = frand((size_t)N * C * H * W, 1.0f), *y = fbuf(ny);
@@ -522,7 +528,7 @@ static void sd_conv(int N, int C, int H, int W, int O, int k, int stride, int pa
         double e = t_rel_l2(y + ((size_t)(N - 1) * O + cs[i]) * P, yr, P);
         if (e > worst) worst = e;
     }
-    CHECKF(worst <= TOL, "SD conv C%d %dx%d O%d k%d s%d %s: rel L2 %.3g", C, H, W, O, k, stride,
+    CHECKF(worst <= TOL, "%s SD conv C%d %dx%d O%d k%d s%d %s: rel L2 %.3g", be->name, C, H, W, O, k, stride,
            sdc_dtype_name(dt), worst);
     printf("  conv2d   N%d C%-4d %3dx%-3d O%-4d k%d s%d %-4s %7.2f ms %6.1f GFLOP/s  rel L2 %.2g\n",
            N, C, H, W, O, k, stride, sdc_dtype_name(dt), (t1 - t0) * 1e3,
@@ -530,8 +536,7 @@ static void sd_conv(int N, int C, int H, int W, int O, int k, int stride, int pa
     free(x), free(y), free(yr), wfree(&w), wfree(&b);
 }
 
-static void sd_attention(int Sq, int Sk, int heads, int dh, int causal, int q_slice) {
-    sdc_backend *be = g_fast[0];
+static void sd_attention(sdc_backend *be, int Sq, int Sk, int heads, int dh, int causal, int q_slice) {
     int D = heads * dh;
     float *q = frand((size_t)Sq * D, 2.0f), *kv = frand((size_t)Sk * 2 * D, 2.0f);
     float *y = fbuf((size_t)q_slice * D), *yr = fbuf((size_t)q_slice * D);
@@ -544,7 +549,7 @@ static void sd_attention(int Sq, int Sk, int heads, int dh, int causal, int q_sl
     double t1 = now();
     g_ref->attention(g_ref, yr, qs, D, kv, kv + D, 2 * D, q_slice, Sk, heads, dh, scale, causal);
     double e = t_rel_l2(y, yr, (size_t)q_slice * D);
-    CHECKF(e <= TOL, "SD attention Sq%d Sk%d h%d dh%d: rel L2 %.3g", Sq, Sk, heads, dh, e);
+    CHECKF(e <= TOL, "%s SD attention Sq%d Sk%d h%d dh%d: rel L2 %.3g", be->name, Sq, Sk, heads, dh, e);
     printf("  attention %d/%d queries Sk%-5d h%-2d dh%-3d %7.2f ms %6.1f GFLOP/s  rel L2 %.2g\n",
            q_slice, Sq, Sk, heads, dh, (t1 - t0) * 1e3,
            4.0 * q_slice * Sk * D / (t1 - t0) * 1e-9, e);
@@ -552,31 +557,35 @@ static void sd_attention(int Sq, int Sk, int heads, int dh, int causal, int q_sl
 }
 
 static void test_sd_shapes(void) {
-    /* UNet at 512x512 (latent 64x64; CFG batch 2), CLIP, VAE */
-    sd_linear(8192, 320, 320, SDC_DT_F16);  /* attn q/k/v/out, 64x64 */
-    sd_linear(4096, 2560, 320, SDC_DT_F16); /* GEGLU proj */
-    sd_linear(4096, 320, 1280, SDC_DT_F16); /* FF out */
-    sd_linear(2048, 640, 640, SDC_DT_BF16); /* 32x32 */
-    sd_linear(512, 1280, 1280, SDC_DT_F32); /* 16x16 */
-    sd_linear(128, 5120, 1280, SDC_DT_F16); /* GEGLU at 8x8 (half of it) */
-    sd_linear(154, 320, 768, SDC_DT_F16);   /* cross-attn k/v from the text */
-    sd_linear(77, 3072, 768, SDC_DT_F16);   /* CLIP MLP */
-    sd_linear(2, 1280, 320, SDC_DT_F32);    /* time embedding */
-    sd_conv(2, 4, 64, 64, 320, 3, 1, 1, SDC_DT_F16);    /* conv_in */
-    sd_conv(1, 320, 64, 64, 320, 3, 1, 1, SDC_DT_F16);  /* resnet 64x64 */
-    sd_conv(1, 320, 64, 64, 320, 3, 2, 1, SDC_DT_F16);  /* downsample */
-    sd_conv(1, 960, 32, 32, 640, 1, 1, 0, SDC_DT_F16);  /* skip 1x1 */
-    sd_conv(2, 1280, 8, 8, 1280, 3, 1, 1, SDC_DT_BF16); /* 8x8 */
-    sd_conv(1, 128, 128, 128, 128, 3, 1, 1, SDC_DT_F32); /* VAE decoder (256 px) */
-    sd_conv(1, 512, 64, 64, 3, 3, 1, 1, SDC_DT_F32);    /* small O */
-    sd_attention(4096, 4096, 8, 40, 0, 128); /* self-attn 64x64 */
-    sd_attention(4096, 77, 8, 40, 0, 4096);  /* cross-attn 64x64 */
-    sd_attention(1024, 1024, 8, 80, 0, 256); /* 32x32 */
-    sd_attention(256, 256, 8, 160, 0, 256);  /* 16x16 */
-    sd_attention(77, 77, 12, 64, 1, 77);     /* CLIP, causal */
-    sd_attention(4096, 4096, 1, 512, 0, 64); /* VAE mid-block */
-    for (int d = 0; d < 3; d++) /* GroupNorm + SiLU of a 64x64 resnet, LayerNorm of a transformer */
-        check_norms(g_fast[0], "SD", 2, 320, 4096, 32, k_dtypes[d], 1, d != 1, 0.5f, d == 2);
+    for (int r = 0; r < g_nreal; r++) {
+        sdc_backend *be = g_real[r];
+        printf("  %s\n", be->name);
+        /* UNet at 512x512 (latent 64x64; CFG batch 2), CLIP, VAE */
+        sd_linear(be, 8192, 320, 320, SDC_DT_F16);  /* attn q/k/v/out, 64x64 */
+        sd_linear(be, 4096, 2560, 320, SDC_DT_F16); /* GEGLU proj */
+        sd_linear(be, 4096, 320, 1280, SDC_DT_F16); /* FF out */
+        sd_linear(be, 2048, 640, 640, SDC_DT_BF16); /* 32x32 */
+        sd_linear(be, 512, 1280, 1280, SDC_DT_F32); /* 16x16 */
+        sd_linear(be, 128, 5120, 1280, SDC_DT_F16); /* GEGLU at 8x8 (half of it) */
+        sd_linear(be, 154, 320, 768, SDC_DT_F16);   /* cross-attn k/v from the text */
+        sd_linear(be, 77, 3072, 768, SDC_DT_F16);   /* CLIP MLP */
+        sd_linear(be, 2, 1280, 320, SDC_DT_F32);    /* time embedding */
+        sd_conv(be, 2, 4, 64, 64, 320, 3, 1, 1, SDC_DT_F16);    /* conv_in */
+        sd_conv(be, 1, 320, 64, 64, 320, 3, 1, 1, SDC_DT_F16);  /* resnet 64x64 */
+        sd_conv(be, 1, 320, 64, 64, 320, 3, 2, 1, SDC_DT_F16);  /* downsample */
+        sd_conv(be, 1, 960, 32, 32, 640, 1, 1, 0, SDC_DT_F16);  /* skip 1x1 */
+        sd_conv(be, 2, 1280, 8, 8, 1280, 3, 1, 1, SDC_DT_BF16); /* 8x8 */
+        sd_conv(be, 1, 128, 128, 128, 128, 3, 1, 1, SDC_DT_F32); /* VAE decoder (256 px) */
+        sd_conv(be, 1, 512, 64, 64, 3, 3, 1, 1, SDC_DT_F32);    /* small O */
+        sd_attention(be, 4096, 4096, 8, 40, 0, 128); /* self-attn 64x64 */
+        sd_attention(be, 4096, 77, 8, 40, 0, 4096);  /* cross-attn 64x64 */
+        sd_attention(be, 1024, 1024, 8, 80, 0, 256); /* 32x32 */
+        sd_attention(be, 256, 256, 8, 160, 0, 256);  /* 16x16 */
+        sd_attention(be, 77, 77, 12, 64, 1, 77);     /* CLIP, causal */
+        sd_attention(be, 4096, 4096, 1, 512, 0, 64); /* VAE mid-block */
+        for (int d = 0; d < 3; d++) /* GroupNorm + SiLU of a 64x64 resnet, LayerNorm of a transformer */
+            check_norms(be, be->name, 2, 320, 4096, 32, k_dtypes[d], 1, d != 1, 0.5f, d == 2);
+    }
 }
 
 /* ---- 3. the null backend and the plumbing --------------------------------- */
@@ -615,6 +624,30 @@ static void test_null_backend(void) {
     wfree(&w);
 }
 
+static void test_isa_override(void) {
+    static const char *names[] = {"ref", "generic", "avx2", "avx512"};
+    const char *best = sdc_cpu_of(g_fast[0])->k.isa;
+    const char *saved = getenv("SDC_CPU_ISA");
+    char keep[32] = "";
+    if (saved) snprintf(keep, sizeof keep, "%s", saved);
+    for (int i = 0; i <= SDC_ISA_AVX512 + 1; i++) {
+        const char *want = i <= SDC_ISA_AVX512 ? names[i] : "sse9";
+        setenv("SDC_CPU_ISA", want, 1);
+        sdc_backend *be = sdc_backend_cpu_create(1, 0);
+        CHECK(be != NULL);
+        if (!be) continue;
+        int ok = i <= SDC_ISA_AVX512 && sdc_cpu_isa_supported((sdc_cpu_isa)i);
+        const char *got = sdc_cpu_of(be)->k.isa;
+        if (!saved || ok)
+            CHECKF(strcmp(got, ok ? want : best) == 0, "SDC_CPU_ISA=%s gave %s", want, got);
+        CHECK(strstr(be->name, got) != NULL);
+        be->free(be);
+    }
+    if (saved) setenv("SDC_CPU_ISA", keep, 1);
+    else unsetenv("SDC_CPU_ISA");
+    CHECK(sdc_backend_cpu_create_isa(1, (sdc_cpu_isa)99) == NULL);
+}
+
 static void count_task(void *ctx, int64_t task, int thread) {
     atomic_int *hits = ctx;
     atomic_fetch_add(&hits[task], thread >= 0 && thread < 3 ? 1 : 1000);
@@ -648,18 +681,35 @@ int main(void) {
     g_ref = sdc_backend_cpu_create(1, 1);
     g_fast[0] = sdc_backend_cpu_create(0, 0);
     g_fast[1] = sdc_backend_cpu_create(3, 0);
-    g_fast[2] = sdc_backend_cpu_create(2, 0);
-    if (!g_ref || !g_fast[0] || !g_fast[1] || !g_fast[2]) {
+    g_nfast = 2;
+    if (!g_ref || !g_fast[0] || !g_fast[1]) {
         fprintf(stderr, "cannot create the CPU backend: %s\n", sdc_last_error());
         return 1;
     }
-    /* the third backend runs the portable GEMM kernel and converters */
-    sdc_cpu *gc = sdc_cpu_of(g_fast[2]);
-    gc->k.gemm = sdc_gemm_kernel_generic;
-    gc->k.f16 = sdc_cvt_f16_generic;
-    gc->k.bf16 = sdc_cvt_bf16_generic;
+    const char *best = sdc_cpu_of(g_fast[0])->k.isa;
+    snprintf(g_fast_name[0], sizeof g_fast_name[0], "%s", best);
+    snprintf(g_fast_name[1], sizeof g_fast_name[1], "%s-3t", best);
+    for (int isa = SDC_ISA_GENERIC; isa <= SDC_ISA_AVX512; isa++) {
+        if (!sdc_cpu_isa_supported((sdc_cpu_isa)isa)) continue;
+        sdc_backend *be = sdc_backend_cpu_create_isa(0, (sdc_cpu_isa)isa);
+        CHECKF(be != NULL, "create ISA %d: %s", isa, sdc_last_error());
+        if (!be) return 1;
+        const char *name = sdc_cpu_of(be)->k.isa;
+        if (isa != SDC_ISA_GENERIC) g_real[g_nreal++] = be;
+        if (strcmp(name, best) == 0) { /* already g_fast[0] */
+            if (isa != SDC_ISA_GENERIC) g_real[g_nreal - 1] = g_fast[0];
+            be->free(be);
+            continue;
+        }
+        snprintf(g_fast_name[g_nfast], sizeof g_fast_name[g_nfast], "%s", name);
+        g_fast[g_nfast++] = be;
+    }
+    printf("  paths:");
+    for (int b = 0; b < g_nfast; b++) printf(" %s", g_fast_name[b]);
+    printf("\n");
 
     RUN(test_threadpool_and_info);
+    RUN(test_isa_override);
     RUN(test_null_backend);
     RUN(test_ref_vs_pytorch);
     RUN(test_linear_random);
@@ -670,7 +720,7 @@ int main(void) {
     RUN(test_layout_ops);
     RUN(test_sd_shapes);
 
-    for (int b = 0; b < 3; b++) g_fast[b]->free(g_fast[b]);
+    for (int b = 0; b < g_nfast; b++) g_fast[b]->free(g_fast[b]);
     g_ref->free(g_ref);
     printf("  %.1f s\n", now() - t0);
     return t_summary();

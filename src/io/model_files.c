@@ -939,3 +939,19 @@ const sdc_sched_config *sdc_model_files_sched(const sdc_model_files *mf) { retur
 const char *sdc_model_files_vocab_path(const sdc_model_files *mf) { return mf->vocab; }
 const char *sdc_model_files_merges_path(const sdc_model_files *mf) { return mf->merges; }
 const char *sdc_model_files_name(const sdc_model_files *mf) { return mf->name; }
+
+void sdc_model_files_advise(const sdc_model_files *mf, const sdc_weight *w,
+                            sdc_page_advice advice) {
+    if (!mf || !w) return;
+    for (int c = 0; c < COMP_COUNT; c++)
+        if (sdc_st_advise(mf->files[c], w->data, w->nbytes, advice)) return;
+}
+
+void sdc_model_files_advise_prefix(const sdc_model_files *mf, const char *prefix,
+                                   sdc_page_advice advice) {
+    if (!mf || !prefix) return;
+    size_t len = strlen(prefix);
+    for (size_t i = 0; i < mf->count; i++)
+        if (strncmp(mf->keys[i], prefix, len) == 0)
+            sdc_model_files_advise(mf, &mf->weights[i], advice);
+}

@@ -25,6 +25,7 @@
 #define SDC_IO_MODEL_FILES_H
 
 #include "core/weights.h"
+#include "io/safetensors.h"
 #include "models/config.h"
 #include "sdc.h"
 
@@ -64,5 +65,14 @@ const char *sdc_model_files_merges_path(const sdc_model_files *mf);
 
 /* A short name for messages and PNG metadata (file or folder base name). */
 const char *sdc_model_files_name(const sdc_model_files *mf);
+
+/* Page residency (io/safetensors.h, sdc_st_advise): of one weight's data
+ * (w from sdc_model_files_get; NULL allowed), and of every weight whose
+ * canonical name starts with prefix ("unet.", "vae.decoder.").  Hints only:
+ * weights stay valid and readable whatever is released. */
+void sdc_model_files_advise(const sdc_model_files *mf, const sdc_weight *w,
+                            sdc_page_advice advice);
+void sdc_model_files_advise_prefix(const sdc_model_files *mf, const char *prefix,
+                                   sdc_page_advice advice);
 
 #endif

@@ -326,3 +326,21 @@ const char *sdc_st_metadata(const sdc_st_file *f, const char *key) {
 }
 
 const char *sdc_st_path(const sdc_st_file *f) { return f->path; }
+
+int sdc_st_advise(const sdc_st_file *f, const void *p, size_t n, sdc_page_advice advice) {
+    if (!f || !f->map || !p || n == 0) return 0;
+    uintptr_t base = (uintptr_t)f->map, lo = (uintptr_t)p;
+    if (lo < base || lo - base > f->map_size || n > f->map_size - (lo - base)) return 0;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t ps = page > 0 ? (uintptr_t)page : 4096;
+    /* whole pages, rounded out: the mapping starts on a page and its last
+     * page is mapped whole, so the rounded range stays inside it */
+    uintptr_t start = lo / ps * ps, end = (lo + n + ps - 1) / ps * ps;
+    void *addr = (void *)start;
+    size_t len = (size_t)(end - start);
+    if (advice == SDC_PAGES_RELEASE) return madvise(addr, len, MADV_DONTNEED) == 0;
+#ifdef MADV_POPULATE_READ
+    if (madvise(addr, len, MADV_POPULATE_READ) == 0) return 1;
+#endif
+    return madvise(addr, len, MADV_WILLNEED) == 0;
+}

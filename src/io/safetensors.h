@@ -53,4 +53,19 @@ const char *sdc_st_metadata(const sdc_st_file *f, const char *key);
 /* The path given to sdc_st_open (owned by f). */
 const char *sdc_st_path(const sdc_st_file *f);
 
+/* Page residency of mapped tensor data.  The mapping is private, read-only
+ * and never written, so every page of it is a clean copy of the file:
+ * releasing one loses nothing (the next read faults it back in from the
+ * page cache or the file) and only lowers the resident set. */
+typedef enum sdc_page_advice {
+    SDC_PAGES_RELEASE = 0, /* madvise(MADV_DONTNEED): drop from the resident set */
+    SDC_PAGES_PREFETCH     /* map in now (MADV_POPULATE_READ, else MADV_WILLNEED) */
+} sdc_page_advice;
+
+/* Applies advice to the whole pages that hold [p, p + n), when that range
+ * lies inside f's mapping; returns 1 then, 0 for memory that is not in the
+ * mapping (a heap copy of a misaligned tensor: left alone) or when the
+ * system refuses (advice is a hint; nothing fails). */
+int sdc_st_advise(const sdc_st_file *f, const void *p, size_t n, sdc_page_advice advice);
+
 #endif

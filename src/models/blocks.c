@@ -147,10 +147,14 @@ void sdc_resnet_fwd(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a, float 
     be->group_norm(be, t, x, N, r->in, (int)HW, r->groups, r->norm1.g, r->norm1.b, r->eps, 1);
     float *h = sdc_arena_alloc(a, (size_t)N * r->out * HW); /* [N, out, H, W] */
     sdc_conv_fwd(be, &r->conv1, h, t, N, H, W, 1, NULL);
-    if (r->temb.w && temb_act) {
+    if (r->temb.w) {
+        /* allocated whenever the block has the weights: temb_act is NULL
+         * while planning, and planning and running must allocate alike */
         float *e = sdc_arena_alloc(a, (size_t)N * r->out); /* [N, out] */
-        sdc_linear_fwd(be, &r->temb, e, temb_act, N, NULL);
-        be->add_channel(be, h, h, e, N, r->out, HW);
+        if (temb_act) {
+            sdc_linear_fwd(be, &r->temb, e, temb_act, N, NULL);
+            be->add_channel(be, h, h, e, N, r->out, HW);
+        }
     }
     be->group_norm(be, h, h, N, r->out, (int)HW, r->groups, r->norm2.g, r->norm2.b, r->eps, 1);
     const float *res = x;
@@ -161,6 +165,29 @@ void sdc_resnet_fwd(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a, float 
         res = s;
     }
     sdc_conv_fwd(be, &r->conv2, y, h, N, H, W, 1, res);
+    sdc_arena_reset(a, mark);
+}
+
+void sdc_resnet_fwd_consume(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a, float *y,
+                            float *x, int N, int H, int W, const float *temb_act) {
+    assert(r->shortcut.w && r->in != r->out);
+    size_t mark = sdc_arena_mark(a);
+    int64_t HW = (int64_t)H * W;
+    sdc_conv_fwd(be, &r->shortcut, y, x, N, H, W, 1, NULL);
+    be->group_norm(be, x, x, N, r->in, (int)HW, r->groups, r->norm1.g, r->norm1.b, r->eps, 1);
+    float *h = sdc_arena_alloc(a, (size_t)N * r->out * HW); /* [N, out, H, W] */
+    sdc_conv_fwd(be, &r->conv1, h, x, N, H, W, 1, NULL);
+    if (r->temb.w) {
+        /* allocated whenever the block has the weights: temb_act is NULL
+         * while planning, and planning and running must allocate alike */
+        float *e = sdc_arena_alloc(a, (size_t)N * r->out); /* [N, out] */
+        if (temb_act) {
+            sdc_linear_fwd(be, &r->temb, e, temb_act, N, NULL);
+            be->add_channel(be, h, h, e, N, r->out, HW);
+        }
+    }
+    be->group_norm(be, h, h, N, r->out, (int)HW, r->groups, r->norm2.g, r->norm2.b, r->eps, 1);
+    sdc_conv_fwd(be, &r->conv2, y, h, N, H, W, 1, y);
     sdc_arena_reset(a, mark);
 }
 
@@ -201,6 +228,46 @@ void sdc_vae_attn_fwd(const sdc_vae_attn_w *w, sdc_backend *be, sdc_arena *a, fl
     sdc_arena_reset(a, mark);
 }
 
+/* ---- weight paging ---------------------------------------------------------- */
+
+static void page_w(const sdc_pager *pg, const sdc_weight *w, sdc_page_advice advice) {
+    if (pg && w) sdc_model_files_advise(pg->mf, w, advice);
+}
+
+void sdc_page_linear(const sdc_pager *pg, const sdc_linear_w *l, sdc_page_advice advice) {
+    page_w(pg, l->w, advice);
+    page_w(pg, l->b, advice);
+}
+
+void sdc_page_conv(const sdc_pager *pg, const sdc_conv_w *c, sdc_page_advice advice) {
+    page_w(pg, c->w, advice);
+    page_w(pg, c->b, advice);
+}
+
+void sdc_page_norm(const sdc_pager *pg, const sdc_norm_w *n, sdc_page_advice advice) {
+    page_w(pg, n->g, advice);
+    page_w(pg, n->b, advice);
+}
+
+void sdc_page_resnet(const sdc_pager *pg, const sdc_resnet_w *r, sdc_page_advice advice) {
+    if (!pg) return;
+    sdc_page_norm(pg, &r->norm1, advice);
+    sdc_page_conv(pg, &r->conv1, advice);
+    sdc_page_linear(pg, &r->temb, advice);
+    sdc_page_norm(pg, &r->norm2, advice);
+    sdc_page_conv(pg, &r->conv2, advice);
+    sdc_page_conv(pg, &r->shortcut, advice);
+}
+
+void sdc_page_vae_attn(const sdc_pager *pg, const sdc_vae_attn_w *w, sdc_page_advice advice) {
+    if (!pg) return;
+    sdc_page_norm(pg, &w->norm, advice);
+    sdc_page_linear(pg, &w->q, advice);
+    sdc_page_linear(pg, &w->k, advice);
+    sdc_page_linear(pg, &w->v, advice);
+    sdc_page_linear(pg, &w->out, advice);
+}
+
 /* ---- arena helpers ---------------------------------------------------------- */
 
 float *sdc_settle(sdc_backend *be, sdc_arena *a, size_t mark, float *src, size_t *src_off,
@@ -214,4 +281,25 @@ float *sdc_settle(sdc_backend *be, sdc_arena *a, size_t mark, float *src, size_t
     }
     sdc_arena_reset(a, *src_off);
     return sdc_arena_alloc(a, n);
+}
+
+float *sdc_upsample2x_in_place(sdc_backend *be, sdc_arena *a, float *x, size_t x_off, int N,
+                               int C, int H, int W) {
+    size_t P = (size_t)N * C, hw = (size_t)H * W; /* planes of hw floats, at p * hw */
+    sdc_arena_reset(a, x_off);
+    float *y = sdc_arena_alloc(a, P * 4 * hw); /* plane p at 4 * p * hw */
+    assert(!y || y == x);
+    float *tmp = sdc_arena_alloc(a, hw);
+    /* planes [p0, p1) with p1 <= 4 * p0: their destination [4 p0 hw, 4 p1 hw)
+     * lies above their own sources and those of the planes below p0 */
+    size_t p1 = P;
+    while (p1 > 1) {
+        size_t p0 = (p1 + 3) / 4;
+        be->upsample2x(be, sdc_at(y, 4 * p0 * hw), sdc_atc(x, p0 * hw), 1, (int)(p1 - p0), H, W);
+        p1 = p0;
+    }
+    be->copy(be, tmp, x, (int64_t)hw);
+    be->upsample2x(be, y, tmp, 1, 1, H, W);
+    sdc_arena_reset(a, x_off);
+    return sdc_arena_alloc(a, P * 4 * hw);
 }

@@ -85,6 +85,14 @@ void sdc_bind_resnet(sdc_binder *b, sdc_resnet_w *r, int in, int out, int temb_d
  * y [N, out, H, W].  y may equal x when in == out. */
 void sdc_resnet_fwd(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a, float *y,
                     const float *x, int N, int H, int W, const float *temb_act);
+/* The same result, bit for bit, for a block with a shortcut (in != out)
+ * whose input is dead afterwards: x is overwritten (it holds
+ * silu(norm1(x)) on return), y must not overlap x.  Order:
+ * y = conv_shortcut(x); x = silu(norm1(x)); h = conv1(x) (+ temb);
+ * y = y + conv2(silu(norm2(h))).  Scratch: one [N, out, H, W] instead of
+ * sdc_resnet_fwd's [N, in, H, W] + [N, out, H, W]. */
+void sdc_resnet_fwd_consume(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a, float *y,
+                            float *x, int N, int H, int W, const float *temb_act);
 
 /* ---- single-head self-attention of the VAE mid block (diffusers Attention
  * with group_norm, residual_connection, bias) -------------------------------
@@ -103,6 +111,22 @@ void sdc_bind_vae_attn(sdc_binder *b, sdc_vae_attn_w *w, int C, int groups, floa
 void sdc_vae_attn_fwd(const sdc_vae_attn_w *w, sdc_backend *be, sdc_arena *a, float *x, int N,
                       int HW);
 
+/* ---- weight paging (low-memory mode) ---------------------------------------
+ * In low-memory mode a network maps a block's weights in before the block
+ * runs and releases them from the resident set right after
+ * (sdc_model_files_advise); the next pass reads them back from the mapped
+ * file.  The arithmetic is unchanged.  pg NULL: nothing is done, so model
+ * code passes NULL while planning or when the mode is off. */
+typedef struct sdc_pager {
+    const sdc_model_files *mf; /* borrowed */
+} sdc_pager;
+
+void sdc_page_linear(const sdc_pager *pg, const sdc_linear_w *l, sdc_page_advice advice);
+void sdc_page_conv(const sdc_pager *pg, const sdc_conv_w *c, sdc_page_advice advice);
+void sdc_page_norm(const sdc_pager *pg, const sdc_norm_w *n, sdc_page_advice advice);
+void sdc_page_resnet(const sdc_pager *pg, const sdc_resnet_w *r, sdc_page_advice advice);
+void sdc_page_vae_attn(const sdc_pager *pg, const sdc_vae_attn_w *w, sdc_page_advice advice);
+
 /* ---- arena helpers ---------------------------------------------------------- */
 
 /* p + i, or NULL while planning (offsetting NULL is undefined). */
@@ -117,5 +141,13 @@ static inline const float *sdc_atc(const float *p, size_t i) { return p ? p + i 
  * running agree.  Everything between mark and *src_off must be dead. */
 float *sdc_settle(sdc_backend *be, sdc_arena *a, size_t mark, float *src, size_t *src_off,
                   size_t n);
+
+/* Nearest 2x upsampling in place: x [N, C, H, W], allocated at arena offset
+ * x_off at the top of the arena, becomes [N, C, 2H, 2W] at the same place
+ * (the arena grows to hold it).  Returns the result (NULL while planning).
+ * Planes are written last to first, in groups whose destination lies above
+ * every source plane not yet read; plane 0 goes through a copy. */
+float *sdc_upsample2x_in_place(sdc_backend *be, sdc_arena *a, float *x, size_t x_off, int N,
+                               int C, int H, int W);
 
 #endif

@@ -38,6 +38,11 @@ const sdc_unet_config *sdc_unet_cfg(const sdc_unet *m);
  * 2^(levels-1). */
 void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N,
                       int h, int w, const float *t, const float *ctx, int S, float *out);
+/* Low-memory mode (on != 0): every forward pass maps each block's weights
+ * in before the block and releases them from the resident set after it
+ * (models/blocks.h, sdc_pager); the results are the same, bit for bit.
+ * The model files given at create must stay open. */
+void sdc_unet_set_low_memory(sdc_unet *m, int on);
 
 /* ---- VAE (diffusers' AutoencoderKL) ------------------------------------- */
 sdc_status sdc_vae_create(const sdc_model_files *mf, sdc_vae **out);
@@ -48,6 +53,8 @@ const sdc_vae_config *sdc_vae_cfg(const sdc_vae *m);
  * post_quant_conv then the decoder. */
 void sdc_vae_decode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float *z, int N,
                     int h, int w, float *img);
+/* Low-memory mode for sdc_vae_decode, as sdc_unet_set_low_memory. */
+void sdc_vae_set_low_memory(sdc_vae *m, int on);
 /* img dev [N, in_channels, H, W] (H, W multiples of f) -> moments dev
  * [N, 2*latent_channels, H/f, W/f] (mean then logvar): encoder then
  * quant_conv. */

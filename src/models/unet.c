@@ -59,6 +59,8 @@ struct sdc_unet {
     level down[SDC_MAX_LEVELS], up[SDC_MAX_LEVELS]; /* up[i] is level L-1-i */
     sdc_resnet_w mid_res[2];
     transformer mid_attn;
+    sdc_pager pager; /* the model files, for low-memory mode */
+    int low_memory;  /* sdc_unet_set_low_memory */
     /* storage, owned */
     sdc_resnet_w *resnets;
     transformer *transformers;
@@ -134,6 +136,7 @@ sdc_status sdc_unet_create(const sdc_model_files *mf, sdc_unet **out) {
         return sdc_fail(SDC_ERR_NOMEM, "out of memory");
     }
     m->cfg = *c;
+    m->pager.mf = mf;
     sdc_binder b = {mf, SDC_OK};
     int C0 = c->channels[0], E = 4 * C0, G = c->groups, X = c->cross_dim;
     float eps = c->eps;
@@ -213,6 +216,26 @@ void sdc_unet_free(sdc_unet *m) {
 
 const sdc_unet_config *sdc_unet_cfg(const sdc_unet *m) { return &m->cfg; }
 
+void sdc_unet_set_low_memory(sdc_unet *m, int on) { m->low_memory = on != 0; }
+
+static void page_transformer(const sdc_pager *pg, const transformer *T, int depth,
+                             sdc_page_advice advice) {
+    if (!pg) return;
+    sdc_page_norm(pg, &T->norm, advice);
+    sdc_page_linear(pg, &T->proj_in, advice);
+    for (int d = 0; d < depth; d++) {
+        const tblock *B = &T->blocks[d];
+        const sdc_norm_w *norms[] = {&B->n1, &B->n2, &B->n3};
+        const sdc_linear_w *lins[] = {&B->q1, &B->k1, &B->v1, &B->o1, &B->q2,
+                                      &B->k2, &B->v2, &B->o2, &B->ff1, &B->ff2};
+        for (size_t i = 0; i < sizeof norms / sizeof norms[0]; i++)
+            sdc_page_norm(pg, norms[i], advice);
+        for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++)
+            sdc_page_linear(pg, lins[i], advice);
+    }
+    sdc_page_linear(pg, &T->proj_out, advice);
+}
+
 /* Multi-head attention per batch item: q [N, Sq, C], k, v [N, Sk, C] -> o [N, Sq, C]. */
 static void mha(sdc_backend *be, float *o, const float *q, const float *k, const float *v, int N,
                 int Sq, int Sk, int C, int heads) {
@@ -287,6 +310,26 @@ static void transformer_fwd(const transformer *T, int depth, int heads, int grou
     sdc_arena_reset(a, mark);
 }
 
+/* A resnet (consume: x is dead afterwards and may serve as scratch) and a
+ * transformer, with their weights paged in and out when pg is set. */
+static void run_resnet(const sdc_pager *pg, const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a,
+                       float *y, float *x, int N, int H, int W, const float *emb, int consume) {
+    sdc_page_resnet(pg, r, SDC_PAGES_PREFETCH);
+    if (consume && r->shortcut.w)
+        sdc_resnet_fwd_consume(r, be, a, y, x, N, H, W, emb);
+    else
+        sdc_resnet_fwd(r, be, a, y, x, N, H, W, emb);
+    sdc_page_resnet(pg, r, SDC_PAGES_RELEASE);
+}
+
+static void run_transformer(const sdc_pager *pg, const transformer *T, int depth, int heads,
+                            int groups, sdc_backend *be, sdc_arena *a, float *x, int N, int HW,
+                            const float *ctx, int S) {
+    page_transformer(pg, T, depth, SDC_PAGES_PREFETCH);
+    transformer_fwd(T, depth, heads, groups, be, a, x, N, HW, ctx, S);
+    page_transformer(pg, T, depth, SDC_PAGES_RELEASE);
+}
+
 void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N,
                       int h, int w, const float *t, const float *ctx, int S, float *out) {
     const sdc_unet_config *c = &m->cfg;
@@ -294,6 +337,7 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
     int heads = c->heads, G = c->groups, C0 = c->channels[0], E = 4 * C0;
     assert(N > 0 && S > 0 && h > 0 && w > 0 && h % (1 << (L - 1)) == 0 &&
            w % (1 << (L - 1)) == 0);
+    const sdc_pager *pg = m->low_memory && !a->planning ? &m->pager : NULL;
     size_t mark0 = sdc_arena_mark(a);
 
     /* time embedding, kept as silu(emb): the only form the resnets use */
@@ -304,6 +348,8 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
     be->silu(be, e1, e1, (int64_t)N * E);
     sdc_linear_fwd(be, &m->t2, emb, e1, N, NULL);
     be->silu(be, emb, emb, (int64_t)N * E);
+    sdc_page_linear(pg, &m->t1, SDC_PAGES_RELEASE);
+    sdc_page_linear(pg, &m->t2, SDC_PAGES_RELEASE);
 
     /* skip connections live on the arena as a stack, in push order */
     float *skip[MAX_SKIPS];
@@ -313,6 +359,7 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
     size_t cur_off = sdc_arena_mark(a);
     float *cur = sdc_arena_alloc(a, (size_t)N * C0 * H * W);
     sdc_conv_fwd(be, &m->conv_in, cur, x, N, H, W, 1, NULL);
+    sdc_page_conv(pg, &m->conv_in, SDC_PAGES_RELEASE);
     skip[ns] = cur, skip_off[ns] = cur_off, skip_c[ns++] = C0;
 
     int ci = C0;
@@ -322,15 +369,17 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
         for (int j = 0; j < lpb; j++) {
             cur_off = sdc_arena_mark(a);
             float *nx = sdc_arena_alloc(a, (size_t)N * C * H * W);
-            sdc_resnet_fwd(&D->res[j], be, a, nx, cur, N, H, W, emb);
-            if (D->attn) transformer_fwd(&D->attn[j], depth, heads, G, be, a, nx, N, H * W, ctx, S);
+            run_resnet(pg, &D->res[j], be, a, nx, cur, N, H, W, emb, 0);
+            if (D->attn) run_transformer(pg, &D->attn[j], depth, heads, G, be, a, nx, N, H * W, ctx, S);
             cur = nx, ci = C;
             skip[ns] = cur, skip_off[ns] = cur_off, skip_c[ns++] = C;
         }
         if (D->sampler.w) {
             cur_off = sdc_arena_mark(a);
             float *nx = sdc_arena_alloc(a, (size_t)N * C * (H / 2) * (W / 2));
+            sdc_page_conv(pg, &D->sampler, SDC_PAGES_PREFETCH);
             sdc_conv_fwd(be, &D->sampler, nx, cur, N, H, W, 2, NULL);
+            sdc_page_conv(pg, &D->sampler, SDC_PAGES_RELEASE);
             H /= 2, W /= 2;
             cur = nx;
             skip[ns] = cur, skip_off[ns] = cur_off, skip_c[ns++] = C;
@@ -340,9 +389,9 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
     /* mid: the first resnet must not overwrite the last skip */
     cur_off = sdc_arena_mark(a);
     float *mid = sdc_arena_alloc(a, (size_t)N * ci * H * W);
-    sdc_resnet_fwd(&m->mid_res[0], be, a, mid, cur, N, H, W, emb);
-    transformer_fwd(&m->mid_attn, depth, heads, G, be, a, mid, N, H * W, ctx, S);
-    sdc_resnet_fwd(&m->mid_res[1], be, a, mid, mid, N, H, W, emb);
+    run_resnet(pg, &m->mid_res[0], be, a, mid, cur, N, H, W, emb, 0);
+    run_transformer(pg, &m->mid_attn, depth, heads, G, be, a, mid, N, H * W, ctx, S);
+    run_resnet(pg, &m->mid_res[1], be, a, mid, mid, N, H, W, emb, 0);
     cur = mid;
 
     for (int i = 0; i < L; i++) {
@@ -356,8 +405,8 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
             be->concat(be, cat, cur, ci, skip[ns], cs, N, H * W);
             size_t res_off = sdc_arena_mark(a);
             float *res = sdc_arena_alloc(a, res_n);
-            sdc_resnet_fwd(&U->res[j], be, a, res, cat, N, H, W, emb);
-            if (U->attn) transformer_fwd(&U->attn[j], depth, heads, G, be, a, res, N, H * W, ctx, S);
+            run_resnet(pg, &U->res[j], be, a, res, cat, N, H, W, emb, 1); /* cat is dead after */
+            if (U->attn) run_transformer(pg, &U->attn[j], depth, heads, G, be, a, res, N, H * W, ctx, S);
             /* the popped skip, cur and cat are dead: move res down over them */
             cur = sdc_settle(be, a, skip_off[ns], res, &res_off, res_n);
             cur_off = res_off, ci = C;
@@ -369,7 +418,9 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
             H *= 2, W *= 2;
             size_t res_off = sdc_arena_mark(a);
             float *res = sdc_arena_alloc(a, up_n);
+            sdc_page_conv(pg, &U->sampler, SDC_PAGES_PREFETCH);
             sdc_conv_fwd(be, &U->sampler, res, upx, N, H, W, 1, NULL);
+            sdc_page_conv(pg, &U->sampler, SDC_PAGES_RELEASE);
             cur = sdc_settle(be, a, cur_off, res, &res_off, up_n);
             cur_off = res_off;
         }
@@ -378,5 +429,7 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
 
     be->group_norm(be, cur, cur, N, C0, H * W, G, m->norm_out.g, m->norm_out.b, c->eps, 1);
     sdc_conv_fwd(be, &m->conv_out, out, cur, N, H, W, 1, NULL);
+    sdc_page_norm(pg, &m->norm_out, SDC_PAGES_RELEASE);
+    sdc_page_conv(pg, &m->conv_out, SDC_PAGES_RELEASE);
     sdc_arena_reset(a, mark0);
 }

@@ -39,6 +39,8 @@ struct sdc_vae {
     sdc_resnet_w d_res[SDC_MAX_LEVELS][MAX_LPB + 1];
     sdc_conv_w d_up[SDC_MAX_LEVELS]; /* .w NULL on the last */
     sdc_norm_w d_norm_out;
+    sdc_pager pager;  /* the model files, for low-memory mode */
+    int low_memory;   /* sdc_vae_set_low_memory */
 };
 
 static void bind_mid(sdc_binder *b, mid_block *mb, int C, int G, const char *side) {
@@ -69,6 +71,7 @@ sdc_status sdc_vae_create(const sdc_model_files *mf, sdc_vae **out) {
     sdc_vae *m = calloc(1, sizeof *m);
     if (!m) return sdc_fail(SDC_ERR_NOMEM, "out of memory");
     m->cfg = *c;
+    m->pager.mf = mf;
     sdc_binder b = {mf, SDC_OK};
     int L = c->levels, lpb = c->layers_per_block, G = c->groups, Z = c->latent_channels;
     int CL = c->channels[L - 1];
@@ -120,54 +123,72 @@ void sdc_vae_free(sdc_vae *m) { free(m); }
 
 const sdc_vae_config *sdc_vae_cfg(const sdc_vae *m) { return &m->cfg; }
 
+void sdc_vae_set_low_memory(sdc_vae *m, int on) { m->low_memory = on != 0; }
+
 /* Runs a resnet on cur [N, r->in, H, W] (living at *cur_off, top of the
- * arena) and leaves the result on top of the arena at *cur_off. */
-static float *resnet_step(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a, float *cur,
-                          size_t *cur_off, int N, int H, int W) {
+ * arena) and leaves the result on top of the arena at *cur_off.  With a
+ * shortcut, cur is dead afterwards and serves as the block's scratch. */
+static float *resnet_step(const sdc_resnet_w *r, const sdc_pager *pg, sdc_backend *be,
+                          sdc_arena *a, float *cur, size_t *cur_off, int N, int H, int W) {
+    sdc_page_resnet(pg, r, SDC_PAGES_PREFETCH);
     if (r->in == r->out) {
         sdc_resnet_fwd(r, be, a, cur, cur, N, H, W, NULL);
-        return cur;
+    } else {
+        size_t n = (size_t)N * r->out * H * W, res_off = sdc_arena_mark(a);
+        float *res = sdc_arena_alloc(a, n);
+        sdc_resnet_fwd_consume(r, be, a, res, cur, N, H, W, NULL);
+        cur = sdc_settle(be, a, *cur_off, res, &res_off, n);
+        *cur_off = res_off;
     }
-    size_t n = (size_t)N * r->out * H * W, res_off = sdc_arena_mark(a);
-    float *res = sdc_arena_alloc(a, n);
-    sdc_resnet_fwd(r, be, a, res, cur, N, H, W, NULL);
-    cur = sdc_settle(be, a, *cur_off, res, &res_off, n);
-    *cur_off = res_off;
+    sdc_page_resnet(pg, r, SDC_PAGES_RELEASE);
     return cur;
 }
 
-static void mid_fwd(const mid_block *mb, sdc_backend *be, sdc_arena *a, float *x, int N, int H,
-                    int W) {
+static void mid_fwd(const mid_block *mb, const sdc_pager *pg, sdc_backend *be, sdc_arena *a,
+                    float *x, int N, int H, int W) {
+    sdc_page_resnet(pg, &mb->res[0], SDC_PAGES_PREFETCH);
     sdc_resnet_fwd(&mb->res[0], be, a, x, x, N, H, W, NULL);
+    sdc_page_resnet(pg, &mb->res[0], SDC_PAGES_RELEASE);
+    sdc_page_vae_attn(pg, &mb->attn, SDC_PAGES_PREFETCH);
     sdc_vae_attn_fwd(&mb->attn, be, a, x, N, H * W);
+    sdc_page_vae_attn(pg, &mb->attn, SDC_PAGES_RELEASE);
+    sdc_page_resnet(pg, &mb->res[1], SDC_PAGES_PREFETCH);
     sdc_resnet_fwd(&mb->res[1], be, a, x, x, N, H, W, NULL);
+    sdc_page_resnet(pg, &mb->res[1], SDC_PAGES_RELEASE);
 }
 
+/* Memory: the largest live set is two tensors of the upsampled size (the
+ * in-place upsample and its conv) or, in a level's first resnet, its input
+ * plus two outputs (sdc_resnet_fwd_consume). */
 void sdc_vae_decode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float *z, int N,
                     int h, int w, float *img) {
     const sdc_vae_config *c = &m->cfg;
     int L = c->levels, lpb = c->layers_per_block, Z = c->latent_channels, G = c->groups;
     int CL = c->channels[L - 1];
     assert(N > 0 && h > 0 && w > 0);
+    const sdc_pager *pg = m->low_memory && !a->planning ? &m->pager : NULL;
     size_t mark0 = sdc_arena_mark(a);
     int H = h, W = w;
     float *p = sdc_arena_alloc(a, (size_t)N * Z * H * W);
     sdc_conv_fwd(be, &m->post_quant_conv, p, z, N, H, W, 1, NULL);
     size_t cur_off = sdc_arena_mark(a);
     float *cur = sdc_arena_alloc(a, (size_t)N * CL * H * W);
+    sdc_page_conv(pg, &m->d_conv_in, SDC_PAGES_PREFETCH);
     sdc_conv_fwd(be, &m->d_conv_in, cur, p, N, H, W, 1, NULL);
-    mid_fwd(&m->d_mid, be, a, cur, N, H, W);
+    sdc_page_conv(pg, &m->d_conv_in, SDC_PAGES_RELEASE);
+    mid_fwd(&m->d_mid, pg, be, a, cur, N, H, W);
     for (int i = 0; i < L; i++) {
         int C = c->channels[L - 1 - i];
-        for (int j = 0; j <= lpb; j++) cur = resnet_step(&m->d_res[i][j], be, a, cur, &cur_off, N, H, W);
+        for (int j = 0; j <= lpb; j++)
+            cur = resnet_step(&m->d_res[i][j], pg, be, a, cur, &cur_off, N, H, W);
         if (m->d_up[i].w) {
-            size_t n = (size_t)N * C * (2 * H) * (2 * W);
-            float *up = sdc_arena_alloc(a, n);
-            be->upsample2x(be, up, cur, N, C, H, W);
+            float *up = sdc_upsample2x_in_place(be, a, cur, cur_off, N, C, H, W);
             H *= 2, W *= 2;
-            size_t res_off = sdc_arena_mark(a);
+            size_t n = (size_t)N * C * H * W, res_off = sdc_arena_mark(a);
             float *res = sdc_arena_alloc(a, n);
+            sdc_page_conv(pg, &m->d_up[i], SDC_PAGES_PREFETCH);
             sdc_conv_fwd(be, &m->d_up[i], res, up, N, H, W, 1, NULL);
+            sdc_page_conv(pg, &m->d_up[i], SDC_PAGES_RELEASE);
             cur = sdc_settle(be, a, cur_off, res, &res_off, n);
             cur_off = res_off;
         }
@@ -175,6 +196,8 @@ void sdc_vae_decode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float
     int C0 = c->channels[0];
     be->group_norm(be, cur, cur, N, C0, H * W, G, m->d_norm_out.g, m->d_norm_out.b, VAE_EPS, 1);
     sdc_conv_fwd(be, &m->d_conv_out, img, cur, N, H, W, 1, NULL);
+    sdc_page_norm(pg, &m->d_norm_out, SDC_PAGES_RELEASE);
+    sdc_page_conv(pg, &m->d_conv_out, SDC_PAGES_RELEASE);
     sdc_arena_reset(a, mark0);
 }
 
@@ -189,7 +212,8 @@ void sdc_vae_encode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float
     float *cur = sdc_arena_alloc(a, (size_t)N * C * H * W);
     sdc_conv_fwd(be, &m->e_conv_in, cur, img, N, H, W, 1, NULL);
     for (int l = 0; l < L; l++) {
-        for (int j = 0; j < lpb; j++) cur = resnet_step(&m->e_res[l][j], be, a, cur, &cur_off, N, H, W);
+        for (int j = 0; j < lpb; j++)
+            cur = resnet_step(&m->e_res[l][j], NULL, be, a, cur, &cur_off, N, H, W);
         C = c->channels[l];
         if (m->e_down[l].w) {
             /* Downsample2D(padding=0): pad right and bottom by one, then
@@ -205,7 +229,7 @@ void sdc_vae_encode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float
             cur_off = res_off;
         }
     }
-    mid_fwd(&m->e_mid, be, a, cur, N, H, W);
+    mid_fwd(&m->e_mid, NULL, be, a, cur, N, H, W);
     be->group_norm(be, cur, cur, N, C, H * W, G, m->e_norm_out.g, m->e_norm_out.b, VAE_EPS, 1);
     float *t = sdc_arena_alloc(a, (size_t)N * 2 * Z * H * W);
     sdc_conv_fwd(be, &m->e_conv_out, t, cur, N, H, W, 1, NULL);

@@ -18,7 +18,9 @@
  *
  * Memory: each network's activations live in its own arena, planned with
  * the null backend right before the network runs and freed right after its
- * last pass (text encoder before the UNet, UNet before the VAE).  Host
+ * last pass (text encoder before the UNet, UNet before the VAE); each
+ * network's weight pages leave the resident set when it is done
+ * (release_weights), and in low-memory mode after every block.  Host
  * buffers (latents, guided noise, context, image) and the sampler's history
  * are allocated before the denoising loop, which allocates nothing. */
 #include <math.h>
@@ -54,11 +56,12 @@ struct sdc_model {
     int vae_scale;       /* f = 2^(vae levels - 1): image / latent size */
     int unet_div;        /* 2^(unet levels - 1): latent sides must be multiples */
     int verbose;
+    int low_memory;
     char desc[320];
 };
 
 sdc_load_params sdc_load_params_default(void) {
-    sdc_load_params p = {0, 0};
+    sdc_load_params p = {0, 0, 0};
     return p;
 }
 
@@ -140,6 +143,7 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
     sdc_model *m = calloc(1, sizeof *m);
     if (!m) return sdc_fail(SDC_ERR_NOMEM, "out of memory");
     m->verbose = lp.verbose;
+    m->low_memory = lp.low_memory != 0;
     sdc_status st = sdc_model_files_open(path, &m->mf);
     if (st != SDC_OK) goto fail;
 
@@ -159,6 +163,8 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
     if (st != SDC_OK) goto fail;
     st = check_configs(m, path);
     if (st != SDC_OK) goto fail;
+    sdc_unet_set_low_memory(m->unet, m->low_memory);
+    sdc_vae_set_low_memory(m->vae, m->low_memory);
 
     m->be = sdc_backend_cpu_create(lp.n_threads, 0);
     if (!m->be) {
@@ -176,7 +182,9 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
              weight_dtype(m->mf, "text_encoder.text_model.embeddings.token_embedding.weight"),
              weight_dtype(m->mf, "vae.decoder.conv_in.weight"),
              vocab && merges ? "from the model" : "built-in", sdc_model_files_name(m->mf));
-    if (m->verbose) fprintf(stderr, "sdc: loaded %s (%s)\n", path, m->desc);
+    if (m->verbose)
+        fprintf(stderr, "sdc: loaded %s (%s)%s\n", path, m->desc,
+                m->low_memory ? "; low-memory mode" : "");
     *out = m;
     return SDC_OK;
 
@@ -275,12 +283,22 @@ static sdc_status arena_checked(const sdc_arena *a, const char *what) {
 }
 
 /* Ends a planning pass: allocates the block the pass asked for. */
-static sdc_status arena_commit_plan(sdc_arena *a, const char *what) {
+static sdc_status arena_commit_plan(const sdc_model *m, sdc_arena *a, const char *what) {
     if (a->overflow)
         return sdc_fail(SDC_ERR_NOMEM, "%s: activation memory size overflows", what);
     sdc_status st = sdc_arena_commit(a, 0);
     if (st != SDC_OK) return sdc_fail_context(st, "%s", what);
+    if (m->verbose)
+        fprintf(stderr, "sdc: %s: %.1f MiB of activations\n", what, a->size / 1048576.0);
     return SDC_OK;
+}
+
+/* Drops the pages of a network's weights (canonical name prefix) from the
+ * resident set once the network is done for this image; the next image
+ * maps them back in from the file.  Memory: the text encoder's pages are
+ * gone before the UNet runs, the UNet's before the VAE decodes. */
+static void release_weights(const sdc_model *m, const char *prefix) {
+    sdc_model_files_advise_prefix(m->mf, prefix, SDC_PAGES_RELEASE);
 }
 
 /* Text stage: g->ctx [B, S, D] = clip(negative) (if B == 2), clip(prompt). */
@@ -300,7 +318,7 @@ static sdc_status encode_text(sdc_model *m, const sdc_gen_params *p, gen_state *
     float *out = sdc_arena_alloc(a, (size_t)S * D); /* dev [S, D] */
     size_t mark = sdc_arena_mark(a);
     sdc_clip_forward(m->clip, sdc_backend_null(), a, ids[0], S, out);
-    sdc_status st = arena_commit_plan(a, "the text encoder");
+    sdc_status st = arena_commit_plan(m, a, "the text encoder");
     if (st != SDC_OK) return st;
     out = sdc_arena_alloc(a, (size_t)S * D);
     if (!out || sdc_arena_mark(a) != mark) return arena_checked(a, "the text encoder");
@@ -312,6 +330,7 @@ static sdc_status encode_text(sdc_model *m, const sdc_gen_params *p, gen_state *
         if (report(p, SDC_STAGE_TEXT, b + 1, B)) return cancelled();
     }
     sdc_arena_free(a);
+    release_weights(m, "text_encoder.");
     return SDC_OK;
 }
 
@@ -337,7 +356,7 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
         if (pass == 0) {
             t[0] = t[1] = sdc_sched_timestep(g->sched, 0);
             sdc_unet_forward(m->unet, sdc_backend_null(), a, in, B, h, w, t, ctx, S, out);
-            sdc_status st = arena_commit_plan(a, "the UNet");
+            sdc_status st = arena_commit_plan(m, a, "the UNet");
             if (st != SDC_OK) return st;
         }
     }
@@ -366,6 +385,7 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
         if (report(p, SDC_STAGE_SAMPLE, i + 1, len)) return cancelled();
     }
     sdc_arena_free(a);
+    release_weights(m, "unet.");
     return SDC_OK;
 }
 
@@ -385,7 +405,7 @@ static sdc_status decode(sdc_model *m, const sdc_gen_params *p, gen_state *g, in
         img = sdc_arena_alloc(a, (size_t)img_n);       /* dev [1, 3, H, W] */
         if (pass == 0) {
             sdc_vae_decode(m->vae, sdc_backend_null(), a, z, 1, h, w, img);
-            sdc_status st = arena_commit_plan(a, "the VAE");
+            sdc_status st = arena_commit_plan(m, a, "the VAE");
             if (st != SDC_OK) return st;
         }
     }
@@ -396,6 +416,7 @@ static sdc_status decode(sdc_model *m, const sdc_gen_params *p, gen_state *g, in
     if (st != SDC_OK) return st;
     be->copy_out(be, g->img, img, img_n);
     sdc_arena_free(a);
+    release_weights(m, "vae.");
     if (report(p, SDC_STAGE_DECODE, 1, 1)) return cancelled();
     return SDC_OK;
 }

@@ -30,6 +30,7 @@ typedef struct cli_args {
     int schedule_given;   /* 0: karras where the sampler offers it, else discrete */
     int batch_count;      /* 1 */
     int threads;          /* 0: all cores */
+    int low_memory;       /* --low-memory */
     int verbose, overwrite, help, version;
 } cli_args;
 

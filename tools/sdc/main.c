@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,6 +86,29 @@ static uint64_t random_seed(void) {
     return (uint32_t)(ts.tv_sec * 1000003u ^ ts.tv_nsec ^ ((uint64_t)getpid() << 16));
 }
 
+/* The process's peak resident set so far, MiB (getrusage; Linux reports
+ * ru_maxrss in KiB); negative if unknown. */
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1.0;
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* One line: text encoding, seconds per UNet step, VAE decode, total, peak
+ * RSS. */
+static void print_timings(const sdc_timings *tm) {
+    double rss = peak_rss_mib();
+    fprintf(stderr,
+            "sdc: timings: text %.2f s, %.2f s/step (%d steps, %.2f s), decode %.2f s, "
+            "total %.2f s, peak RSS ",
+            tm->text, tm->steps ? tm->sample / tm->steps : 0.0, tm->steps, tm->sample,
+            tm->decode, tm->total);
+    if (rss >= 0)
+        fprintf(stderr, "%.0f MiB (%.2f GB)\n", rss, rss * 1048576.0 / 1e9);
+    else
+        fprintf(stderr, "unknown\n");
+}
+
 static int exit_code(sdc_status st) {
     switch (st) {
     case SDC_OK: return 0;
@@ -146,6 +170,7 @@ int main(int argc, char **argv) {
     sdc_load_params lp = sdc_load_params_default();
     lp.n_threads = a.threads;
     lp.verbose = a.verbose;
+    lp.low_memory = a.low_memory;
     sdc_status st = sdc_model_load(a.model, &lp, &model);
     if (st != SDC_OK) {
         fprintf(stderr, "sdc: cannot load the model: %s\n", sdc_last_error());
@@ -208,12 +233,7 @@ int main(int argc, char **argv) {
         }
         printf("wrote %s (seed %" PRIu64 ")\n", paths[i], gp.seed);
         fflush(stdout);
-        if (a.verbose)
-            fprintf(stderr,
-                    "sdc: %.2f s: text %.2f s, sampling %.2f s (%d UNet passes, %.2f s each), "
-                    "decoding %.2f s\n",
-                    tm.total, tm.text, tm.sample, tm.steps,
-                    tm.steps ? tm.sample / tm.steps : 0.0, tm.decode);
+        if (a.verbose) print_timings(&tm);
     }
 
 out:

@@ -1,11 +1,18 @@
 /* The CPU backend: creation, run-time dispatch, and the threaded portable
  * ops (memory movement and simple elementwise math, split over the pool).
  *
- * Dispatch (once, at creation):
- *   force_ref or SDC_FORCE_REF=1  -> every op is the reference (ops_ref.c)
- *   avx2 + fma + f16c, OS-enabled -> AVX2 kernels (gemm_avx2.c, ops_avx2.c)
- *   otherwise                     -> portable GEMM kernel; the other math
- *                                    ops are the references
+ * Dispatch (once, at creation), the best the CPU and OS support:
+ *   avx512f/bw/vl/dq (+ opmask and ZMM state saved by the OS), avx2, fma,
+ *   f16c                          -> "avx512": AVX-512 GEMM (gemm_avx512.c)
+ *                                    and ops (ops_avx512.c, ops_avx2.c)
+ *   avx2 + fma + f16c, OS-enabled -> "avx2": gemm_avx2.c, ops_avx2.c
+ *   aarch64 (NEON is baseline)    -> "neon": gemm_neon.c; the other math
+ *                                    ops as "generic"
+ *   otherwise                     -> "generic": portable GEMM kernel; the
+ *                                    other math ops are the references
+ *   force_ref or SDC_FORCE_REF=1  -> "ref": every op the reference (ops_ref.c)
+ * The environment variable SDC_CPU_ISA=ref|generic|avx2|avx512|neon forces a
+ * path; a name this CPU or build cannot run is ignored (the best is used).
  * Threads: linear/conv2d (tiles of C), attention (heads x query blocks),
  * norms (groups/rows) and elementwise ops (chunks) run on all threads.
  * Scratch: SDC_CPU_SCRATCH_FLOATS per thread (704 KiB), allocated here;
@@ -296,9 +303,45 @@ static void fill_avx2(sdc_backend *be) {
 }
 #endif
 
-sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref) {
-    const char *env = getenv("SDC_FORCE_REF");
-    if (env && env[0] == '1') force_ref = 1;
+/* A 6x16-tile kernel set (the AVX2 and portable kernels). */
+static sdc_cpu_kernels kernels_6x16(const char *isa, sdc_gemm_kernel_fn gemm, sdc_cvt16_fn f16,
+                                    sdc_cvt16_fn bf16) {
+    return (sdc_cpu_kernels){.isa = isa, .gemm = gemm, .mr = SDC_GEMM_MR, .nr = SDC_GEMM_NR,
+                             .kc = SDC_GEMM_KC, .mc = 192, .inplace_a = 1, .gemm16 = gemm,
+                             .f16 = f16, .bf16 = bf16};
+}
+
+int sdc_cpu_isa_supported(sdc_cpu_isa isa) {
+    switch (isa) {
+    case SDC_ISA_REF:
+    case SDC_ISA_GENERIC: return 1;
+#ifdef SDC_HAVE_X86
+    case SDC_ISA_AVX2: {
+        const sdc_cpu_features *f = sdc_cpu_features_get();
+        return f->avx2 && f->fma && f->f16c;
+    }
+    case SDC_ISA_AVX512: {
+        const sdc_cpu_features *f = sdc_cpu_features_get();
+        return f->avx2 && f->fma && f->f16c && f->avx512f && f->avx512bw && f->avx512vl &&
+               f->avx512dq;
+    }
+#endif
+#if defined(__aarch64__)
+    case SDC_ISA_NEON: return 1;
+#endif
+    default: return 0;
+    }
+}
+
+static const char *const k_isa_names[] = {"ref", "generic", "avx2", "avx512", "neon"};
+
+sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
+    if (!sdc_cpu_isa_supported(isa)) {
+        sdc_fail(SDC_ERR_UNSUPPORTED, "cpu backend: this CPU or build has no %s kernels",
+                 (unsigned)isa < sizeof k_isa_names / sizeof *k_isa_names ? k_isa_names[isa]
+                                                                          : "such");
+        return NULL;
+    }
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int)(n < MAX_THREADS ? n : MAX_THREADS) : 1;
@@ -323,23 +366,60 @@ sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref) {
     sdc_backend *be = &cb->be;
     be->impl = cpu;
     be->free = cpu_free;
-    cpu->k = (sdc_cpu_kernels){"generic", sdc_gemm_kernel_generic, sdc_cvt_f16_generic,
-                               sdc_cvt_bf16_generic};
-    if (force_ref) {
+    cpu->k = kernels_6x16("generic", sdc_gemm_kernel_generic, sdc_cvt_f16_generic,
+                          sdc_cvt_bf16_generic);
+    switch (isa) {
+    case SDC_ISA_REF:
         cpu->k.isa = "ref";
         fill_ref(be);
-    } else {
-        fill_portable(be);
+        break;
+    case SDC_ISA_GENERIC: fill_portable(be); break;
 #ifdef SDC_HAVE_X86
-        const sdc_cpu_features *f = sdc_cpu_features_get();
-        if (f->avx2 && f->fma && f->f16c) {
-            cpu->k = (sdc_cpu_kernels){"avx2", sdc_gemm_kernel_avx2, sdc_cvt_f16_avx2,
-                                       sdc_cvt_bf16_avx2};
-            fill_avx2(be);
-        }
+    case SDC_ISA_AVX2:
+        cpu->k = kernels_6x16("avx2", sdc_gemm_kernel_avx2, sdc_cvt_f16_avx2, sdc_cvt_bf16_avx2);
+        fill_avx2(be);
+        break;
+    case SDC_ISA_AVX512:
+        cpu->k = (sdc_cpu_kernels){.isa = "avx512", .gemm = sdc_gemm_kernel_avx512,
+                                   .mr = SDC_AVX512_MR, .nr = SDC_AVX512_NR, .kc = 256,
+                                   .mc = 16 * SDC_AVX512_MR, .inplace_a = 1,
+                                   .gemm16 = sdc_gemm_kernel16_avx512, .f16 = sdc_cvt_f16_avx512,
+                                   .bf16 = sdc_cvt_bf16_avx512};
+        fill_avx2(be);
+        break;
 #endif
+#if defined(__aarch64__)
+    case SDC_ISA_NEON:
+        cpu->k = kernels_6x16("neon", sdc_gemm_kernel_neon, sdc_cvt_f16_neon, sdc_cvt_bf16_neon);
+        fill_portable(be);
+        break;
+#endif
+    default: break;
     }
     snprintf(cb->name, sizeof cb->name, "cpu-%s (%d threads)", cpu->k.isa, n_threads);
     be->name = cb->name;
     return be;
+}
+
+/* The best supported ISA, or the one SDC_CPU_ISA names if it is supported
+ * (an unknown or unsupported name falls back to the best). */
+static sdc_cpu_isa pick_isa(void) {
+    sdc_cpu_isa best = SDC_ISA_GENERIC;
+    for (int i = SDC_ISA_NEON; i > SDC_ISA_GENERIC; i--)
+        if (sdc_cpu_isa_supported((sdc_cpu_isa)i)) {
+            best = (sdc_cpu_isa)i;
+            break;
+        }
+    const char *env = getenv("SDC_CPU_ISA");
+    if (env)
+        for (int i = 0; i < (int)(sizeof k_isa_names / sizeof *k_isa_names); i++)
+            if (strcmp(env, k_isa_names[i]) == 0 && sdc_cpu_isa_supported((sdc_cpu_isa)i))
+                return (sdc_cpu_isa)i;
+    return best;
+}
+
+sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref) {
+    const char *env = getenv("SDC_FORCE_REF");
+    if (env && env[0] == '1') force_ref = 1;
+    return sdc_backend_cpu_create_isa(n_threads, force_ref ? SDC_ISA_REF : pick_isa());
 }

@@ -5,7 +5,8 @@
  *        gemm.c      the packed GEMM driver (blocking, packing, threads)
  *        cpu.c       creation, dispatch, threaded portable ops
  *        *_avx2.c    AVX2+FMA+F16C kernels (gemm_avx2.c, ops_avx2.c)
- * A new ISA (AVX-512, NEON) adds its own files and an entry in cpu.c. */
+ *        *_avx512.c  AVX-512 kernels (gemm_avx512.c, ops_avx512.c)
+ * A new ISA (NEON) adds its own files and an entry in cpu.c. */
 #ifndef SDC_CPU_IMPL_H
 #define SDC_CPU_IMPL_H
 
@@ -17,13 +18,17 @@
 #include "backends/cpu/threadpool.h"
 
 /* ---- GEMM blocking (gemm.c) ------------------------------------------
- * C[M, N] += A[M, K] · B[K, N] with A packed in panels of MR rows
- * ([kc][MR], k-major) and B in panels of NR columns ([kc][NR]). */
+ * C[M, N] += A[M, K] · B[K, N] with A packed in panels of mr rows
+ * ([kc][mr], k-major) and B in panels of nr columns ([kc][nr]).  The
+ * register tile mr x nr and the block sizes kc, mc belong to the ISA's
+ * micro-kernel (sdc_cpu_kernels); these bound them.  MR/NR name the 6x16
+ * tile that every ISA also provides (gemm16: attention's tiles). */
 #define SDC_GEMM_MR 6
 #define SDC_GEMM_NR 16
-#define SDC_GEMM_MC 192 /* rows of A packed at once (multiple of MR) */
-#define SDC_GEMM_KC 256 /* depth of one packed block */
-#define SDC_GEMM_NC 512 /* columns of B packed at once (multiple of NR) */
+#define SDC_GEMM_NR_MAX 64 /* widest register tile of any kernel */
+#define SDC_GEMM_MC 224    /* rows of A packed at once, at most (mc <= MC) */
+#define SDC_GEMM_KC 256    /* depth of one packed block, at most (kc <= KC) */
+#define SDC_GEMM_NC 512    /* columns of B packed at once (multiple of every nr) */
 
 /* ---- attention tiles (ops_avx2.c) ------------------------------------ */
 #define SDC_ATT_BQ 96      /* queries per tile (multiple of NR) */
@@ -31,10 +36,10 @@
 #define SDC_ATT_DH_MAX 512 /* larger head dims use the reference */
 
 /* Per-thread scratch, in floats: the larger of
- *   GEMM:      MC*KC (packed A) + KC*NC (packed B)             = 180224
+ *   GEMM:      MC*KC (packed A) + KC*NC (packed B)             = 188416
  *   attention: BQ*DH_MAX (O) + BQ*DH_MAX (packed Q^T)
  *              + BK*BQ (S^T) + BK*NR (V tail) + 3*BQ (m, l, c)  = 105856
- * i.e. 704 KiB per thread, allocated once at creation. */
+ * i.e. 736 KiB per thread, allocated once at creation. */
 #define SDC_CPU_SCRATCH_GEMM ((size_t)SDC_GEMM_MC * SDC_GEMM_KC + (size_t)SDC_GEMM_KC * SDC_GEMM_NC)
 #define SDC_CPU_SCRATCH_ATT                                                                    \
     (2 * (size_t)SDC_ATT_BQ * SDC_ATT_DH_MAX + (size_t)SDC_ATT_BK * SDC_ATT_BQ +               \
@@ -55,10 +60,24 @@ typedef void (*sdc_gemm_kernel_fn)(int kc, const float *a, int64_t rs_a, int64_t
 typedef void (*sdc_cvt16_fn)(float *dst, const uint16_t *src, int64_t n);
 
 typedef struct sdc_cpu_kernels {
-    const char *isa; /* "ref", "generic", "avx2" */
-    sdc_gemm_kernel_fn gemm;
+    const char *isa;         /* "ref", "generic", "avx2", "avx512" */
+    sdc_gemm_kernel_fn gemm; /* the GEMM driver's micro-kernel, tile mr x nr */
+    int mr, nr;              /* mr <= 16, nr <= NR_MAX, NC % nr == 0 */
+    int kc, mc;              /* block depth (<= KC) and rows (<= MC, multiple of mr) */
+    int inplace_a;           /* 1: f32 A may be read in place (cs_a 1) */
+    sdc_gemm_kernel_fn gemm16; /* a 6x16 kernel (MR x NR), for attention */
     sdc_cvt16_fn f16, bf16;
 } sdc_cpu_kernels;
+
+/* The ISAs in order; a backend runs one of them (SDC_CPU_ISA env var). */
+typedef enum {
+    SDC_ISA_REF, SDC_ISA_GENERIC, SDC_ISA_AVX2, SDC_ISA_AVX512, SDC_ISA_NEON
+} sdc_cpu_isa;
+/* Whether this build and this CPU can run isa. */
+int sdc_cpu_isa_supported(sdc_cpu_isa isa);
+/* A CPU backend on exactly this ISA (which must be supported), for tests and
+ * benchmarks; otherwise as sdc_backend_cpu_create. */
+sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa);
 
 typedef struct sdc_cpu {
     sdc_threadpool *pool; /* owned */
@@ -176,5 +195,25 @@ void sdc_avx2_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_avx2_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_avx2_geglu(sdc_backend *be, float *y, const float *x, int rows, int D);
 void sdc_avx2_transpose(sdc_backend *be, float *y, const float *x, int N, int H, int W);
+
+/* ---- AVX-512 (gemm_avx512.c, ops_avx512.c); call only when the CPU has
+ * avx512f/bw/vl/dq + fma + f16c with OS support (opmask and ZMM state) ---- */
+#define SDC_AVX512_MR 14
+#define SDC_AVX512_NR 32
+void sdc_gemm_kernel_avx512(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
+                            int64_t rs_b, float *c, int64_t ldc, int mr, int nr);
+void sdc_gemm_kernel16_avx512(int kc, const float *a, int64_t rs_a, int64_t cs_a,
+                              const float *b, int64_t rs_b, float *c, int64_t ldc, int mr,
+                              int nr);
+void sdc_cvt_f16_avx512(float *dst, const uint16_t *src, int64_t n);
+void sdc_cvt_bf16_avx512(float *dst, const uint16_t *src, int64_t n);
+
+/* ---- AArch64 NEON (gemm_neon.c); NEON is baseline on AArch64 ---------- */
+#if defined(__aarch64__)
+void sdc_gemm_kernel_neon(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
+                          int64_t rs_b, float *c, int64_t ldc, int mr, int nr);
+void sdc_cvt_f16_neon(float *dst, const uint16_t *src, int64_t n);
+void sdc_cvt_bf16_neon(float *dst, const uint16_t *src, int64_t n);
+#endif
 
 #endif

@@ -2,10 +2,13 @@
  *
  * C[M, N] = init + A[M, K] · B[K, N].  The output is cut into tiles of
  * mt x nt (nt <= NC) handed to the threads dynamically; a tile runs
- *   for each KC-deep block: pack B[kc, nt] (NR-column panels),
- *     for each MC rows: pack A[mc, kc] (MR-row panels),
- *       micro-kernel over every MR x NR register tile.
- * Packing converts F16/BF16 weights to f32, zero-pads the edges, and (for a
+ *   for each kc-deep block: pack B[kc, nt] (nr-column panels),
+ *     for each mc rows: pack A[mc, kc] (mr-row panels),
+ *       micro-kernel over every mr x nr register tile
+ * (mr, nr, kc, mc: the ISA's kernel, cpu_impl.h).
+ * The initial value of C (bias, residual) is written micro-tile by
+ * micro-tile just before the tile's first product, so it costs no pass over
+ * memory of its own.  Packing converts F16/BF16 weights to f32, zero-pads the edges, and (for a
  * convolution) gathers the im2col columns of the tile only, so the scratch
  * stays MC*KC + KC*NC floats per thread (cpu_impl.h) whatever the shape. */
 #include <assert.h>
@@ -13,11 +16,9 @@
 
 #include "backends/cpu/cpu_impl.h"
 
-#define MR SDC_GEMM_MR
-#define NR SDC_GEMM_NR
-#define MC SDC_GEMM_MC
 #define KC SDC_GEMM_KC
 #define NC SDC_GEMM_NC
+#define NR_MAX SDC_GEMM_NR_MAX
 #define MT_MAX 384 /* rows per thread tile */
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -44,11 +45,11 @@ void sdc_cpu_weight_row(const sdc_cpu *cpu, float *dst, const sdc_weight *w, int
 
 void sdc_gemm_kernel_generic(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
                              int64_t rs_b, float *c, int64_t ldc, int mr, int nr) {
-    float acc[MR][NR] = {{0}};
+    float acc[SDC_GEMM_MR][SDC_GEMM_NR] = {{0}};
     for (int i = 0; i < mr; i++)
         for (int k = 0; k < kc; k++) {
             float ai = a[i * rs_a + k * cs_a];
-            for (int j = 0; j < NR; j++) acc[i][j] += ai * b[k * rs_b + j];
+            for (int j = 0; j < SDC_GEMM_NR; j++) acc[i][j] += ai * b[k * rs_b + j];
         }
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) c[i * ldc + j] += acc[i][j];
@@ -89,28 +90,38 @@ typedef struct gemm_plan {
 static void gemm_tile(void *ctx, int64_t task, int thread) {
     const gemm_plan *pl = ctx;
     const sdc_gemm *g = pl->g;
+    const sdc_cpu_kernels *K = &g->cpu->k;
+    const int mr = K->mr, nr = K->nr, KCb = K->kc, MCb = K->mc;
     float *apack = sdc_cpu_scratch(g->cpu, thread);
-    float *bpack = apack + (size_t)MC * KC;
+    float *bpack = apack + (size_t)SDC_GEMM_MC * KC;
     int m0 = (int)(task / pl->n_nt) * pl->mt, n0 = (int)(task % pl->n_nt) * pl->nt;
     int mt = imin(pl->mt, g->M - m0), nt = imin(pl->nt, g->N - n0);
-    sdc_gemm_kernel_fn kern = g->cpu->k.gemm;
-    g->init_c(g, m0, mt, n0, nt);
-    for (int k0 = 0; k0 < g->K; k0 += KC) {
-        int kc = imin(KC, g->K - k0);
+    sdc_gemm_kernel_fn kern = K->gemm;
+    const float *ain = K->inplace_a ? g->a : NULL;
+    /* K in equal blocks of at most kc (K = 320: 2 x 160, not 256 + 64) */
+    if (g->K <= 0) {
+        g->init_c(g, m0, mt, n0, nt);
+        return;
+    }
+    const int kb = ceil_div(g->K, ceil_div(g->K, KCb));
+    for (int k0 = 0; k0 < g->K; k0 += kb) {
+        int kc = imin(kb, g->K - k0);
         g->pack_b(g, bpack, n0, nt, k0, kc);
-        for (int mm = 0; mm < mt; mm += MC) {
-            int mc = imin(MC, mt - mm);
-            if (!g->a) g->pack_a(g, apack, m0 + mm, mc, k0, kc);
-            for (int jr = 0; jr < nt; jr += NR) {
-                const float *b = bpack + (int64_t)(jr / NR) * kc * NR;
-                for (int ir = 0; ir < mc; ir += MR) {
+        for (int mm = 0; mm < mt; mm += MCb) {
+            int mc = imin(MCb, mt - mm);
+            if (!ain) g->pack_a(g, apack, m0 + mm, mc, k0, kc);
+            for (int jr = 0; jr < nt; jr += nr) {
+                const float *b = bpack + (int64_t)(jr / nr) * kc * nr;
+                for (int ir = 0; ir < mc; ir += mr) {
                     float *c = g->C + (int64_t)(m0 + mm + ir) * g->ldc + n0 + jr;
-                    if (g->a)
-                        kern(kc, g->a + (int64_t)(m0 + mm + ir) * g->lda + k0, g->lda, 1, b, NR,
-                             c, g->ldc, imin(MR, mc - ir), imin(NR, nt - jr));
+                    if (k0 == 0) /* the epilogue's bias/residual, while the tile is in L1 */
+                        g->init_c(g, m0 + mm + ir, imin(mr, mc - ir), n0 + jr, imin(nr, nt - jr));
+                    if (ain)
+                        kern(kc, ain + (int64_t)(m0 + mm + ir) * g->lda + k0, g->lda, 1, b, nr, c,
+                             g->ldc, imin(mr, mc - ir), imin(nr, nt - jr));
                     else
-                        kern(kc, apack + (int64_t)(ir / MR) * kc * MR, 1, MR, b, NR, c, g->ldc,
-                             imin(MR, mc - ir), imin(NR, nt - jr));
+                        kern(kc, apack + (int64_t)(ir / mr) * kc * mr, 1, mr, b, nr, c, g->ldc,
+                             imin(mr, mc - ir), imin(nr, nt - jr));
                 }
             }
         }
@@ -120,6 +131,7 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
 void sdc_gemm_run(const sdc_gemm *g) {
     if (g->M <= 0 || g->N <= 0) return;
     int T = g->cpu->n_threads, target = T > 1 ? 4 * T : 1;
+    const int MR = g->cpu->k.mr, NR = g->cpu->k.nr;
     /* balanced tiles: nt <= NC, mt <= MT_MAX; then split further while
      * there are fewer than 4 tiles per thread */
     int nt = round_up(ceil_div(g->N, ceil_div(g->N, NC)), NR);
@@ -147,12 +159,12 @@ typedef struct linear_ctx {
 
 static void linear_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, int kc) {
     const linear_ctx *L = g->ctx;
-    sdc_gemm_pack_rows(g->cpu, dst, MR, L->x, NULL, g->K, m0, mc, k0, kc);
+    sdc_gemm_pack_rows(g->cpu, dst, g->cpu->k.mr, L->x, NULL, g->K, m0, mc, k0, kc);
 }
 
 static void linear_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
     const linear_ctx *L = g->ctx;
-    sdc_gemm_pack_rows(g->cpu, dst, NR, NULL, L->W, g->K, n0, nc, k0, kc);
+    sdc_gemm_pack_rows(g->cpu, dst, g->cpu->k.nr, NULL, L->W, g->K, n0, nc, k0, kc);
 }
 
 /* C[m, n] = acc[m, n] + b[n] */
@@ -190,12 +202,13 @@ typedef struct conv_ctx {
 
 static void conv_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, int kc) {
     const conv_ctx *cv = g->ctx;
-    sdc_gemm_pack_rows(g->cpu, dst, MR, NULL, cv->w, g->K, m0, mc, k0, kc);
+    sdc_gemm_pack_rows(g->cpu, dst, g->cpu->k.mr, NULL, cv->w, g->K, m0, mc, k0, kc);
 }
 
 /* 1x1, stride 1, no padding: B is x itself, [C, H*W]. */
 static void conv1x1_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
     const conv_ctx *cv = g->ctx;
+    const int NR = g->cpu->k.nr;
     int64_t P = g->N;
     for (int j = 0; j < nc; j += NR) {
         int w = imin(NR, nc - j);
@@ -212,10 +225,11 @@ static void conv1x1_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0
  * x[c, oy*stride - pad + ky, ox*stride - pad + kx] (0 outside). */
 static void im2col_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
     const conv_ctx *cv = g->ctx;
+    const int NR = g->cpu->k.nr;
     int khw = cv->kh * cv->kw, s = cv->stride;
     for (int j = 0; j < nc; j += NR) {
         int w = imin(NR, nc - j);
-        int iy0[NR], ix0[NR];
+        int iy0[NR_MAX], ix0[NR_MAX];
         for (int jj = 0; jj < NR; jj++) {
             int p = n0 + j + (jj < w ? jj : 0);
             iy0[jj] = (p / cv->Wo) * s - cv->pad;
@@ -230,7 +244,7 @@ static void im2col_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0,
             if (one_row && iy >= 0 && iy < cv->H && ixa >= 0 && ixb < cv->W) {
                 const float *row = plane + (int64_t)iy * cv->W + ixa;
                 if (s == 1)
-                    memcpy(d, row, NR * sizeof *d);
+                    memcpy(d, row, (size_t)NR * sizeof *d);
                 else
                     for (int jj = 0; jj < NR; jj++) d[jj] = row[jj * s];
             } else {

@@ -192,6 +192,36 @@ static double sqdev_d(const float *x, int64_t n, double mean) {
     return s;
 }
 
+/* One pass: mean and biased variance of x[0..n), n > 0, from the sums of
+ * d = x - x[0] and d^2 in double (shifted so that a large common offset
+ * does not cancel). */
+static void stats_d(const float *x, int64_t n, double *mean, double *var) {
+    const double s0 = x[0];
+    __m256d vs = _mm256_set1_pd(s0), a0 = _mm256_setzero_pd(), a1 = a0, q0 = a0, q1 = a0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), vs);
+        __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), vs);
+        a0 = _mm256_add_pd(a0, d0);
+        a1 = _mm256_add_pd(a1, d1);
+        q0 = _mm256_fmadd_pd(d0, d0, q0);
+        q1 = _mm256_fmadd_pd(d1, d1, q1);
+    }
+    double t[4], u[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(a0, a1));
+    _mm256_storeu_pd(u, _mm256_add_pd(q0, q1));
+    double s = (t[0] + t[1]) + (t[2] + t[3]), q = (u[0] + u[1]) + (u[2] + u[3]);
+    for (; i < n; i++) {
+        double d = (double)x[i] - s0;
+        s += d;
+        q += d * d;
+    }
+    double md = s / (double)n, v = q / (double)n - md * md;
+    *mean = s0 + md;
+    *var = v > 0.0 ? v : 0.0;
+}
+
 /* y = (x - mean) * a + b, then silu if asked */
 static void norm_span(float *y, const float *x, int64_t n, float mean, float a, float b,
                       int silu) {
@@ -223,8 +253,8 @@ static void gn_task(void *p, int64_t task, int thread) {
     const gn_ctx *g = p;
     int n = (int)(task / g->G), grp = (int)(task % g->G), cg = g->C / g->G;
     int64_t base = ((int64_t)n * g->C + (int64_t)grp * cg) * g->HW, cnt = (int64_t)cg * g->HW;
-    double mean = sum_d(g->x + base, cnt) / (double)cnt;
-    double var = sqdev_d(g->x + base, cnt, mean) / (double)cnt;
+    double mean, var;
+    stats_d(g->x + base, cnt, &mean, &var); /* one statistics pass, then one normalise pass */
     float rstd = (float)(1.0 / sqrt(var + g->eps));
     for (int cc = 0; cc < cg; cc++) {
         int c = grp * cg + cc;
@@ -386,7 +416,7 @@ static void att_task(void *p, int64_t task, int thread) {
     const int bq = A->Sq - i0 < BQ ? A->Sq - i0 : BQ, dh = A->dh;
     const int qpan = (bq + NR - 1) / NR, dfull = dh / NR, dtail = dh % NR;
     const int64_t kvs = A->kv_stride;
-    sdc_gemm_kernel_fn kern = A->cpu->k.gemm;
+    sdc_gemm_kernel_fn kern = A->cpu->k.gemm16; /* a 6x16 (MR x NR) tile */
     float *O = sdc_cpu_scratch(A->cpu, thread);
     float *Qp = O + (size_t)BQ * SDC_ATT_DH_MAX;
     float *St = Qp + (size_t)BQ * SDC_ATT_DH_MAX;

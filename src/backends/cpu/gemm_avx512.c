@@ -1,0 +1,109 @@
+/* AVX-512F GEMM micro-kernels (14x32 for the driver, 6x16 for attention)
+ * and F16C / BF16 widening to 16 lanes (gemm.c drives). */
+#include <immintrin.h>
+
+#include "backends/cpu/cpu_impl.h"
+
+/* c[14, 32] += A[14, kc] · B[kc, 32]: 28 accumulators (14 rows x 2 zmm),
+ * 2 loads of B and 14 broadcasts of A (memory operands) per k, 28 FMAs.
+ * A(i, k) = a[i*rs + k*astep] (rows >= mr repeat row mr-1: computed, not
+ * stored; rows >= mr_read are not read), B(k, :) = b + k*bstep. */
+#define ROWS14(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+#define DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
+#define FMA(i)                                                                                 \
+    {                                                                                          \
+        __m512 ai = _mm512_set1_ps(a[o##i + ka]);                                              \
+        c##i##0 = _mm512_fmadd_ps(ai, b0, c##i##0);                                            \
+        c##i##1 = _mm512_fmadd_ps(ai, b1, c##i##1);                                            \
+    }
+#define OFF(i) const int64_t o##i = (int64_t)(i < mr_read ? i : mr_read - 1) * rs;
+#define STORE(i)                                                                               \
+    if (i < mr) {                                                                              \
+        float *ci = c + (int64_t)i * ldc;                                                      \
+        _mm512_mask_storeu_ps(ci, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), c##i##0));  \
+        _mm512_mask_storeu_ps(ci + 16, m1,                                                     \
+                              _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), c##i##1));     \
+    }
+
+static inline __attribute__((always_inline)) void
+kernel_14x32(int kc, const float *a, int64_t rs, int64_t astep, const float *b, int64_t bstep,
+             float *c, int64_t ldc, int mr_read, int mr, int nr) {
+    ROWS14(OFF)
+    ROWS14(DECL)
+    for (int64_t k = 0, ka = 0; k < kc; k++, ka += astep, b += bstep) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        ROWS14(FMA)
+    }
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    ROWS14(STORE)
+}
+#undef DECL
+#undef FMA
+#undef OFF
+#undef STORE
+
+/* Specialised for the packed panels (a [kc][14], b [kc][32], all 14 rows
+ * readable, zero past mr); any other strides take the general form. */
+void sdc_gemm_kernel_avx512(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
+                            int64_t rs_b, float *c, int64_t ldc, int mr, int nr) {
+    if (rs_a == 1 && cs_a == SDC_AVX512_MR && rs_b == SDC_AVX512_NR)
+        kernel_14x32(kc, a, 1, SDC_AVX512_MR, b, SDC_AVX512_NR, c, ldc, SDC_AVX512_MR, mr, nr);
+    else
+        kernel_14x32(kc, a, rs_a, cs_a, b, rs_b, c, ldc, mr, mr, nr);
+}
+
+/* c[6, 16] += A[6, kc] · B[kc, 16], one zmm per row; for attention's tiles,
+ * which pass packed A ([kc][6] or [kc][BQ] columns) and B in place. */
+#define ROWS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define DECL(i) __m512 c##i = _mm512_setzero_ps();
+#define OFF(i) const int64_t o##i = (int64_t)(i < mr ? i : mr - 1) * rs_a;
+#define FMA(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[o##i + ka]), b0, c##i);
+#define STORE(i)                                                                               \
+    if (i < mr) {                                                                              \
+        float *ci = c + (int64_t)i * ldc;                                                      \
+        _mm512_mask_storeu_ps(ci, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), c##i));     \
+    }
+
+void sdc_gemm_kernel16_avx512(int kc, const float *a, int64_t rs_a, int64_t cs_a,
+                              const float *b, int64_t rs_b, float *c, int64_t ldc, int mr,
+                              int nr) {
+    ROWS6(OFF)
+    ROWS6(DECL)
+    /* two k per step into two sets would double the chains; 6 chains of
+     * latency 4 on 2 FMA ports keep it near 75% busy, enough here */
+    for (int64_t k = 0, ka = 0; k < kc; k++, ka += cs_a, b += rs_b) {
+        __m512 b0 = _mm512_loadu_ps(b);
+        ROWS6(FMA)
+    }
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    ROWS6(STORE)
+}
+#undef DECL
+#undef FMA
+#undef OFF
+#undef STORE
+
+void sdc_cvt_f16_avx512(float *dst, const uint16_t *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m256i h = _mm256_maskz_loadu_epi16(m, src + i);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtph_ps(h));
+    }
+}
+
+void sdc_cvt_bf16_avx512(float *dst, const uint16_t *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i)));
+        _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + i));
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+    }
+}
