@@ -242,6 +242,7 @@ static sdc_status record_model(const char *path, int px) {
     if (st == SDC_OK) {
         sdc_backend rb = recording_backend();
         sdc_arena a;
+        memset(&a, 0, sizeof a); /* sdc_arena_plan releases what a holds */
         const int S = 77, f = 1 << (sdc_vae_cfg(vae)->levels - 1);
         const int h = px / f, w = px / f;
         int32_t ids[77];
@@ -257,6 +258,7 @@ static sdc_status record_model(const char *path, int px) {
         g_stage = ST_VAE;
         sdc_arena_plan(&a);
         sdc_vae_decode(vae, &rb, &a, NULL, 1, h, w, NULL);
+        sdc_arena_free(&a);
     }
     sdc_vae_free(vae);
     sdc_unet_free(unet);

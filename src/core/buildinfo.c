@@ -18,9 +18,9 @@
 
 /* the per-ISA kernel files compiled into this build */
 #if defined(SDC_HAVE_X86)
-#define SDC_BUILD_ISAS "avx2"
+#define SDC_BUILD_ISAS "avx2 avx512"
 #elif defined(__aarch64__)
-#define SDC_BUILD_ISAS "generic"
+#define SDC_BUILD_ISAS "neon"
 #else
 #define SDC_BUILD_ISAS "generic"
 #endif
