@@ -280,6 +280,43 @@ static void test_conv_random(void) {
             }
 }
 
+/* 3x3 stride-1 pad-1 convs on both conv paths, forced by SDC_WINOGRAD
+ * (1: Winograd F(4x4,3x3), 0: im2col GEMM) against the reference: sizes
+ * not multiples of 4 (partial tiles), 1x1 and 2x3 images, tile blocks that
+ * cross tile rows, O across register panels and output-channel blocks
+ * (O = 300 > 256; C = 2560 gives blocks of 42), F32/F16/BF16, bias and
+ * accumulate (also in place).  Same tolerance as every conv (1e-5); the
+ * measured Winograd error is ~3e-6 (the real shapes print theirs). */
+static void test_conv_winograd(void) {
+    /* N C H W O */
+    static const int shapes[][5] = {
+        {2, 3, 7, 9, 5},    {1, 1, 1, 1, 1},     {1, 4, 2, 3, 3},    {1, 8, 4, 4, 16},
+        {2, 17, 17, 19, 29}, {1, 20, 8, 64, 15}, {1, 5, 12, 20, 14}, {1, 16, 9, 10, 300},
+        {1, 2560, 4, 5, 100}, {1, 40, 33, 30, 28}, {2, 64, 16, 16, 64}};
+    int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    const char *old = getenv("SDC_WINOGRAD");
+    char saved[16] = "";
+    if (old) snprintf(saved, sizeof saved, "%s", old);
+    for (int mode = 1; mode >= 0; mode--) {
+        setenv("SDC_WINOGRAD", mode ? "1" : "0", 1);
+        for (int b = 0; b < g_nfast; b++)
+            for (int s = 0; s < ns; s++)
+                for (int d = 0; d < 3; d++) {
+                    const int *p = shapes[s];
+                    if (p[1] >= 1024 && (d != 1 || b > 1)) continue; /* the slow one once */
+                    char name[64];
+                    snprintf(name, sizeof name, "%.31s wino%d", g_fast_name[b], mode);
+                    check_conv(g_fast[b], name, p[0], p[1], p[2], p[3], p[4], 3, 3, 1, 1,
+                               k_dtypes[d], (s + d) % 2, (s + d + b) % 3);
+                }
+    }
+    if (saved[0]) setenv("SDC_WINOGRAD", saved, 1);
+    else unsetenv("SDC_WINOGRAD");
+    /* the size rule: big images go to Winograd, 8x8 and 1x1 kernels do not */
+    CHECK(sdc_cpu_use_winograd(128, 512, 512, 128) == 1 || saved[0] == '0');
+    CHECK((sdc_cpu_use_winograd(1280, 8, 8, 1280) == 0 && sdc_cpu_use_winograd(1280, 16, 16, 1280) == 0) || saved[0] == '1');
+}
+
 /* q, k, v as slices of one fused [S, 3*D] buffer when self-attention */
 static void check_attention(sdc_backend *be, const char *bn, int Sq, int Sk, int heads, int dh,
                             int causal, int fused) {
@@ -300,7 +337,7 @@ static void check_attention(sdc_backend *be, const char *bn, int Sq, int Sk, int
     float scale = 1.0f / sqrtf((float)dh);
     be->attention(be, y, q, qs, k, v, kvs, Sq, Sk, heads, dh, scale, causal);
     g_ref->attention(g_ref, yr, q, qs, k, v, kvs, Sq, Sk, heads, dh, scale, causal);
-    char what[160];
+    char what[256]; /* 160 draws -Wformat-truncation from aarch64 gcc 12 */
     snprintf(what, sizeof what, "%s attention Sq%d Sk%d h%d dh%d causal%d", bn, Sq, Sk, heads, dh,
              causal);
     expect_close(what, y, yr, (size_t)Sq * D, TOL);
@@ -714,6 +751,7 @@ int main(void) {
     RUN(test_ref_vs_pytorch);
     RUN(test_linear_random);
     RUN(test_conv_random);
+    RUN(test_conv_winograd);
     RUN(test_attention_random);
     RUN(test_norms_random);
     RUN(test_elementwise);

@@ -339,8 +339,13 @@ int sdc_st_advise(const sdc_st_file *f, const void *p, size_t n, sdc_page_advice
     void *addr = (void *)start;
     size_t len = (size_t)(end - start);
     if (advice == SDC_PAGES_RELEASE) return madvise(addr, len, MADV_DONTNEED) == 0;
+    int hinted = 0;
 #ifdef MADV_POPULATE_READ
-    if (madvise(addr, len, MADV_POPULATE_READ) == 0) return 1;
+    hinted = madvise(addr, len, MADV_POPULATE_READ) == 0;
 #endif
-    return madvise(addr, len, MADV_WILLNEED) == 0;
+    if (!hinted && madvise(addr, len, MADV_WILLNEED) != 0) return 0;
+    /* then a read of each page (cheap where already in): Linux < 5.14 has
+     * no MADV_POPULATE_READ and qemu-user 7.2 accepts and ignores it */
+    for (uintptr_t q = start; q < end; q += ps) (void)*(const volatile char *)q;
+    return 1;
 }

@@ -254,26 +254,28 @@ static void tblock_fwd(const tblock *B, sdc_backend *be, sdc_arena *a, float *x,
     size_t mark = sdc_arena_mark(a);
     int T = N * HW;
     size_t tc = (size_t)T * C;
-    float *n = sdc_arena_alloc(a, tc), *q = sdc_arena_alloc(a, tc), *o = sdc_arena_alloc(a, tc);
+    /* the normalised input n is dead once q, k, v exist: the attention
+     * output goes there */
+    float *n = sdc_arena_alloc(a, tc), *q = sdc_arena_alloc(a, tc);
     float *k = sdc_arena_alloc(a, tc), *v = sdc_arena_alloc(a, tc);
     /* self-attention */
     be->layer_norm(be, n, x, T, C, B->n1.g, B->n1.b, LN_EPS);
     sdc_linear_fwd(be, &B->q1, q, n, T, NULL);
     sdc_linear_fwd(be, &B->k1, k, n, T, NULL);
     sdc_linear_fwd(be, &B->v1, v, n, T, NULL);
-    mha(be, o, q, k, v, N, HW, HW, C, heads);
-    sdc_linear_fwd(be, &B->o1, x, o, T, x);
+    mha(be, n, q, k, v, N, HW, HW, C, heads);
+    sdc_linear_fwd(be, &B->o1, x, n, T, x);
     /* cross-attention; k, v of the context [N*S, C] */
     sdc_arena_reset(a, mark);
-    n = sdc_arena_alloc(a, tc), q = sdc_arena_alloc(a, tc), o = sdc_arena_alloc(a, tc);
+    n = sdc_arena_alloc(a, tc), q = sdc_arena_alloc(a, tc);
     size_t sc = (size_t)N * S * C;
     k = sdc_arena_alloc(a, sc), v = sdc_arena_alloc(a, sc);
     be->layer_norm(be, n, x, T, C, B->n2.g, B->n2.b, LN_EPS);
     sdc_linear_fwd(be, &B->q2, q, n, T, NULL);
     sdc_linear_fwd(be, &B->k2, k, ctx, N * S, NULL);
     sdc_linear_fwd(be, &B->v2, v, ctx, N * S, NULL);
-    mha(be, o, q, k, v, N, HW, S, C, heads);
-    sdc_linear_fwd(be, &B->o2, x, o, T, x);
+    mha(be, n, q, k, v, N, HW, S, C, heads);
+    sdc_linear_fwd(be, &B->o2, x, n, T, x);
     /* feed-forward, FF_ROWS rows at a time */
     sdc_arena_reset(a, mark);
     n = sdc_arena_alloc(a, tc);
@@ -298,12 +300,16 @@ static void transformer_fwd(const transformer *T, int depth, int heads, int grou
     size_t mark = sdc_arena_mark(a);
     int C = T->C;
     size_t n = (size_t)N * C * HW;
-    float *t = sdc_arena_alloc(a, n);   /* [N, C, HW] */
+    float *t = sdc_arena_alloc(a, n); /* [N, C, HW] */
+    size_t tok_mark = sdc_arena_mark(a);
     float *tok = sdc_arena_alloc(a, n); /* [N, HW, C] */
     be->group_norm(be, t, x, N, C, HW, groups, T->norm.g, T->norm.b, GN_EPS_TRANSFORMER, 0);
     be->transpose(be, tok, t, N, C, HW);
     sdc_linear_fwd(be, &T->proj_in, t, tok, N * HW, NULL); /* t: tokens [N*HW, C] */
+    /* tok is dead while the blocks run: they use its space */
+    sdc_arena_reset(a, tok_mark);
     for (int d = 0; d < depth; d++) tblock_fwd(&T->blocks[d], be, a, t, N, HW, C, heads, ctx, S);
+    tok = sdc_arena_alloc(a, n);
     sdc_linear_fwd(be, &T->proj_out, tok, t, N * HW, NULL);
     be->transpose(be, t, tok, N, HW, C);
     be->add(be, x, x, t, (int64_t)n);
@@ -401,20 +407,22 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
             ns--;
             int cs = skip_c[ns];
             size_t cat_n = (size_t)N * (ci + cs) * H * W, res_n = (size_t)N * C * H * W;
+            size_t cat_off = sdc_arena_mark(a);
             float *cat = sdc_arena_alloc(a, cat_n);
             be->concat(be, cat, cur, ci, skip[ns], cs, N, H * W);
+            /* the popped skip and cur are dead: move cat down over them */
+            cat = sdc_settle(be, a, skip_off[ns], cat, &cat_off, cat_n);
             size_t res_off = sdc_arena_mark(a);
             float *res = sdc_arena_alloc(a, res_n);
             run_resnet(pg, &U->res[j], be, a, res, cat, N, H, W, emb, 1); /* cat is dead after */
-            if (U->attn) run_transformer(pg, &U->attn[j], depth, heads, G, be, a, res, N, H * W, ctx, S);
-            /* the popped skip, cur and cat are dead: move res down over them */
+            /* and so is cat: move res down before the transformer runs */
             cur = sdc_settle(be, a, skip_off[ns], res, &res_off, res_n);
             cur_off = res_off, ci = C;
+            if (U->attn) run_transformer(pg, &U->attn[j], depth, heads, G, be, a, cur, N, H * W, ctx, S);
         }
         if (U->sampler.w) {
             size_t up_n = (size_t)N * C * (2 * H) * (2 * W);
-            float *upx = sdc_arena_alloc(a, up_n);
-            be->upsample2x(be, upx, cur, N, C, H, W);
+            float *upx = sdc_upsample2x_in_place(be, a, cur, cur_off, N, C, H, W);
             H *= 2, W *= 2;
             size_t res_off = sdc_arena_mark(a);
             float *res = sdc_arena_alloc(a, up_n);

@@ -9,6 +9,10 @@
 #include <cpuid.h>
 #define SDC_X86_CPUID 1
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#define SDC_ARM_HWCAP 1
+#endif
 
 static sdc_cpu_features g_feat;
 static char g_str[128];
@@ -60,6 +64,13 @@ static void detect(void) {
 #if defined(__ARM_NEON) || defined(__aarch64__)
     f->neon = 1;
 #endif
+#ifdef SDC_ARM_HWCAP
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    f->neon_fp16 = (hw & HWCAP_ASIMDHP) != 0;
+    f->neon_dotprod = (hw & HWCAP_ASIMDDP) != 0;
+    f->sve = (hw & HWCAP_SVE) != 0;
+    f->neon_bf16 = (hw2 & HWCAP2_BF16) != 0;
+#endif
     g_str[0] = 0;
     append("avx2", f->avx2);
     append("fma", f->fma);
@@ -67,6 +78,10 @@ static void detect(void) {
     append("avx512f", f->avx512f);
     append("avx512_bf16", f->avx512_bf16);
     append("neon", f->neon);
+    append("asimdhp", f->neon_fp16);
+    append("asimddp", f->neon_dotprod);
+    append("bf16", f->neon_bf16);
+    append("sve", f->sve);
     if (!g_str[0]) snprintf(g_str, sizeof g_str, "none");
 }
 

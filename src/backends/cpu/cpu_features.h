@@ -8,8 +8,9 @@ typedef struct sdc_cpu_features {
      * family only when it also saves opmask and ZMM state. */
     int avx, avx2, fma, f16c;
     int avx512f, avx512bw, avx512vl, avx512dq, avx512_bf16;
-    /* Arm */
-    int neon;
+    /* Arm: NEON (baseline on AArch64); from AT_HWCAP/AT_HWCAP2 on AArch64
+     * Linux: fp16 arithmetic (asimdhp), dot products (asimddp), bf16, SVE */
+    int neon, neon_fp16, neon_dotprod, neon_bf16, sve;
 } sdc_cpu_features;
 
 /* The features of this machine (computed on first call; thread-safe). */

@@ -139,6 +139,13 @@ void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int
                     const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
                     int pad, const float *acc);
 
+/* 3x3, stride 1, pad 1 by Winograd F(4x4, 3x3) (winograd.c); returns -1
+ * (nothing written) if it cannot run (scratch), 0 when done. */
+int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
+                            const sdc_weight *w, const sdc_weight *b, int O, const float *acc);
+/* Whether sdc_cpu_conv2d sends this 3x3 stride-1 conv to Winograd. */
+int sdc_cpu_use_winograd(int C, int H, int W, int O);
+
 /* ---- reference ops (ops_ref.c): obviously right, single-threaded -------- */
 void sdc_ref_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
                     const sdc_weight *b, const float *acc, int M, int N, int K);

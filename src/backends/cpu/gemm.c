@@ -12,6 +12,7 @@
  * convolution) gathers the im2col columns of the tile only, so the scratch
  * stays MC*KC + KC*NC floats per thread (cpu_impl.h) whatever the shape. */
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backends/cpu/cpu_impl.h"
@@ -280,9 +281,24 @@ static void conv_init(const sdc_gemm *g, int m0, int mc, int n0, int nc) {
     }
 }
 
+/* Which 3x3 stride-1 pad-1 convolutions go to Winograd (winograd.c):
+ * SDC_WINOGRAD=0/1 forces either way; otherwise by size (measured, see
+ * winograd.c's table). */
+int sdc_cpu_use_winograd(int C, int H, int W, int O) {
+    const char *env = getenv("SDC_WINOGRAD");
+    if (env && env[0] == '0') return 0;
+    if (env && env[0] == '1') return 1;
+    (void)O;
+    int64_t P = (int64_t)H * W;
+    return C >= 8 && (P >= 4096 || (P >= 256 && C <= 640));
+}
+
 void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                     const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
                     int pad, const float *acc) {
+    if (kh == 3 && kw == 3 && stride == 1 && pad == 1 && sdc_cpu_use_winograd(C, H, W, O) &&
+        sdc_cpu_conv2d_winograd(be, y, x, N, C, H, W, w, b, O, acc) == 0)
+        return;
     int Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
     int64_t P = (int64_t)Ho * Wo;
     int direct = kh == 1 && kw == 1 && stride == 1 && pad == 0;

@@ -14,7 +14,8 @@ static inline __attribute__((always_inline)) void store_6x16(float32x4_t r[6][4]
     if (nr == 16) {
         for (int i = 0; i < mr; i++) {
             float *ci = c + i * ldc;
-            for (int q = 0; q < 4; q++) vst1q_f32(ci + 4 * q, vaddq_f32(vld1q_f32(ci + 4 * q), r[i][q]));
+            for (int q = 0; q < 4; q++)
+                vst1q_f32(ci + 4 * q, vaddq_f32(vld1q_f32(ci + 4 * q), r[i][q]));
         }
     } else {
         float t[16];
@@ -92,9 +93,10 @@ kernel_6x16_strided(int kc, const float *const ar[6], int64_t astep, const float
     ACC_STORE(c, ldc, mr, nr);
 }
 
-/* See sdc_gemm_kernel_fn (cpu_impl.h).  The packed A panel ([kc][6]) takes
- * the fmla-by-lane loop; A in place and other strides broadcast rows, and
- * rows >= mr repeat row mr-1 (computed, not stored). */
+/* See sdc_gemm_kernel_fn (cpu_impl.h).  The packed A panel ([kc][6]) loads
+ * A(0..5, k) with two loads; A in place (linear, f32 conv weights) and other
+ * strides gather it by lane, rows >= mr repeating row mr-1 (computed, not
+ * stored).  Both run under test_ops. */
 void sdc_gemm_kernel_neon(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
                           int64_t rs_b, float *c, int64_t ldc, int mr, int nr) {
     if (rs_a == 1 && cs_a == 6) {
