@@ -314,7 +314,8 @@ static void test_conv_winograd(void) {
     else unsetenv("SDC_WINOGRAD");
     /* the size rule: big images go to Winograd, 8x8 and 1x1 kernels do not */
     CHECK(sdc_cpu_use_winograd(128, 512, 512, 128) == 1 || saved[0] == '0');
-    CHECK((sdc_cpu_use_winograd(1280, 8, 8, 1280) == 0 && sdc_cpu_use_winograd(1280, 16, 16, 1280) == 0) || saved[0] == '1');
+    CHECK((sdc_cpu_use_winograd(1280, 8, 8, 1280) == 0 &&
+           sdc_cpu_use_winograd(1280, 16, 16, 1280) == 0) || saved[0] == '1');
 }
 
 /* q, k, v as slices of one fused [S, 3*D] buffer when self-attention */

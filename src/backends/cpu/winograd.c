@@ -11,16 +11,16 @@
  * Memory.  U for a whole layer is 4x the f32 filters (36/9): 236 MB for a
  * 1280x1280 UNet conv, 472 MB for 2560 -> 1280, too much for the 2 GB budget
  * if kept for all layers, so U is made on the fly per layer, in blocks of
- * Ob output channels with 36*Ob*C <= WINO_U_CAP floats (16 MiB); its cost
- * (~160 multiply-adds per filter, O*C*160) is ~1/(T/36*...) of the conv:
- * < 2% for every SD shape with T >= 64.  Each thread transforms nr tiles at
- * a time: V = 36*C*nr floats (<= 11.8 MB at C = 2560, nr = 32) and
- * M = 36*Ob*nr floats (<= 1.2 MB).  At most ~16 + 2*(11.8 + 1.2) = 42 MB
- * (C = 2560; the VAE's C = 512 layers: 16 + 2*(2.4 + 1.2) = 23 MB).  These
- * buffers are mapped per call and unmapped after it, so they cost no
- * resident memory between convolutions (measured: peak RSS of a 512x512
- * image +24 MiB: 1762 vs 1738 MiB); if the mapping fails the caller falls back to the im2col
- * GEMM.
+ * Ob output channels with 36*Ob*C <= WINO_U_CAP floats (16 MiB).  Its cost,
+ * 162 multiply-adds per (o, c) filter against 36*T*N for the products, is
+ * 4.5/(T*N) of them: <= 3.5% at 32x32 (T*N = 128), <= 0.5% in the VAE.
+ * Each thread transforms nr tiles at a time: V = 36*C*nr floats (<= 11.8 MB
+ * at C = 2560, nr = 32) and M = 36*Ob*nr floats (<= 1.2 MB): at most
+ * 16 + 2*(11.8 + 1.2) = 42 MB in all (C = 2560; the VAE's C = 512 layers
+ * 16 + 2*(2.4 + 1.2) = 23 MB).  They are mapped per call and unmapped after
+ * it, so they hold no resident memory between convolutions (measured peak
+ * RSS of a 512x512 image: 1762 MiB, 1738 with SDC_WINOGRAD=0); if the
+ * mapping fails the caller falls back to the im2col GEMM.
  *
  * When (sdc_cpu_use_winograd, gemm.c): ms, F16 filters, 2 threads, Zen 4,
  * avx512 (N = 2 for the UNet's shapes), im2col GEMM vs Winograd:
@@ -67,8 +67,8 @@ typedef void (*wino_out_fn)(const float *m, int64_t ms, float *y, const float *a
 #ifdef SDC_HAVE_X86
 void sdc_wino_input_avx2(const float *, int, int, int, int, int, int, float *, int, int);
 void sdc_wino_weight_avx2(const float *, int, float *, int64_t, int);
-void sdc_wino_output_avx2(const float *, int64_t, float *, const float *, float, int, int, int,
-                          int, int);
+void sdc_wino_output_avx2(const float *, int64_t, float *, const float *, float, int, int, int, int,
+                          int);
 void sdc_wino_input_avx512(const float *, int, int, int, int, int, int, float *, int, int);
 void sdc_wino_weight_avx512(const float *, int, float *, int64_t, int);
 void sdc_wino_output_avx512(const float *, int64_t, float *, const float *, float, int, int, int,
@@ -79,13 +79,14 @@ void sdc_wino_output_avx512(const float *, int64_t, float *, const float *, floa
  * them in its heap (glibc raises its mmap threshold after the first free),
  * and peak RSS rose by ~100 MiB over a 512x512 image that way. */
 static float *wino_alloc(size_t floats) {
-    void *p = mmap(NULL, floats * sizeof(float), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    void *p = mmap(NULL, floats * sizeof(float), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
 static void wino_free(float *p, size_t floats) {
-    if (p) munmap(p, floats * sizeof(float));
+    if (p)
+        munmap(p, floats * sizeof(float));
 }
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -100,9 +101,9 @@ typedef struct wino_job {
     float *y;             /* this image: [O, H, W] */
     const sdc_weight *w, *b;
     int C, H, W, O, tw, T;
-    int o0, ob, np;  /* the O block: channels o0..o0+ob in np panels of mr */
-    float *U;        /* [36][np][C][mr] */
-    float *V, *M;    /* per thread: [36][C][nr], [36][np*mr][nr] */
+    int o0, ob, np; /* the O block: channels o0..o0+ob in np panels of mr */
+    float *U;       /* [36][np][C][mr] */
+    float *V, *M;   /* per thread: [36][C][nr], [36][np*mr][nr] */
 } wino_job;
 
 /* U for output channels o0 + task (one channel per task). */
@@ -123,7 +124,8 @@ static void wino_zero_pad_rows(const wino_job *jb) {
     for (int o = jb->ob; o < jb->np * mr; o++) {
         int p = o / mr, r = o % mr;
         for (int xi = 0; xi < 36; xi++)
-            for (int c = 0; c < jb->C; c++) jb->U[xi * xs + ((int64_t)p * jb->C + c) * mr + r] = 0.0f;
+            for (int c = 0; c < jb->C; c++)
+                jb->U[xi * xs + ((int64_t)p * jb->C + c) * mr + r] = 0.0f;
     }
 }
 
@@ -135,7 +137,8 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
     int t0 = (int)task * nr;
     float *V = jb->V + (size_t)thread * 36 * C * nr;
     float *M = jb->M + (size_t)thread * 36 * rows * nr;
-    for (int j = 0; j < nr; j += WB) jb->in(jb->x, C, jb->H, jb->W, jb->tw, jb->T, t0 + j, V, nr, j);
+    for (int j = 0; j < nr; j += WB)
+        jb->in(jb->x, C, jb->H, jb->W, jb->tw, jb->T, t0 + j, V, nr, j);
     memset(M, 0, (size_t)36 * rows * nr * sizeof *M);
     const int kb = ceil_div(C, ceil_div(C, K->kc));
     for (int xi = 0; xi < 36; xi++) {
@@ -164,9 +167,18 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
     sdc_cpu *cpu = sdc_cpu_of(be);
     const sdc_cpu_kernels *K = &cpu->k;
     const int mr = K->mr, nr = K->nr;
-    if (nr % WB != 0 || (int64_t)C * 9 > (int64_t)SDC_CPU_SCRATCH_FLOATS) return -1;
-    wino_job jb = {.cpu = cpu, .in = sdc_wino_input_generic, .wt = sdc_wino_weight_generic,
-                   .out = sdc_wino_output_generic, .w = w, .b = b, .C = C, .H = H, .W = W, .O = O};
+    if (nr % WB != 0 || (int64_t)C * 9 > (int64_t)SDC_CPU_SCRATCH_FLOATS)
+        return -1;
+    wino_job jb = {.cpu = cpu,
+                   .in = sdc_wino_input_generic,
+                   .wt = sdc_wino_weight_generic,
+                   .out = sdc_wino_output_generic,
+                   .w = w,
+                   .b = b,
+                   .C = C,
+                   .H = H,
+                   .W = W,
+                   .O = O};
 #ifdef SDC_HAVE_X86
     if (strcmp(K->isa, "avx512") == 0) {
         jb.in = sdc_wino_input_avx512, jb.wt = sdc_wino_weight_avx512;
@@ -180,7 +192,8 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
     /* Ob: a multiple of mr with 36*Ob*C <= WINO_U_CAP, at most WINO_OB_MAX */
     size_t cap = WINO_U_CAP / ((size_t)36 * C);
     int ob_max = (int)(cap < WINO_OB_MAX ? cap : WINO_OB_MAX) / mr * mr;
-    if (ob_max < mr) ob_max = mr;
+    if (ob_max < mr)
+        ob_max = mr;
     int nblk = ceil_div(O, ob_max);
     int ob = ceil_div(ceil_div(O, nblk), mr) * mr; /* balanced blocks */
     int np_max = ob / mr;

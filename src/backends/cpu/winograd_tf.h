@@ -19,8 +19,8 @@
 /* one 6-point B^T column: out[i*os] from in[i*is], lanes j < WB */
 static inline void WINO_FN(bt6)(float (*o)[WB], const float (*d)[WB], int os, int is) {
     for (int j = 0; j < WB; j++) {
-        float d0 = d[0][j], d1 = d[is][j], d2 = d[2 * is][j], d3 = d[3 * is][j],
-              d4 = d[4 * is][j], d5 = d[5 * is][j];
+        float d0 = d[0][j], d1 = d[is][j], d2 = d[2 * is][j], d3 = d[3 * is][j], d4 = d[4 * is][j],
+              d5 = d[5 * is][j];
         o[0][j] = 4.0f * d0 - 5.0f * d2 + d4;
         o[os][j] = -4.0f * (d1 + d2) + d3 + d4;
         o[2 * os][j] = 4.0f * (d1 - d2) - d3 + d4;
@@ -32,8 +32,8 @@ static inline void WINO_FN(bt6)(float (*o)[WB], const float (*d)[WB], int os, in
 
 /* V[xi][c][jofs + j] (xi = 6a + b, row stride nr, xi stride C*nr) for the
  * WB tiles t0 .. t0+WB of image x [C, H, W] (pad 1; tiles past T are 0). */
-void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T, int t0,
-                             float *v, int nr, int jofs) {
+void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T, int t0, float *v,
+                             int nr, int jofs) {
     int y0[WB], x0[WB];
     for (int j = 0; j < WB; j++) {
         int t = t0 + j;
@@ -83,8 +83,10 @@ void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T,
                             yy >= 0 && yy < H && xx >= 0 && xx < W ? p[(int64_t)yy * W + xx] : 0.0f;
                     }
         }
-        for (int s = 0; s < 6; s++) WINO_FN(bt6)(t + s, (const float(*)[WB])d + s, 6, 6); /* rows */
-        for (int a = 0; a < 6; a++) WINO_FN(bt6)(u + a * 6, (const float(*)[WB])t + a * 6, 1, 1);
+        for (int s = 0; s < 6; s++)
+            WINO_FN(bt6)(t + s, (const float(*)[WB])d + s, 6, 6); /* rows */
+        for (int a = 0; a < 6; a++)
+            WINO_FN(bt6)(u + a * 6, (const float(*)[WB])t + a * 6, 1, 1);
         for (int xi = 0; xi < 36; xi++)
             memcpy(v + xi * xs + (int64_t)c * nr + jofs, u[xi], sizeof u[xi]);
     }
@@ -95,7 +97,8 @@ void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T,
 void WINO_FN(sdc_wino_weight)(const float *g, int n, float *u, int64_t xs, int mr) {
     float gi[9][WB], h[18][WB], q[36][WB];
     for (int k = 0; k < 9; k++)
-        for (int j = 0; j < WB; j++) gi[k][j] = j < n ? g[j * 9 + k] : 0.0f;
+        for (int j = 0; j < WB; j++)
+            gi[k][j] = j < n ? g[j * 9 + k] : 0.0f;
     /* h = G g: [6][3], then q = h G^T: [6][6] */
     for (int s = 0; s < 3; s++)
         for (int j = 0; j < WB; j++) {
@@ -118,13 +121,14 @@ void WINO_FN(sdc_wino_weight)(const float *g, int n, float *u, int64_t xs, int m
             q[r * 6 + 5][j] = c;
         }
     for (int xi = 0; xi < 36; xi++)
-        for (int j = 0; j < n; j++) u[xi * xs + (int64_t)j * mr] = q[xi][j];
+        for (int j = 0; j < n; j++)
+            u[xi * xs + (int64_t)j * mr] = q[xi][j];
 }
 
 /* y[o, tile] = acc + bias + A^T M A for the WB tiles t0.. of output row o:
  * m[xi*ms + j] the 36 products (lanes j < WB), y/acc the [Ho, Wo] plane. */
-void WINO_FN(sdc_wino_output)(const float *m, int64_t ms, float *y, const float *acc,
-                              float bias, int Ho, int Wo, int tw, int T, int t0) {
+void WINO_FN(sdc_wino_output)(const float *m, int64_t ms, float *y, const float *acc, float bias,
+                              int Ho, int Wo, int tw, int T, int t0) {
     float t[24][WB], o[16][WB];
     for (int s = 0; s < 6; s++) /* rows: t[4][6] = A^T M */
         for (int j = 0; j < WB; j++) {
@@ -151,10 +155,12 @@ void WINO_FN(sdc_wino_output)(const float *m, int64_t ms, float *y, const float 
         for (int r = 0; r < 4 && oy + r < Ho; r++) {
             float buf[4 * WB];
             for (int j = 0; j < WB; j++)
-                for (int s = 0; s < 4; s++) buf[4 * j + s] = o[r * 4 + s][j];
+                for (int s = 0; s < 4; s++)
+                    buf[4 * j + s] = o[r * 4 + s][j];
             int64_t base = (int64_t)(oy + r) * Wo + ox;
             if (acc)
-                for (int i = 0; i < n; i++) y[base + i] = buf[i] + acc[base + i];
+                for (int i = 0; i < n; i++)
+                    y[base + i] = buf[i] + acc[base + i];
             else
                 memcpy(y + base, buf, (size_t)n * sizeof *buf);
         }
