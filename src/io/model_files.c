@@ -341,6 +341,16 @@ static const char *str_at(const cJSON *a, int i) {
         if (st_ != SDC_OK) return st_;                                                             \
     } while (0)
 
+/* GroupNorm needs every level's channel count divisible by the groups. */
+static sdc_status check_groups(const int *channels, int levels, int groups, const char *what) {
+    for (int i = 0; i < levels; i++)
+        if (channels[i] % groups != 0)
+            return sdc_fail(SDC_ERR_FORMAT,
+                            "%s: block_out_channels[%d] = %d is not a multiple of norm_num_groups %d",
+                            what, i, channels[i], groups);
+    return SDC_OK;
+}
+
 static sdc_status parse_unet(const cJSON *o, const char *what, sdc_unet_config *c) {
     *c = sdc_unet_config_sd1();
     if (!cJSON_IsObject(o)) return sdc_fail(SDC_ERR_FORMAT, "%s: not a JSON object", what);
@@ -436,13 +446,7 @@ static sdc_status parse_unet(const cJSON *o, const char *what, sdc_unet_config *
                             what, u ? u : "?", levels - 1 - i, want);
     }
     for (int i = levels; i < SDC_MAX_LEVELS; i++) c->channels[i] = c->attn[i] = 0;
-    for (int i = 0; i < levels; i++)
-        if (c->channels[i] % c->groups != 0)
-            return sdc_fail(
-                SDC_ERR_FORMAT,
-                "%s: block_out_channels[%d] = %d is not a multiple of norm_num_groups %d", what, i,
-                c->channels[i], c->groups);
-    return SDC_OK;
+    return check_groups(c->channels, levels, c->groups, what);
 }
 
 static sdc_status parse_vae(const cJSON *o, const char *what, sdc_vae_config *c) {
@@ -482,13 +486,7 @@ static sdc_status parse_vae(const cJSON *o, const char *what, sdc_vae_config *c)
     if ((down && cJSON_GetArraySize(down) != levels) || (up && cJSON_GetArraySize(up) != levels))
         return sdc_fail(SDC_ERR_FORMAT, "%s: down/up_block_types must list %d block types", what,
                         levels);
-    for (int i = 0; i < levels; i++)
-        if (c->channels[i] % c->groups != 0)
-            return sdc_fail(
-                SDC_ERR_FORMAT,
-                "%s: block_out_channels[%d] = %d is not a multiple of norm_num_groups %d", what, i,
-                c->channels[i], c->groups);
-    return SDC_OK;
+    return check_groups(c->channels, levels, c->groups, what);
 }
 
 static sdc_status parse_clip(const cJSON *o, const char *what, sdc_clip_config *c) {
