@@ -138,15 +138,15 @@ void sdc_bind_resnet(sdc_binder *b, sdc_resnet_w *r, int in, int out, int temb_d
     if (in != out) sdc_bind_conv(b, &r->shortcut, in, out, 1, "%s.conv_shortcut", prefix);
 }
 
-void sdc_resnet_fwd(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a, float *y,
-                    const float *x, int N, int H, int W, const float *temb_act) {
-    assert(!y || y != x || r->in == r->out); /* y, x are NULL while planning */
-    size_t mark = sdc_arena_mark(a);
+/* The middle of a ResNet block, shared by both forms below: from the
+ * normalised, activated input xn [N, in, H, W] to
+ * h = silu(norm2(conv1(xn) + temb_proj(temb_act))) [N, out, H, W], in the
+ * arena (caller resets). */
+static float *resnet_inner(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a,
+                           const float *xn, int N, int H, int W, const float *temb_act) {
     int64_t HW = (int64_t)H * W;
-    float *t = sdc_arena_alloc(a, (size_t)N * r->in * HW);  /* [N, in, H, W] */
-    be->group_norm(be, t, x, N, r->in, (int)HW, r->groups, r->norm1.g, r->norm1.b, r->eps, 1);
     float *h = sdc_arena_alloc(a, (size_t)N * r->out * HW); /* [N, out, H, W] */
-    sdc_conv_fwd(be, &r->conv1, h, t, N, H, W, 1, NULL);
+    sdc_conv_fwd(be, &r->conv1, h, xn, N, H, W, 1, NULL);
     if (r->temb.w) {
         /* allocated whenever the block has the weights: temb_act is NULL
          * while planning, and planning and running must allocate alike */
@@ -157,6 +157,17 @@ void sdc_resnet_fwd(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a, float 
         }
     }
     be->group_norm(be, h, h, N, r->out, (int)HW, r->groups, r->norm2.g, r->norm2.b, r->eps, 1);
+    return h;
+}
+
+void sdc_resnet_fwd(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a, float *y,
+                    const float *x, int N, int H, int W, const float *temb_act) {
+    assert(!y || y != x || r->in == r->out); /* y, x are NULL while planning */
+    size_t mark = sdc_arena_mark(a);
+    int64_t HW = (int64_t)H * W;
+    float *t = sdc_arena_alloc(a, (size_t)N * r->in * HW);  /* [N, in, H, W] */
+    be->group_norm(be, t, x, N, r->in, (int)HW, r->groups, r->norm1.g, r->norm1.b, r->eps, 1);
+    float *h = resnet_inner(r, be, a, t, N, H, W, temb_act);
     const float *res = x;
     if (r->shortcut.w) {
         /* t is dead after conv1; reuse it when it is large enough */
@@ -175,18 +186,7 @@ void sdc_resnet_fwd_consume(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a
     int64_t HW = (int64_t)H * W;
     sdc_conv_fwd(be, &r->shortcut, y, x, N, H, W, 1, NULL);
     be->group_norm(be, x, x, N, r->in, (int)HW, r->groups, r->norm1.g, r->norm1.b, r->eps, 1);
-    float *h = sdc_arena_alloc(a, (size_t)N * r->out * HW); /* [N, out, H, W] */
-    sdc_conv_fwd(be, &r->conv1, h, x, N, H, W, 1, NULL);
-    if (r->temb.w) {
-        /* allocated whenever the block has the weights: temb_act is NULL
-         * while planning, and planning and running must allocate alike */
-        float *e = sdc_arena_alloc(a, (size_t)N * r->out); /* [N, out] */
-        if (temb_act) {
-            sdc_linear_fwd(be, &r->temb, e, temb_act, N, NULL);
-            be->add_channel(be, h, h, e, N, r->out, HW);
-        }
-    }
-    be->group_norm(be, h, h, N, r->out, (int)HW, r->groups, r->norm2.g, r->norm2.b, r->eps, 1);
+    float *h = resnet_inner(r, be, a, x, N, H, W, temb_act);
     sdc_conv_fwd(be, &r->conv2, y, h, N, H, W, 1, y);
     sdc_arena_reset(a, mark);
 }
