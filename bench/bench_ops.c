@@ -2,7 +2,7 @@
  * on the CPU backend, against the machine's measured peak.
  *
  *   bench_ops [--model PATH] [--threads N] [--reps R] [--stage text|unet|vae]
- *             [--json FILE] [--size PX]
+ *             [--json FILE] [--size PX] [--op NAME]
  *
  * The shapes are not typed in: the real models (loaded from PATH, default
  * /tmp/fs/sd14-standin, the full-size SD 1.4 stand-in; any SD 1.x model
@@ -579,7 +579,7 @@ static void print_stage(int st, const machine *m) {
     for (int k = 0; k < OP_KINDS; k++)
         for (int i = 0; i < g_nrec; i++) {
             const op_rec *r = &g_rec[i];
-            if (r->kind != (op_kind)k || !r->count[st]) continue;
+            if (r->kind != (op_kind)k || !r->count[st] || r->ms <= 0) continue; /* --op */
             char s[80];
             shape_str(r, s, sizeof s);
             double tot = r->count[st] * r->ms;
@@ -676,13 +676,13 @@ static int write_json(const char *path, const machine *m, int threads, const cha
 static int usage(const char *argv0) {
     fprintf(stderr,
             "usage: %s [--model PATH] [--threads N] [--reps R] [--stage text|unet|vae]\n"
-            "          [--json FILE] [--size PX]\n",
+            "          [--json FILE] [--size PX] [--op NAME]\n",
             argv0);
     return 2;
 }
 
 int main(int argc, char **argv) {
-    const char *model = "/tmp/fs/sd14-standin", *json = NULL;
+    const char *model = "/tmp/fs/sd14-standin", *json = NULL, *only_op = NULL;
     int threads = 0, reps = 3, px = 512, want[ST_COUNT] = {1, 1, 1}, npos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -691,6 +691,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--reps") && v) reps = atoi(v), i++;
         else if (!strcmp(a, "--json") && v) json = v, i++;
         else if (!strcmp(a, "--size") && v) px = atoi(v), i++;
+        else if (!strcmp(a, "--op") && v) only_op = v, i++;
         else if (!strcmp(a, "--stage") && v) {
             int found = 0;
             for (int st = 0; st < ST_COUNT; st++) {
@@ -747,6 +748,7 @@ int main(int argc, char **argv) {
         op_rec *r = &g_rec[i];
         int any = 0;
         for (int st = 0; st < ST_COUNT; st++) any |= want[st] && r->count[st];
+        if (only_op && strcmp(k_op_name[r->kind], only_op)) any = 0;
         if (any && !time_op(be, r, reps)) {
             char s[80];
             shape_str(r, s, sizeof s);

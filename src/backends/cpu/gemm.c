@@ -289,8 +289,7 @@ int sdc_cpu_use_winograd(int C, int H, int W, int O) {
     if (env && env[0] == '0') return 0;
     if (env && env[0] == '1') return 1;
     (void)O;
-    int64_t P = (int64_t)H * W;
-    return C >= 8 && (P >= 4096 || (P >= 256 && C <= 640));
+    return C >= 8 && (int64_t)H * W >= 64;
 }
 
 void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,

@@ -20,27 +20,35 @@
  * 16 + 2*(2.4 + 1.2) = 23 MB).  They are mapped per call and unmapped after
  * it, so they hold no resident memory between convolutions (measured peak
  * RSS of a 512x512 image: 1762 MiB, 1738 with SDC_WINOGRAD=0); if the
- * mapping fails the caller falls back to the im2col GEMM.
+ * mapping fails the caller falls back to the im2col GEMM.  The panel path
+ * (below) maps only V for one group of 128 tiles, 36*C*128 floats (<= 47 MB
+ * at C = 2560); its U slices and products live in the threads' scratch.
  *
- * When (sdc_cpu_use_winograd, gemm.c): ms, F16 filters, 2 threads, Zen 4,
- * avx512 (N = 2 for the UNet's shapes), im2col GEMM vs Winograd:
- *   C     HxW      O     N  gemm     wino    speed-up  rel L2 vs direct
- *   128   512x512  128   1   891      389    2.29      2.3e-6
- *   256   256x256  256   1   862      338    2.55      3.2e-6
- *   512   128x128  512   1   862      358    2.41      3.2e-6
- *   512    64x64   512   2   432      158    2.74      3.2e-6
- *   256   512x512  256   1  2432     1191    2.04      3.2e-6
- *   128   512x512    3   1   169       86    1.97      2.3e-6
- *   320    64x64   320   2   111       39    2.86      2.6e-6
- *   960    64x64   320   2   499      134    3.71      3.2e-6
- *   640    32x32   640   2   117       57    2.06      3.0e-6
- *   1920   32x32   640   2   459      492    0.93      3.2e-6
- *   640    16x16   640   2    67       48    1.41      3.0e-6
- *   1280   16x16  1280   2   119      240    0.50      3.4e-6
- *   2560   16x16  1280   2   437      716    0.61      3.4e-6
- *   1280    8x8   1280   2    37      275    0.14      3.5e-6
- * (few tiles per thread and small O blocks at large C lose), hence:
- * Winograd iff C >= 8 and (H*W >= 4096 or (H*W >= 256 and C <= 640)).
+ * Two schedules.  The layer path (below) makes U for a block of Ob output
+ * channels at once, then tasks over tile panels: good when the tiles are
+ * many and C, O small (the VAE's 128-channel convs at 512x512, O = 3/4
+ * outputs).  The panel path (wino_panel_run) gives each task one panel of
+ * mr output channels, its U made in L2-sized slices, over groups of up to
+ * 128 tiles: everything else.
+ *
+ * When (sdc_cpu_use_winograd, gemm.c): ms per call, F16 filters, 2 threads,
+ * Zen 4, avx512, N = 2 (UNet shapes), 2026-11-26 (bench_ops --op conv2d,
+ * SDC_WINOGRAD=0 vs default; machine shared, +-10%):
+ *   C     HxW    O      im2col GEMM   Winograd   speed-up
+ *   320   64x64  320        87.2        32.0      2.7
+ *   640   64x64  640       326.5       118.8      2.7
+ *   640   32x32  640        94.3        34.8      2.7
+ *   1280  32x32  1280      380.0       149.7      2.5
+ *   1280  16x16  1280      118.5        44.8      2.6
+ *   2560  16x16  1280      248.7       103.4      2.4
+ *   1280   8x8   1280       38.6        26.8      1.4
+ *   2560   8x8   1280       75.8        52.7      1.4
+ *   320   64x64  4          10.6         4.3      2.5   (layer path)
+ * VAE decode (N = 1): 512 -> 512 at 128x128 311 -> 150 (layer path 311,
+ * GEMM 432 earlier), 128 -> 128 at 512x512 ~230 layer path vs ~325 panel
+ * path.  Error against direct convolution 2.3e-6 to 3.5e-6 relative L2 on
+ * the real shapes.  Hence: Winograd iff C >= 8 and H*W >= 64 (a 4x4 map
+ * has 1 tile per image: 1/16 of the panel's lanes used).
  *
  * Input transform is repeated per Ob block (cheap: ~130 flops per tile and
  * channel against 72*Ob for the products). */
@@ -53,11 +61,11 @@
 #define WINO_U_CAP ((size_t)4 << 20) /* floats */
 #define WINO_OB_MAX 256
 
-typedef void (*wino_in_fn)(const float *x, int C, int H, int W, int tw, int T, int t0, float *v,
-                           int nr, int jofs);
+typedef void (*wino_in_fn)(const float *x, int C, int H, int W, int tw, int T, int NT, int t0,
+                           float *v, int nr, int jofs);
 typedef void (*wino_w_fn)(const float *g, int n, float *u, int64_t xs, int mr);
 typedef void (*wino_out_fn)(const float *m, int64_t ms, float *y, const float *acc, float bias,
-                            int Ho, int Wo, int tw, int T, int t0);
+                            int Ho, int Wo, int tw, int T, int NT, int t0, int64_t ys);
 
 #define WINO_FN(name) name##_generic
 #include "backends/cpu/winograd_tf.h"
@@ -65,14 +73,14 @@ typedef void (*wino_out_fn)(const float *m, int64_t ms, float *y, const float *a
 #define WB 16 /* lanes of one transform call (winograd_tf.h) */
 
 #ifdef SDC_HAVE_X86
-void sdc_wino_input_avx2(const float *, int, int, int, int, int, int, float *, int, int);
+void sdc_wino_input_avx2(const float *, int, int, int, int, int, int, int, float *, int, int);
 void sdc_wino_weight_avx2(const float *, int, float *, int64_t, int);
 void sdc_wino_output_avx2(const float *, int64_t, float *, const float *, float, int, int, int, int,
-                          int);
-void sdc_wino_input_avx512(const float *, int, int, int, int, int, int, float *, int, int);
+                          int, int, int64_t);
+void sdc_wino_input_avx512(const float *, int, int, int, int, int, int, int, float *, int, int);
 void sdc_wino_weight_avx512(const float *, int, float *, int64_t, int);
 void sdc_wino_output_avx512(const float *, int64_t, float *, const float *, float, int, int, int,
-                            int, int);
+                            int, int, int, int64_t);
 #endif
 
 /* Buffers straight from the OS and back after the call: malloc would keep
@@ -97,11 +105,12 @@ typedef struct wino_job {
     wino_in_fn in;
     wino_w_fn wt;
     wino_out_fn out;
-    const float *x, *acc; /* this image: [C, H, W], [O, H*W] or NULL */
-    float *y;             /* this image: [O, H, W] */
+    const float *x, *acc; /* [N, C, H, W], [N, O, H*W] or NULL */
+    float *y;             /* [N, O, H, W] */
     const sdc_weight *w, *b;
-    int C, H, W, O, tw, T;
+    int C, H, W, O, tw, T, NT; /* T tiles per image, NT = N*T in all */
     int o0, ob, np; /* the O block: channels o0..o0+ob in np panels of mr */
+    int n_og, pg;   /* tasks split the np panels into n_og groups of pg */
     float *U;       /* [36][np][C][mr] */
     float *V, *M;   /* per thread: [36][C][nr], [36][np*mr][nr] */
 } wino_job;
@@ -129,17 +138,23 @@ static void wino_zero_pad_rows(const wino_job *jb) {
     }
 }
 
-/* nr tiles from tile task*nr: transform, 36 GEMMs, inverse transform. */
+/* Task (tile panel tp, O-panel group og): the nr tiles from tp*nr
+ * (all images' tiles in one sequence), input transform, the 36 GEMMs for
+ * the O panels of group og, inverse transform of their rows. */
 static void wino_tile_task(void *ctx, int64_t task, int thread) {
     const wino_job *jb = ctx;
     const sdc_cpu_kernels *K = &jb->cpu->k;
     const int mr = K->mr, nr = K->nr, C = jb->C, np = jb->np, rows = np * mr;
-    int t0 = (int)task * nr;
+    const int t0 = (int)(task / jb->n_og) * nr, og = (int)(task % jb->n_og);
+    const int p0 = og * jb->pg, p1 = imin(np, p0 + jb->pg);
+    if (p0 >= p1) return;
     float *V = jb->V + (size_t)thread * 36 * C * nr;
     float *M = jb->M + (size_t)thread * 36 * rows * nr;
     for (int j = 0; j < nr; j += WB)
-        jb->in(jb->x, C, jb->H, jb->W, jb->tw, jb->T, t0 + j, V, nr, j);
-    memset(M, 0, (size_t)36 * rows * nr * sizeof *M);
+        jb->in(jb->x, C, jb->H, jb->W, jb->tw, jb->T, jb->NT, t0 + j, V, nr, j);
+    for (int xi = 0; xi < 36; xi++)
+        memset(M + ((int64_t)xi * rows + p0 * mr) * nr, 0,
+               (size_t)(p1 - p0) * mr * nr * sizeof *M);
     const int kb = ceil_div(C, ceil_div(C, K->kc));
     for (int xi = 0; xi < 36; xi++) {
         const float *u = jb->U + (int64_t)xi * np * C * mr;
@@ -147,19 +162,125 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
         float *m = M + (int64_t)xi * rows * nr;
         for (int k0 = 0; k0 < C; k0 += kb) {
             int kc = imin(kb, C - k0);
-            for (int p = 0; p < np; p++)
+            for (int p = p0; p < p1; p++)
                 K->gemm(kc, u + ((int64_t)p * C + k0) * mr, 1, mr, v + (int64_t)k0 * nr, nr,
                         m + (int64_t)p * mr * nr, nr, imin(mr, jb->ob - p * mr), nr);
         }
     }
-    const int64_t P = (int64_t)jb->H * jb->W;
-    for (int o = 0; o < jb->ob; o++) {
+    const int64_t P = (int64_t)jb->H * jb->W, ys = (int64_t)jb->O * P;
+    for (int o = p0 * mr; o < imin(jb->ob, p1 * mr); o++) {
         int oc = jb->o0 + o;
         float bias = jb->b ? sdc_wget(jb->b, oc) : 0.0f;
-        for (int j = 0; j < nr && t0 + j < jb->T; j += WB)
+        for (int j = 0; j < nr && t0 + j < jb->NT; j += WB)
             jb->out(M + (int64_t)o * nr + j, (int64_t)rows * nr, jb->y + oc * P,
-                    jb->acc ? jb->acc + oc * P : NULL, bias, jb->H, jb->W, jb->tw, jb->T, t0 + j);
+                    jb->acc ? jb->acc + oc * P : NULL, bias, jb->H, jb->W, jb->tw, jb->T, jb->NT,
+                    t0 + j, ys);
     }
+}
+
+/* ---- the panel path -----------------------------------------------------------
+ * At 16x16 and 8x8 there are too few tiles (NT = N*T) to amortise a whole
+ * layer's U through memory (236 MB for 1280 -> 1280), so each task owns one
+ * panel of mr output channels and
+ * makes its U in kc-deep slices that stay in L2 ([36][kc][mr], 252 KiB at
+ * kc = 128, mr = 14), each used at once by the 36 products of every tile
+ * panel of the group.  Groups of WINO_PANEL_NT tiles: V of the group made
+ * first (36*C*128 floats), shared read-only, then the panel tasks.  Up to
+ * 16 tiles use the 6x16 kernel (8x8 maps at N = 2: 8 tiles), more the
+ * ISA's main kernel. */
+#define WINO_PANEL_NT 128
+#define WINO_PANEL_KC 128
+
+typedef struct wino_panel {
+    sdc_cpu *cpu;
+    wino_in_fn in;
+    wino_w_fn wt;
+    wino_out_fn out;
+    sdc_gemm_kernel_fn kern;
+    int mr, nr, n_tp; /* the kernel's tile; tile panels of nr tiles */
+    const float *x, *acc;
+    float *y;
+    const sdc_weight *w, *b;
+    int C, H, W, O, tw, T, NT;
+    int t_base; /* this group's first tile; n_tp panels of it */
+    float *V;   /* [n_tp][36][C][nr] */
+} wino_panel;
+
+static void wino_panel_input_task(void *ctx, int64_t task, int thread) {
+    (void)thread;
+    const wino_panel *js = ctx;
+    int tp = (int)(task / (js->nr / WB)), j = (int)(task % (js->nr / WB)) * WB;
+    js->in(js->x, js->C, js->H, js->W, js->tw, js->T, js->NT, js->t_base + tp * js->nr + j,
+           js->V + (int64_t)tp * 36 * js->C * js->nr, js->nr, j);
+}
+
+/* Output channels p*mr .. p*mr+mr for all tiles. */
+static void wino_panel_task(void *ctx, int64_t task, int thread) {
+    const wino_panel *js = ctx;
+    const int mr = js->mr, nr = js->nr, C = js->C, n_tp = js->n_tp;
+    const int o0 = (int)task * mr, rows = imin(mr, js->O - o0);
+    float *M = sdc_cpu_scratch(js->cpu, thread); /* [n_tp][36][mr][nr] */
+    float *U = M + (size_t)n_tp * 36 * mr * nr;  /* [36][kc][mr] */
+    memset(M, 0, (size_t)n_tp * 36 * mr * nr * sizeof *M);
+    const int kb = ceil_div(C, ceil_div(C, WINO_PANEL_KC));
+    for (int k0 = 0; k0 < C; k0 += kb) {
+        const int kc = imin(kb, C - k0);
+        const int64_t xs = (int64_t)kc * mr;
+        for (int r = 0; r < rows; r++)
+            for (int c = k0; c < k0 + kc; c += WB) {
+                float g[WB * 9];
+                int n = imin(WB, k0 + kc - c);
+                sdc_cpu_weight_row(js->cpu, g, js->w, ((int64_t)(o0 + r) * C + c) * 9,
+                                   (int64_t)n * 9);
+                js->wt(g, n, U + (int64_t)(c - k0) * mr + r, xs, mr);
+            }
+        for (int xi = 0; xi < 36; xi++)
+            for (int tp = 0; tp < n_tp; tp++) {
+                const float *v = js->V + (((int64_t)tp * 36 + xi) * C + k0) * nr;
+                float *m = M + ((int64_t)tp * 36 + xi) * mr * nr;
+                js->kern(kc, U + xi * xs, 1, mr, v, nr, m, nr, rows, nr);
+            }
+    }
+    const int64_t P = (int64_t)js->H * js->W, ys = (int64_t)js->O * P;
+    for (int r = 0; r < rows; r++) {
+        int oc = o0 + r;
+        float bias = js->b ? sdc_wget(js->b, oc) : 0.0f;
+        for (int tp = 0; tp < n_tp; tp++)
+            for (int j = 0, t = js->t_base + tp * nr; j < nr && t + j < js->NT; j += WB)
+                js->out(M + (int64_t)tp * 36 * mr * nr + (int64_t)r * nr + j,
+                        (int64_t)mr * nr, js->y + oc * P, js->acc ? js->acc + oc * P : NULL,
+                        bias, js->H, js->W, js->tw, js->T, js->NT, t + j, ys);
+    }
+}
+
+static int wino_panel_run(sdc_cpu *cpu, wino_in_fn in, wino_w_fn wt, wino_out_fn out,
+                          float *y, const float *x, int N, int C, int H, int W,
+                          const sdc_weight *w, const sdc_weight *b, int O, const float *acc) {
+    const sdc_cpu_kernels *K = &cpu->k;
+    wino_panel js = {.cpu = cpu, .in = in, .wt = wt, .out = out, .x = x, .acc = acc, .y = y,
+                     .w = w, .b = b, .C = C, .H = H, .W = W, .O = O};
+    js.tw = ceil_div(W, 4);
+    js.T = ceil_div(H, 4) * js.tw;
+    js.NT = N * js.T;
+    if (js.NT <= SDC_GEMM_NR && K->gemm16)
+        js.kern = K->gemm16, js.mr = SDC_GEMM_MR, js.nr = SDC_GEMM_NR;
+    else
+        js.kern = K->gemm, js.mr = K->mr, js.nr = K->nr;
+    const int group = imin(WINO_PANEL_NT, js.NT); /* tiles per group */
+    const int max_tp = ceil_div(group, js.nr);
+    if ((size_t)max_tp * 36 * js.mr * js.nr + (size_t)36 * WINO_PANEL_KC * js.mr >
+        SDC_CPU_SCRATCH_FLOATS)
+        return -1;
+    const size_t nV = (size_t)max_tp * 36 * C * js.nr;
+    js.V = wino_alloc(nV);
+    if (!js.V) return -1;
+    for (js.t_base = 0; js.t_base < js.NT; js.t_base += group) {
+        js.n_tp = ceil_div(imin(group, js.NT - js.t_base), js.nr);
+        sdc_parallel_for(cpu->pool, (int64_t)js.n_tp * (js.nr / WB), wino_panel_input_task, &js);
+        sdc_parallel_for(cpu->pool, ceil_div(O, js.mr), wino_panel_task, &js);
+    }
+    wino_free(js.V, nV);
+    return 0;
 }
 
 int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
@@ -189,6 +310,15 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
 #endif
     jb.tw = ceil_div(W, 4);
     jb.T = ceil_div(H, 4) * jb.tw;
+    jb.NT = N * jb.T;
+    /* the panel-task path (measured, see the table above) for small maps,
+     * and for larger ones when C and O are large enough for its slices and
+     * its O-panel tasks */
+    const int small = jb.NT <= WINO_PANEL_NT || (C >= 256 && O >= 64);
+    if (small && mr <= 16 &&
+        wino_panel_run(cpu, jb.in, jb.wt, jb.out, y, x, N, C, H, W, w, b, O, acc) == 0)
+        return 0;
+    jb.x = x, jb.y = y, jb.acc = acc;
     /* Ob: a multiple of mr with 36*Ob*C <= WINO_U_CAP, at most WINO_OB_MAX */
     size_t cap = WINO_U_CAP / ((size_t)36 * C);
     int ob_max = (int)(cap < WINO_OB_MAX ? cap : WINO_OB_MAX) / mr * mr;
@@ -207,19 +337,19 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
         wino_free(jb.U, nU), wino_free(jb.V, nV), wino_free(jb.M, nM);
         return -1;
     }
-    const int64_t P = (int64_t)H * W;
+    const int n_tp = ceil_div(jb.NT, nr); /* tile panels */
     for (int o0 = 0; o0 < O; o0 += ob) {
         jb.o0 = o0;
         jb.ob = imin(ob, O - o0);
         jb.np = ceil_div(jb.ob, mr);
+        /* few tile panels (small maps): split the O panels too, for at
+         * least 2 tasks per thread */
+        jb.n_og = n_tp >= 2 * T_ ? 1 : imin(jb.np, ceil_div(2 * T_, n_tp));
+        jb.pg = ceil_div(jb.np, jb.n_og);
+        jb.n_og = ceil_div(jb.np, jb.pg);
         sdc_parallel_for(cpu->pool, jb.ob, wino_weight_task, &jb);
         wino_zero_pad_rows(&jb);
-        for (int n = 0; n < N; n++) {
-            jb.x = x + (int64_t)n * C * P;
-            jb.y = y + (int64_t)n * O * P;
-            jb.acc = acc ? acc + (int64_t)n * O * P : NULL;
-            sdc_parallel_for(cpu->pool, ceil_div(jb.T, nr), wino_tile_task, &jb);
-        }
+        sdc_parallel_for(cpu->pool, (int64_t)n_tp * jb.n_og, wino_tile_task, &jb);
     }
     wino_free(jb.U, nU), wino_free(jb.V, nV), wino_free(jb.M, nM);
     return 0;

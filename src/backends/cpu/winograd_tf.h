@@ -31,16 +31,23 @@ static inline void WINO_FN(bt6)(float (*o)[WB], const float (*d)[WB], int os, in
 }
 
 /* V[xi][c][jofs + j] (xi = 6a + b, row stride nr, xi stride C*nr) for the
- * WB tiles t0 .. t0+WB of image x [C, H, W] (pad 1; tiles past T are 0). */
-void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T, int t0, float *v,
-                             int nr, int jofs) {
+ * WB tiles t0 .. t0+WB of the NT = N*T tiles of the images x [N][C, H, W]
+ * (tile t: image t / T, tile t % T of its image; pad 1; tiles past NT
+ * are 0). */
+void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T, int NT, int t0,
+                             float *v, int nr, int jofs) {
     int y0[WB], x0[WB];
+    int64_t img[WB];
+    const int64_t is = (int64_t)C * H * W;
     for (int j = 0; j < WB; j++) {
         int t = t0 + j;
-        if (t < T) {
-            y0[j] = (t / tw) * 4 - 1;
-            x0[j] = (t % tw) * 4 - 1;
+        if (t < NT) {
+            int tt = t % T;
+            img[j] = (int64_t)(t / T) * is;
+            y0[j] = (tt / tw) * 4 - 1;
+            x0[j] = (tt % tw) * 4 - 1;
         } else {
+            img[j] = 0;
             y0[j] = -100000;
             x0[j] = -100000;
         }
@@ -48,10 +55,11 @@ void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T,
     const int64_t xs = (int64_t)C * nr;
     /* all WB tiles in one tile row: read each of the 6 input rows once,
      * zero-padded, and split it into the tiles' columns (4j + s) */
-    const int one_row = t0 + WB <= T && t0 / tw == (t0 + WB - 1) / tw;
+    const int one_row = t0 + WB <= NT && t0 / T == (t0 + WB - 1) / T &&
+                        (t0 % T) / tw == (t0 % T + WB - 1) / tw;
     const int xa = x0[0], full = xa >= 0 && xa + 4 * WB + 4 <= W;
     for (int c = 0; c < C; c++) {
-        const float *p = x + (int64_t)c * H * W;
+        const float *p = x + img[0] + (int64_t)c * H * W;
         float d[36][WB], t[36][WB], u[36][WB];
         if (one_row) {
             for (int r = 0; r < 6; r++) {
@@ -79,8 +87,10 @@ void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T,
                 for (int s = 0; s < 6; s++)
                     for (int j = 0; j < WB; j++) {
                         int yy = y0[j] + r, xx = x0[j] + s;
-                        d[r * 6 + s][j] =
-                            yy >= 0 && yy < H && xx >= 0 && xx < W ? p[(int64_t)yy * W + xx] : 0.0f;
+                        const float *pj = x + img[j] + (int64_t)c * H * W;
+                        d[r * 6 + s][j] = yy >= 0 && yy < H && xx >= 0 && xx < W
+                                              ? pj[(int64_t)yy * W + xx]
+                                              : 0.0f;
                     }
         }
         for (int s = 0; s < 6; s++)
@@ -125,10 +135,12 @@ void WINO_FN(sdc_wino_weight)(const float *g, int n, float *u, int64_t xs, int m
             u[xi * xs + (int64_t)j * mr] = q[xi][j];
 }
 
-/* y[o, tile] = acc + bias + A^T M A for the WB tiles t0.. of output row o:
- * m[xi*ms + j] the 36 products (lanes j < WB), y/acc the [Ho, Wo] plane. */
+/* y[o, tile] = acc + bias + A^T M A for the WB tiles t0.. (of NT = N*T,
+ * as sdc_wino_input) of output channel o: m[xi*ms + j] the 36 products
+ * (lanes j < WB), y/acc the [Ho, Wo] plane of channel o in image 0, the
+ * planes of image n at n*ys further. */
 void WINO_FN(sdc_wino_output)(const float *m, int64_t ms, float *y, const float *acc, float bias,
-                              int Ho, int Wo, int tw, int T, int t0) {
+                              int Ho, int Wo, int tw, int T, int NT, int t0, int64_t ys) {
     float t[24][WB], o[16][WB];
     for (int s = 0; s < 6; s++) /* rows: t[4][6] = A^T M */
         for (int j = 0; j < WB; j++) {
@@ -150,14 +162,17 @@ void WINO_FN(sdc_wino_output)(const float *m, int64_t ms, float *y, const float 
             o[r * 4 + 2][j] = p12 + 4.0f * p34 + bias;
             o[r * 4 + 3][j] = d12 + 8.0f * d34 + m5 + bias;
         }
-    if (t0 + WB <= T && t0 / tw == (t0 + WB - 1) / tw) { /* one tile row */
-        int oy = (t0 / tw) * 4, ox = (t0 % tw) * 4, n = Wo - ox < 4 * WB ? Wo - ox : 4 * WB;
+    if (t0 + WB <= NT && t0 / T == (t0 + WB - 1) / T &&
+        (t0 % T) / tw == (t0 % T + WB - 1) / tw) { /* one tile row of one image */
+        int64_t io = (int64_t)(t0 / T) * ys;
+        int tt = t0 % T;
+        int oy = (tt / tw) * 4, ox = (tt % tw) * 4, n = Wo - ox < 4 * WB ? Wo - ox : 4 * WB;
         for (int r = 0; r < 4 && oy + r < Ho; r++) {
             float buf[4 * WB];
             for (int j = 0; j < WB; j++)
                 for (int s = 0; s < 4; s++)
                     buf[4 * j + s] = o[r * 4 + s][j];
-            int64_t base = (int64_t)(oy + r) * Wo + ox;
+            int64_t base = io + (int64_t)(oy + r) * Wo + ox;
             if (acc)
                 for (int i = 0; i < n; i++)
                     y[base + i] = buf[i] + acc[base + i];
@@ -166,10 +181,12 @@ void WINO_FN(sdc_wino_output)(const float *m, int64_t ms, float *y, const float 
         }
         return;
     }
-    for (int j = 0; j < WB && t0 + j < T; j++) {
-        int oy = ((t0 + j) / tw) * 4, ox = ((t0 + j) % tw) * 4;
+    for (int j = 0; j < WB && t0 + j < NT; j++) {
+        int64_t io = (int64_t)((t0 + j) / T) * ys;
+        int tt = (t0 + j) % T;
+        int oy = (tt / tw) * 4, ox = (tt % tw) * 4;
         for (int r = 0; r < 4 && oy + r < Ho; r++) {
-            int64_t base = (int64_t)(oy + r) * Wo + ox;
+            int64_t base = io + (int64_t)(oy + r) * Wo + ox;
             for (int s = 0; s < 4 && ox + s < Wo; s++)
                 y[base + s] = acc ? o[r * 4 + s][j] + acc[base + s] : o[r * 4 + s][j];
         }
