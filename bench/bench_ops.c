@@ -2,7 +2,7 @@
  * on the CPU backend, against the machine's measured peak.
  *
  *   bench_ops [--model PATH] [--threads N] [--reps R] [--stage text|unet|vae]
- *             [--json FILE] [--size PX] [--op NAME]
+ *             [--json FILE] [--size PX] [--op NAME] [--bf16]
  *
  * The shapes are not typed in: the real models (loaded from PATH, default
  * /tmp/fs/sd14-standin, the full-size SD 1.4 stand-in; any SD 1.x model
@@ -15,7 +15,10 @@
  * (--size changes the image size).  Every distinct call (op, shape, weight
  * dtype, bias/residual/silu/causal flags) is then timed on random data:
  * one warm-up call, then the best of R calls (stopping early once 2 s are
- * spent on one shape), wall clock.
+ * spent on one shape), wall clock.  --op NAME times only that op's calls
+ * (the stage sums then cover only them); --bf16 runs the backend in its
+ * bf16 mode (sdc_backend_cpu_set_bf16; % of peak stays against the fp32
+ * peak, so the mode's ops can pass 100%).
  *
  * Columns: count per stage call, ms per call, count*ms, and the rate:
  *   linear, conv2d, attention: GFLOP/s (2 FLOP per multiply-add: linear
@@ -676,13 +679,14 @@ static int write_json(const char *path, const machine *m, int threads, const cha
 static int usage(const char *argv0) {
     fprintf(stderr,
             "usage: %s [--model PATH] [--threads N] [--reps R] [--stage text|unet|vae]\n"
-            "          [--json FILE] [--size PX] [--op NAME]\n",
+            "          [--json FILE] [--size PX] [--op NAME] [--bf16]\n",
             argv0);
     return 2;
 }
 
 int main(int argc, char **argv) {
     const char *model = "/tmp/fs/sd14-standin", *json = NULL, *only_op = NULL;
+    int bf16 = 0;
     int threads = 0, reps = 3, px = 512, want[ST_COUNT] = {1, 1, 1}, npos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -692,6 +696,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--json") && v) json = v, i++;
         else if (!strcmp(a, "--size") && v) px = atoi(v), i++;
         else if (!strcmp(a, "--op") && v) only_op = v, i++;
+        else if (!strcmp(a, "--bf16")) bf16 = 1;
         else if (!strcmp(a, "--stage") && v) {
             int found = 0;
             for (int st = 0; st < ST_COUNT; st++) {
@@ -719,6 +724,11 @@ int main(int argc, char **argv) {
     sdc_backend *be = sdc_backend_cpu_create(threads, 0);
     if (!be) {
         fprintf(stderr, "cannot create the CPU backend\n");
+        return 1;
+    }
+    if (bf16 && sdc_backend_cpu_set_bf16(be, 1) != SDC_OK) {
+        fprintf(stderr, "--bf16: %s\n", sdc_last_error());
+        be->free(be);
         return 1;
     }
     if (threads <= 0) threads = bm_ncpus();

@@ -70,6 +70,19 @@ sdc_schedule sdc_schedule_from_name(const char *name);
 
 typedef struct sdc_model sdc_model;
 
+/* Arithmetic of the matrix products.  FP32: every product and sum in f32
+ * (the images match diffusers' fp32 pipeline).  BF16: the linear layers'
+ * and the GEMM-path convolutions' operands rounded to bf16 (8-bit
+ * significand), products summed in f32; Winograd convolutions, attention
+ * and the rest stay f32.  Faster where the CPU has AVX512_BF16 (and only
+ * there: elsewhere loading fails with SDC_ERR_UNSUPPORTED); ~2e-3 relative
+ * error per product, a slightly different image (docs/perf.md). */
+typedef enum sdc_precision {
+    SDC_PRECISION_FP32 = 0,
+    SDC_PRECISION_BF16,
+    SDC_PRECISION_COUNT
+} sdc_precision;
+
 typedef struct sdc_load_params {
     int n_threads;  /* 0: all cores */
     int verbose;    /* 1: log what was found to stderr */
@@ -77,6 +90,7 @@ typedef struct sdc_load_params {
                        each UNet and VAE block maps its weights in from the
                        file and releases them after it runs (slower; the
                        same images, bit for bit) */
+    sdc_precision precision; /* SDC_PRECISION_FP32 (default) or _BF16 */
 } sdc_load_params;
 
 sdc_load_params sdc_load_params_default(void);
@@ -107,6 +121,27 @@ typedef enum sdc_stage {
  * SDC_ERR_CANCELLED. */
 typedef int (*sdc_progress_fn)(void *user, sdc_stage stage, int step, int total);
 
+/* VAE decoding in tiles: diffusers' AutoencoderKL tiled decoding
+ * (vae.enable_tiling()).  The latent is cut into overlapping tiles of the
+ * VAE's training size (config sample_size / 8: 64x64 latents, 512x512
+ * pixels for SD 1.x), each decoded alone and blended linearly with its
+ * neighbours over a quarter tile, so the decoder's memory is one tile's
+ * whatever the image size and no seam shows.  A tiled image is not the
+ * whole-latent one: each tile sees only its part of the latent. */
+typedef enum sdc_vae_tiling {
+    SDC_VAE_TILING_AUTO = 0, /* ON for images larger than 512 pixels on a side
+                                (for SD 1.x VAEs exactly ON); smaller images are
+                                decoded whole whatever the VAE's tile */
+    SDC_VAE_TILING_ON,       /* tile when the latent is larger than one tile in
+                                either dimension, as diffusers with enable_tiling()
+                                (the VAE's own tile: smaller ones would only add
+                                overlap work and seams, the memory is already one
+                                tile's) */
+    SDC_VAE_TILING_OFF,      /* decode the whole latent at once (diffusers'
+                                default; memory grows with the image area) */
+    SDC_VAE_TILING_COUNT
+} sdc_vae_tiling;
+
 typedef struct sdc_gen_params {
     const char *prompt;          /* UTF-8; borrowed for the call */
     const char *negative_prompt; /* UTF-8 or NULL (""); borrowed */
@@ -118,6 +153,7 @@ typedef struct sdc_gen_params {
     sdc_schedule schedule;
     sdc_progress_fn progress; /* may be NULL */
     void *progress_user;
+    sdc_vae_tiling vae_tiling; /* SDC_VAE_TILING_AUTO (default) | _ON | _OFF */
 } sdc_gen_params;
 
 sdc_gen_params sdc_gen_params_default(void);

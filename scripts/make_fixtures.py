@@ -12,7 +12,8 @@ committed; re-running it with the same package versions gives the same files.
                                                    # stand-in (never committed)
 
 Parts run in dependency order: models (the tiny random-weight models in both
-layouts and per-component references) before pipeline.
+layouts and per-component references) before vae_tiling (tiled VAE decoding
+on the tiny VAE) and pipeline.
 """
 import argparse
 import importlib
@@ -22,7 +23,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-PARTS = ["tokens", "schedulers", "ops", "models", "pipeline"]
+PARTS = ["tokens", "schedulers", "ops", "models", "vae_tiling", "pipeline"]
 
 
 def main():

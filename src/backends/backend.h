@@ -122,6 +122,13 @@ struct sdc_backend {
 /* The CPU backend.  n_threads <= 0: all cores.  force_ref != 0 (or the
  * environment variable SDC_FORCE_REF=1) selects the plain C reference ops. */
 sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref);
+/* The bf16 mode of a CPU backend (on != 0): linear and convolution round
+ * their operands to bf16 and multiply them with bf16 dot products,
+ * accumulating in f32 (about 2x the fp32 FMA rate where the CPU has
+ * AVX512_BF16; error stated in docs/perf.md).  Returns SDC_OK, or
+ * SDC_ERR_UNSUPPORTED (message set) if this backend's CPU or build has no
+ * bf16 kernels. */
+sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on);
 /* The planning backend: every op does nothing. Static; no free needed. */
 sdc_backend *sdc_backend_null(void);
 

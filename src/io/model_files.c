@@ -467,6 +467,11 @@ static sdc_status parse_vae(const cJSON *o, const char *what, sdc_vae_config *c)
     double sf = c->scaling_factor;
     TRY(sdc_json_opt_double(o, "scaling_factor", 1e-6, 1e6, what, &sf));
     c->scaling_factor = (float)sf;
+    /* a [h, w] list loads, but diffusers' tiled decode needs one number */
+    if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(o, "sample_size")))
+        c->sample_size = 0;
+    else
+        TRY(sdc_json_opt_int(o, "sample_size", 1, 1 << 16, what, &c->sample_size));
     int levels;
     TRY(int_list(o, "block_out_channels", 1, 16384, what, c->channels, &levels));
     c->levels = levels;

@@ -15,7 +15,7 @@
  * attention's 1x1-conv weights [C, C, 1, 1] are presented as [C, C] in both
  * layouts.  Configs are inferred from shapes; what shapes cannot tell takes
  * the SD 1.x value (UNet heads 8, sample_size 64, groups 32, eps 1e-5, VAE
- * scaling_factor 0.18215, the SD 1.x schedule), except the text encoder's
+ * scaling_factor 0.18215 and sample_size 512, the SD 1.x schedule), except the text encoder's
  * heads: hidden / 64 (CLIP's head size), or hidden / 8 for test-size models
  * whose hidden size is not a multiple of 64.
  * Diffusers folders: {unet,vae}/diffusion_pytorch_model[.fp16].safetensors,

@@ -31,6 +31,7 @@ sdc_vae_config sdc_vae_config_sd1(void) {
     c.layers_per_block = 2;
     c.groups = 32;
     c.scaling_factor = 0.18215f;
+    c.sample_size = 512;
     return c;
 }
 

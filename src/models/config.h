@@ -40,6 +40,9 @@ typedef struct sdc_vae_config {
     int layers_per_block;           /* 2 (the decoder has layers_per_block + 1) */
     int groups;                     /* 32 */
     float scaling_factor;           /* 0.18215 */
+    int sample_size;                /* 512: the training image side, diffusers'
+                                       tile_sample_min_size (tiled decoding);
+                                       0 when config.json gives a list */
 } sdc_vae_config;
 
 typedef enum { SDC_BETA_SCALED_LINEAR = 0, SDC_BETA_LINEAR } sdc_beta_schedule;

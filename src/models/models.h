@@ -55,6 +55,40 @@ void sdc_vae_decode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float
                     int h, int w, float *img);
 /* Low-memory mode for sdc_vae_decode, as sdc_unet_set_low_memory. */
 void sdc_vae_set_low_memory(sdc_vae *m, int on);
+
+/* Tiled decoding: diffusers' AutoencoderKL.tiled_decode (vae.enable_tiling()),
+ * which bounds the decoder's activations by one tile's whatever the image
+ * size.  With T = tile (latent positions), f = 2^(levels-1):
+ *   tiles    latent [i, i+T) x [j, j+T) clipped to [h, w], for i, j multiples
+ *            of the stride S = 3T/4 (int(T * (1 - 0.25))) below h, w; each
+ *            decoded alone by sdc_vae_decode into up to T*f x T*f pixels
+ *   blend    in row-major tile order, a tile's first e rows become
+ *            above[rows_above - e + y] * (1 - y/e) + tile[y] * (y/e), then its
+ *            first e' columns likewise with the tile to its left, where
+ *            e = min(blend, both tiles' extents), blend = T*f/4 pixels, and
+ *            the neighbours are taken after their own blending
+ *   crop     the tile's top-left min(extent, 3T*f/4) rows and columns go to
+ *            the image at (i*f, j*f)
+ * T must be a positive multiple of 4, so that 3T*f/4 = S*f and the crops
+ * tile the image exactly.  diffusers tiles only when h > T or w > T; below
+ * that it decodes whole (and so should the caller). */
+
+/* diffusers' tile_latent_min_size, sample_size / f, when sample_size is a
+ * multiple of 4f (every SD 1.x VAE: 512 / 8 = 64); 0 otherwise (diffusers'
+ * tiles would not reassemble the image at its size: no tiling). */
+int sdc_vae_tile_latent(const sdc_vae *m);
+/* Floats of host workspace sdc_vae_decode_tiled needs for a latent w wide:
+ * one latent tile, one decoded tile, a band of blend rows under each tile
+ * column and one of blend columns (grows with w only, never with h). */
+size_t sdc_vae_tiled_work_floats(const sdc_vae *m, int N, int w, int tile);
+/* z host [N, latent_channels, h, w] (already divided by scaling_factor)
+ * -> img host [N, out_channels, h*f, w*f], tiled as above; work host
+ * [sdc_vae_tiled_work_floats(m, N, w, tile)].  All three are the caller's
+ * and are neither read nor written while the arena is planning (they may
+ * then be NULL).  Arena: one tile's latent and image plus sdc_vae_decode of
+ * one tile, all given back on return. */
+void sdc_vae_decode_tiled(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float *z,
+                          int N, int h, int w, int tile, float *img, float *work);
 /* img dev [N, in_channels, H, W] (H, W multiples of f) -> moments dev
  * [N, 2*latent_channels, H/f, W/f] (mean then logvar): encoder then
  * quant_conv. */

@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "models/blocks.h"
 #include "models/models.h"
@@ -235,4 +236,147 @@ void sdc_vae_encode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float
     sdc_conv_fwd(be, &m->e_conv_out, t, cur, N, H, W, 1, NULL);
     sdc_conv_fwd(be, &m->quant_conv, moments, t, N, H, W, 1, NULL);
     sdc_arena_reset(a, mark0);
+}
+
+/* ---- tiled decoding (models.h: diffusers' tiled_decode) ------------------ */
+
+int sdc_vae_tile_latent(const sdc_vae *m) {
+    const int f = 1 << (m->cfg.levels - 1), s = m->cfg.sample_size;
+    return s > 0 && s % (4 * f) == 0 ? s / f : 0;
+}
+
+/* The tile geometry in latent positions (T, S) and pixels (TP, BL, RL). */
+typedef struct tiling {
+    int T, S;      /* tile side, stride = 3T/4 */
+    int f;         /* pixels per latent position */
+    int TP, BL;    /* tile side T*f, blend extent TP/4 */
+    int RL;        /* row limit TP - BL (= S*f): what a tile keeps */
+    int cols;      /* tile columns: ceil(w / S) */
+    int P;         /* image planes N * out_channels */
+} tiling;
+
+static tiling tiling_of(const sdc_vae *m, int N, int w, int tile) {
+    assert(N > 0 && w > 0 && tile >= 4 && tile % 4 == 0);
+    tiling g;
+    g.T = tile, g.S = tile / 4 * 3, g.f = 1 << (m->cfg.levels - 1);
+    g.TP = tile * g.f, g.BL = g.TP / 4, g.RL = g.TP - g.BL;
+    g.cols = (w + g.S - 1) / g.S;
+    g.P = N * m->cfg.out_channels;
+    return g;
+}
+
+/* Workspace: latent tile [N*Z, T, T], decoded tile [P, TP, TP], a row band
+ * [P, BL, TP] per tile column, a column band [P, TP, BL]. */
+static size_t work_tile_z(const sdc_vae *m, int N, const tiling *g) {
+    return (size_t)N * m->cfg.latent_channels * g->T * g->T;
+}
+static size_t work_tile_img(const tiling *g) { return (size_t)g->P * g->TP * g->TP; }
+static size_t work_band(const tiling *g) { return (size_t)g->P * g->BL * g->TP; }
+
+size_t sdc_vae_tiled_work_floats(const sdc_vae *m, int N, int w, int tile) {
+    tiling g = tiling_of(m, N, w, tile);
+    return work_tile_z(m, N, &g) + work_tile_img(&g) + ((size_t)g.cols + 1) * work_band(&g);
+}
+
+static int imin(int a, int b) { return a < b ? a : b; }
+
+/* diffusers' blend weights for position y of e: (1 - y/e) on the
+ * neighbour, y/e on the tile (Python doubles, applied in fp32). */
+static float blend_px(float nb, float t, int y, int e) {
+    const float wn = (float)(1.0 - (double)y / e), wt = (float)((double)y / e);
+    return nb * wn + t * wt;
+}
+
+/* t [P, ph, pw]: rows y < e blended with band rows nb - e + y of band
+ * [P, nb, pw] (the bottom of the tile above). */
+static void blend_rows(float *t, const float *band, int P, int ph, int pw, int nb, int e) {
+    for (int p = 0; p < P; p++)
+        for (int y = 0; y < e; y++) {
+            float *row = t + ((size_t)p * ph + y) * pw;
+            const float *src = band + ((size_t)p * nb + nb - e + y) * pw;
+            for (int x = 0; x < pw; x++) row[x] = blend_px(src[x], row[x], y, e);
+        }
+}
+
+/* t [P, ph, pw]: columns x < e blended with band columns nb - e + x of
+ * band [P, ph, nb] (the right of the tile to the left). */
+static void blend_cols(float *t, const float *band, int P, int ph, int pw, int nb, int e) {
+    for (int p = 0; p < P; p++)
+        for (int y = 0; y < ph; y++) {
+            float *row = t + ((size_t)p * ph + y) * pw;
+            const float *src = band + ((size_t)p * ph + y) * nb + nb - e;
+            for (int x = 0; x < e; x++) row[x] = blend_px(src[x], row[x], x, e);
+        }
+}
+
+/* Blends the decoded tile t [P, ph, pw] with its neighbours (above: the
+ * rows of the tile above, 0 in the first tile row; left: the columns of the
+ * tile to the left, 0 in the first column), keeps its bottom rows in vb
+ * [P, min(ph, BL), pw] and its right columns in hb [P, ph, min(pw, BL)] for
+ * the tiles below and to the right, and crops it into img [P, H, W] at
+ * pixel (y0, x0). */
+static void place_tile(const tiling *g, float *t, int ph, int pw, int above, int left,
+                       float *vb, float *hb, float *img, size_t H, size_t W, size_t y0,
+                       size_t x0) {
+    const int P = g->P;
+    if (above) blend_rows(t, vb, P, ph, pw, imin(above, g->BL), imin(imin(above, ph), g->BL));
+    if (left) blend_cols(t, hb, P, ph, pw, imin(left, g->BL), imin(imin(left, pw), g->BL));
+    const int nr = imin(ph, g->BL), nc = imin(pw, g->BL);
+    const int kh = imin(ph, g->RL), kw = imin(pw, g->RL);
+    for (int p = 0; p < P; p++) {
+        const float *tp = t + (size_t)p * ph * pw;
+        memcpy(vb + (size_t)p * nr * pw, tp + (size_t)(ph - nr) * pw,
+               (size_t)nr * pw * sizeof *vb);
+        for (int y = 0; y < ph; y++)
+            memcpy(hb + ((size_t)p * ph + y) * nc, tp + (size_t)y * pw + pw - nc,
+                   (size_t)nc * sizeof *hb);
+        for (int y = 0; y < kh; y++)
+            memcpy(img + ((size_t)p * H + y0 + y) * W + x0, tp + (size_t)y * pw,
+                   (size_t)kw * sizeof *img);
+    }
+}
+
+/* Memory: the arena holds one tile's latent and image and one
+ * sdc_vae_decode of at most T x T; blending and cropping run on the host
+ * copy of the tile, with the bands that later tiles blend against. */
+void sdc_vae_decode_tiled(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float *z,
+                          int N, int h, int w, int tile, float *img, float *work) {
+    assert(N > 0 && h > 0 && w > 0 && tile >= 4 && tile % 4 == 0);
+    const tiling g = tiling_of(m, N, w, tile);
+    const int Z = m->cfg.latent_channels, f = g.f;
+    const int host = !a->planning;
+    float *zt = NULL, *t = NULL, *vbands = NULL, *hband = NULL;
+    if (host) {
+        zt = work;
+        t = zt + work_tile_z(m, N, &g);
+        vbands = t + work_tile_img(&g);
+        hband = vbands + (size_t)g.cols * work_band(&g);
+    }
+    int above = 0; /* pixel rows of the previous tile row; 0 in the first */
+    for (int i = 0; i < h; i += g.S) {
+        const int th = imin(tile, h - i), ph = th * f;
+        int left = 0; /* pixel columns of the previous tile in this row */
+        for (int j = 0, col = 0; j < w; j += g.S, col++) {
+            const int tw = imin(tile, w - j), pw = tw * f;
+            const size_t nz = (size_t)N * Z * th * tw, nt = (size_t)g.P * ph * pw;
+            const size_t mark = sdc_arena_mark(a);
+            float *zd = sdc_arena_alloc(a, nz); /* dev [N, Z, th, tw] */
+            float *td = sdc_arena_alloc(a, nt); /* dev [N, out, ph, pw] */
+            if (host)
+                for (int p = 0; p < N * Z; p++)
+                    for (int y = 0; y < th; y++)
+                        memcpy(zt + ((size_t)p * th + y) * tw,
+                               z + ((size_t)p * h + i + y) * w + j, (size_t)tw * sizeof *zt);
+            be->copy_in(be, zd, zt, (int64_t)nz);
+            sdc_vae_decode(m, be, a, zd, N, th, tw, td);
+            be->copy_out(be, t, td, (int64_t)nt);
+            sdc_arena_reset(a, mark);
+            if (host)
+                place_tile(&g, t, ph, pw, above, left, vbands + (size_t)col * work_band(&g),
+                           hband, img, (size_t)h * f, (size_t)w * f, (size_t)i * f,
+                           (size_t)j * f);
+            left = pw;
+        }
+        above = ph;
+    }
 }

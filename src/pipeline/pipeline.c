@@ -10,6 +10,7 @@
  *       eps = e_uncond + cfg * (e_cond - e_uncond)
  *       x   = step(i, eps, x)
  *   img   = vae_decode(x / scaling_factor)                     [3, H, W]
+ *           (in tiles for large images, sdc_vae_tiling: diffusers' tiled_decode)
  *   rgb   = round(clamp(img * 0.5 + 0.5, 0, 1) * 255)          [H, W, 3] u8
  *
  * Guidance runs (B = 2, uncond first) only when cfg > 1, as diffusers'
@@ -18,7 +19,8 @@
  *
  * Memory: each network's activations live in its own arena, planned with
  * the null backend right before the network runs and freed right after its
- * last pass (text encoder before the UNet, UNet before the VAE); each
+ * last pass (text encoder before the UNet, UNet before the VAE; a tiled
+ * decode's arena is one tile's, whatever the image size); each
  * network's weight pages leave the resident set when it is done
  * (release_weights), and in low-memory mode after every block.  Host
  * buffers (latents, guided noise, context, image) and the sampler's history
@@ -45,6 +47,9 @@
 #define SDC_MAX_PIXELS (4096 * 4096)
 #define SDC_MAX_STEPS 1000
 #define SDC_MAX_CFG 100.0f
+/* SDC_VAE_TILING_AUTO decodes images up to this side whole (SD 1.x's 512,
+ * its VAE's tile). */
+#define SDC_AUTO_TILE_SIDE 512
 
 struct sdc_model {
     sdc_model_files *mf; /* owned; the weights live in its mappings */
@@ -61,7 +66,7 @@ struct sdc_model {
 };
 
 sdc_load_params sdc_load_params_default(void) {
-    sdc_load_params p = {0, 0, 0};
+    sdc_load_params p = {0, 0, 0, SDC_PRECISION_FP32};
     return p;
 }
 
@@ -171,6 +176,10 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
         st = sdc_fail(SDC_ERR_NOMEM, "cannot create the CPU backend");
         goto fail;
     }
+    if (lp.precision == SDC_PRECISION_BF16) {
+        st = sdc_backend_cpu_set_bf16(m->be, 1);
+        if (st != SDC_OK) goto fail;
+    }
     m->vae_scale = 1 << (sdc_vae_cfg(m->vae)->levels - 1);
     m->unet_div = 1 << (sdc_unet_cfg(m->unet)->levels - 1);
 
@@ -183,8 +192,9 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
              weight_dtype(m->mf, "vae.decoder.conv_in.weight"),
              vocab && merges ? "from the model" : "built-in", sdc_model_files_name(m->mf));
     if (m->verbose)
-        fprintf(stderr, "sdc: loaded %s (%s)%s\n", path, m->desc,
-                m->low_memory ? "; low-memory mode" : "");
+        fprintf(stderr, "sdc: loaded %s (%s)%s%s\n", path, m->desc,
+                m->low_memory ? "; low-memory mode" : "",
+                lp.precision == SDC_PRECISION_BF16 ? "; bf16 precision" : "");
     *out = m;
     return SDC_OK;
 
@@ -244,6 +254,8 @@ static sdc_status check_params(const sdc_model *m, const sdc_gen_params *p) {
         return sdc_fail(SDC_ERR_INVALID_ARG, "unknown sampler %d", (int)p->sampler);
     if ((unsigned)p->schedule >= SDC_SCHEDULE_COUNT)
         return sdc_fail(SDC_ERR_INVALID_ARG, "unknown schedule %d", (int)p->schedule);
+    if ((unsigned)p->vae_tiling >= SDC_VAE_TILING_COUNT)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "unknown VAE tiling mode %d", (int)p->vae_tiling);
     return SDC_OK;
 }
 
@@ -389,15 +401,33 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
     return SDC_OK;
 }
 
-/* Decode stage: g->img [3, H, W] = vae_decode(g->x / scaling_factor). */
-static sdc_status decode(sdc_model *m, const sdc_gen_params *p, gen_state *g, int h, int w,
-                         int64_t n) {
+static sdc_status alloc_floats(float **p, size_t n) {
+    size_t bytes;
+    if (!sdc_mul_size(n, sizeof(float), &bytes) || !(*p = malloc(bytes ? bytes : 1)))
+        return sdc_fail(SDC_ERR_NOMEM, "out of memory (%zu floats)", n);
+    return SDC_OK;
+}
+
+/* The latent tile side of the decode stage, 0 for a whole decode
+ * (sdc_vae_tiling): diffusers tiles when the latent is larger than a tile
+ * in either dimension; AUTO also leaves images up to SDC_AUTO_TILE_SIDE
+ * whole. */
+static int vae_tile(const sdc_model *m, const sdc_gen_params *p, int h, int w) {
+    const int T = sdc_vae_tile_latent(m->vae);
+    if (p->vae_tiling == SDC_VAE_TILING_OFF || T == 0 || (h <= T && w <= T)) return 0;
+    if (p->vae_tiling == SDC_VAE_TILING_AUTO && p->width <= SDC_AUTO_TILE_SIDE &&
+        p->height <= SDC_AUTO_TILE_SIDE)
+        return 0;
+    return T;
+}
+
+/* g->img [3, H, W] = vae_decode(z), z dev = g->eps [1, C, h, w]: one pass
+ * over the whole latent; the arena holds z, the image and the decoder's
+ * activations at full size. */
+static sdc_status decode_whole(sdc_model *m, gen_state *g, int h, int w, int64_t n,
+                               int64_t img_n) {
     sdc_backend *be = m->be;
     sdc_arena *a = &g->arena;
-    const int64_t img_n = (int64_t)3 * p->height * p->width;
-    const float sf = sdc_vae_cfg(m->vae)->scaling_factor;
-    for (int64_t i = 0; i < n; i++) g->eps[i] = g->x[i] / sf; /* as diffusers: a division */
-
     float *z = NULL, *img = NULL;
     sdc_arena_plan(a);
     for (int pass = 0; pass < 2; pass++) {
@@ -415,7 +445,43 @@ static sdc_status decode(sdc_model *m, const sdc_gen_params *p, gen_state *g, in
     sdc_status st = arena_checked(a, "the VAE");
     if (st != SDC_OK) return st;
     be->copy_out(be, g->img, img, img_n);
-    sdc_arena_free(a);
+    return SDC_OK;
+}
+
+/* The same, in tiles of tile x tile latents (sdc_vae_decode_tiled): the
+ * arena holds one tile, the host the blend bands; g->img is written in
+ * place. */
+static sdc_status decode_tiles(sdc_model *m, gen_state *g, int h, int w, int tile) {
+    sdc_arena *a = &g->arena;
+    const int S = tile / 4 * 3, rows = (h + S - 1) / S, cols = (w + S - 1) / S;
+    if (m->verbose)
+        fprintf(stderr, "sdc: the VAE decodes %d x %d tiles of %dx%d latents\n", rows, cols,
+                tile, tile);
+    float *work = NULL;
+    sdc_status st = alloc_floats(&work, sdc_vae_tiled_work_floats(m->vae, 1, w, tile));
+    if (st != SDC_OK) return st;
+    sdc_arena_plan(a);
+    sdc_vae_decode_tiled(m->vae, sdc_backend_null(), a, NULL, 1, h, w, tile, NULL, NULL);
+    st = arena_commit_plan(m, a, "the VAE");
+    if (st == SDC_OK) {
+        sdc_vae_decode_tiled(m->vae, m->be, a, g->eps, 1, h, w, tile, g->img, work);
+        st = arena_checked(a, "the VAE");
+    }
+    free(work);
+    return st;
+}
+
+/* Decode stage: g->img [3, H, W] = vae_decode(g->x / scaling_factor),
+ * whole or in tiles (vae_tile). */
+static sdc_status decode(sdc_model *m, const sdc_gen_params *p, gen_state *g, int h, int w,
+                         int64_t n) {
+    const int64_t img_n = (int64_t)3 * p->height * p->width;
+    const float sf = sdc_vae_cfg(m->vae)->scaling_factor;
+    for (int64_t i = 0; i < n; i++) g->eps[i] = g->x[i] / sf; /* as diffusers: a division */
+    const int tile = vae_tile(m, p, h, w);
+    sdc_status st = tile ? decode_tiles(m, g, h, w, tile) : decode_whole(m, g, h, w, n, img_n);
+    if (st != SDC_OK) return st;
+    sdc_arena_free(&g->arena);
     release_weights(m, "vae.");
     if (report(p, SDC_STAGE_DECODE, 1, 1)) return cancelled();
     return SDC_OK;
@@ -435,13 +501,6 @@ static void to_rgb(const float *img, int H, int W, uint8_t *rgb, float *dbg_imag
             rgb[i * 3 + c] = (uint8_t)nearbyintf(v * 255.0f);
         }
     }
-}
-
-static sdc_status alloc_floats(float **p, size_t n) {
-    size_t bytes;
-    if (!sdc_mul_size(n, sizeof(float), &bytes) || !(*p = malloc(bytes ? bytes : 1)))
-        return sdc_fail(SDC_ERR_NOMEM, "out of memory (%zu floats)", n);
-    return SDC_OK;
 }
 
 sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *out,

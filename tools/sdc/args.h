@@ -31,6 +31,8 @@ typedef struct cli_args {
     int batch_count;      /* 1 */
     int threads;          /* 0: all cores */
     int low_memory;       /* --low-memory */
+    sdc_vae_tiling vae_tiling; /* --vae-tiling; auto */
+    sdc_precision precision;   /* --precision; fp32 */
     int verbose, overwrite, help, version;
 } cli_args;
 

@@ -171,6 +171,7 @@ int main(int argc, char **argv) {
     lp.n_threads = a.threads;
     lp.verbose = a.verbose;
     lp.low_memory = a.low_memory;
+    lp.precision = a.precision;
     sdc_status st = sdc_model_load(a.model, &lp, &model);
     if (st != SDC_OK) {
         fprintf(stderr, "sdc: cannot load the model: %s\n", sdc_last_error());
@@ -196,6 +197,7 @@ int main(int argc, char **argv) {
         gp.seed = seed + (uint64_t)i; /* wraps modulo 2^64 */
         gp.sampler = a.sampler;
         gp.schedule = a.schedule;
+        gp.vae_tiling = a.vae_tiling;
         progress pr;
         progress_init(&pr, i + 1, a.batch_count);
         gp.progress = progress_cb;

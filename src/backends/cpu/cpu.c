@@ -240,6 +240,7 @@ static void cpu_free(sdc_backend *be) {
     if (!be) return;
     cpu_backend *cb = (cpu_backend *)be;
     sdc_threadpool_free(cb->cpu.pool);
+    sdc_cpu_wino_release(&cb->cpu);
     free(cb->cpu.scratch);
     free(cb);
 }
@@ -385,6 +386,13 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
                                    .mc = 16 * SDC_AVX512_MR, .inplace_a = 1,
                                    .gemm16 = sdc_gemm_kernel16_avx512, .f16 = sdc_cvt_f16_avx512,
                                    .bf16 = sdc_cvt_bf16_avx512};
+        if (sdc_cpu_features_get()->avx512_bf16) {
+            cpu->k.gemm_bf16 = sdc_gemm_kernel_bf16_avx512;
+            cpu->k.bf16_pairs = sdc_bf16_pairs_avx512;
+            cpu->k.bf16_row_f32 = sdc_bf16_row_f32_avx512;
+            cpu->k.bf16_row_f16 = sdc_bf16_row_f16_avx512;
+            cpu->k.bf16_panel_rows = sdc_bf16_panel_rows_avx512;
+        }
         fill_avx2(be);
         break;
 #endif
@@ -416,6 +424,22 @@ static sdc_cpu_isa pick_isa(void) {
             if (strcmp(env, k_isa_names[i]) == 0 && sdc_cpu_isa_supported((sdc_cpu_isa)i))
                 return (sdc_cpu_isa)i;
     return best;
+}
+
+sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on) {
+    if (!be || be->free != cpu_free)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "bf16 mode: not a CPU backend");
+    sdc_cpu *cpu = sdc_cpu_of(be);
+    if (on && !cpu->k.gemm_bf16)
+        return sdc_fail(SDC_ERR_UNSUPPORTED,
+                        "bf16 mode needs a CPU with AVX512_BF16 and the avx512 kernels (this "
+                        "backend: %s; CPU features: %s)",
+                        cpu->k.isa, sdc_cpu_features_str());
+    cpu->bf16 = on != 0;
+    cpu_backend *cb = (cpu_backend *)(void *)be; /* be is its first member */
+    snprintf(cb->name, sizeof cb->name, "cpu-%s%s (%d threads)", cpu->k.isa,
+             cpu->bf16 ? " bf16" : "", cpu->n_threads);
+    return SDC_OK;
 }
 
 sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref) {

@@ -39,13 +39,18 @@
  *   GEMM:      MC*KC (packed A) + KC*NC (packed B)             = 188416
  *   attention: BQ*DH_MAX (O) + BQ*DH_MAX (packed Q^T)
  *              + BK*BQ (S^T) + BK*NR (V tail) + 3*BQ (m, l, c)  = 105856
+ *   Winograd's panel tasks (winograd.c): U slices, 4 panels x 36 points
+ *              x mr <= 16 x 64 channels                          = 147456
  * i.e. 736 KiB per thread, allocated once at creation. */
 #define SDC_CPU_SCRATCH_GEMM ((size_t)SDC_GEMM_MC * SDC_GEMM_KC + (size_t)SDC_GEMM_KC * SDC_GEMM_NC)
 #define SDC_CPU_SCRATCH_ATT                                                                    \
     (2 * (size_t)SDC_ATT_BQ * SDC_ATT_DH_MAX + (size_t)SDC_ATT_BK * SDC_ATT_BQ +               \
      (size_t)SDC_ATT_BK * SDC_GEMM_NR + 3 * (size_t)SDC_ATT_BQ)
+#define SDC_CPU_SCRATCH_WINO ((size_t)4 * 36 * 16 * 64)
+#define SDC_CPU_SCRATCH_MAX2(a, b) ((a) > (b) ? (a) : (b))
 #define SDC_CPU_SCRATCH_FLOATS                                                                 \
-    (SDC_CPU_SCRATCH_GEMM > SDC_CPU_SCRATCH_ATT ? SDC_CPU_SCRATCH_GEMM : SDC_CPU_SCRATCH_ATT)
+    SDC_CPU_SCRATCH_MAX2(SDC_CPU_SCRATCH_WINO,                                                 \
+                         SDC_CPU_SCRATCH_MAX2(SDC_CPU_SCRATCH_GEMM, SDC_CPU_SCRATCH_ATT))
 
 /* The micro-kernel: c[mr, nr] (row stride ldc) += A[mr, kc] · B[kc, NR] with
  * A(i, k) = a[i*rs_a + k*cs_a] (rows >= mr are not read) and
@@ -56,6 +61,11 @@
 typedef void (*sdc_gemm_kernel_fn)(int kc, const float *a, int64_t rs_a, int64_t cs_a,
                                    const float *b, int64_t rs_b, float *c, int64_t ldc, int mr,
                                    int nr);
+/* The bf16 micro-kernel: c[mr, nr] (row stride ldc) += A · B over kc2
+ * pairs of k: A(i, pair k2) = a[i*rs_a + k2] (bf16 rows, bf16_row_*), b
+ * the [kc2][NR] pair panel of B (bf16_pairs), products summed in f32. */
+typedef void (*sdc_gemm_bf16_fn)(int kc2, const uint32_t *a, int64_t rs_a, const uint32_t *b,
+                                 float *c, int64_t ldc, int mr, int nr);
 /* dst[i] = (float)src[i], i < n, for 16-bit float formats. */
 typedef void (*sdc_cvt16_fn)(float *dst, const uint16_t *src, int64_t n);
 
@@ -67,6 +77,21 @@ typedef struct sdc_cpu_kernels {
     int inplace_a;           /* 1: f32 A may be read in place (cs_a 1) */
     sdc_gemm_kernel_fn gemm16; /* a 6x16 kernel (MR x NR), for attention */
     sdc_cvt16_fn f16, bf16;
+    /* The bf16 mode (NULL where the ISA has no bf16 dot products): the
+     * micro-kernel over pair panels (gemm_avx512bf16.c) with the same tile
+     * mr x nr, and the in-place conversion of a packed f32 panel [kc][w]
+     * to its pair panel [ceil(kc/2)][w] (32-bit words, same start). */
+    sdc_gemm_bf16_fn gemm_bf16;
+    void (*bf16_pairs)(float *panel, int kc, int w);
+    /* dst[0 .. ceil(kc/2)) = the kc values of src as bf16 (the last word
+     * zero-padded when kc is odd) */
+    void (*bf16_row_f32)(uint32_t *dst, const float *src, int kc);
+    void (*bf16_row_f16)(uint32_t *dst, const uint16_t *src, int kc);
+    /* the [ceil(kc/2)][nr] pair panel of B = w^T: rows r0 .. r0+rows of
+     * the weight w (row length ld; columns k0 .. k0+kc, kc <= KC), rows
+     * past `rows` zero; nr a multiple of 16 */
+    void (*bf16_panel_rows)(uint32_t *dst, int nr, const sdc_weight *w, int64_t ld, int r0,
+                            int rows, int k0, int kc);
 } sdc_cpu_kernels;
 
 /* The ISAs in order; a backend runs one of them (SDC_CPU_ISA env var). */
@@ -83,7 +108,14 @@ typedef struct sdc_cpu {
     sdc_threadpool *pool; /* owned */
     int n_threads;
     sdc_cpu_kernels k;
+    int bf16; /* the bf16 mode: GEMM operands rounded to bf16 (k.gemm_bf16) */
     float *scratch; /* [n_threads][SDC_CPU_SCRATCH_FLOATS], owned, 64-byte aligned */
+    /* Winograd's panel-path buffer (winograd.c: V of a tile group and the
+     * threads' products), mapped, grown on demand, kept between calls
+     * (mapping it per call cost ~15% of the convolution in page faults);
+     * released by sdc_cpu_wino_release */
+    float *wino;
+    size_t wino_floats;
 } sdc_cpu;
 
 static inline sdc_cpu *sdc_cpu_of(sdc_backend *be) { return (sdc_cpu *)be->impl; }
@@ -116,6 +148,12 @@ struct sdc_gemm {
     /* Writes the initial value of the C tile (bias, residual, or 0). */
     void (*init_c)(const sdc_gemm *g, int m0, int mc, int n0, int nc);
     const void *ctx; /* for the callbacks */
+    /* A as a weight [M, K] (row-major), when a is NULL: the bf16 mode
+     * converts its rows directly (NULL: A is g->a) */
+    const sdc_weight *aw;
+    /* B as the transpose of a weight [N, K] (row-major), or NULL: the bf16
+     * mode packs its pair panels directly, else through pack_b */
+    const sdc_weight *bw;
 };
 /* Runs C = init + A·B over the pool. */
 void sdc_gemm_run(const sdc_gemm *g);
@@ -143,6 +181,8 @@ void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int
  * (nothing written) if it cannot run (scratch), 0 when done. */
 int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                             const sdc_weight *w, const sdc_weight *b, int O, const float *acc);
+/* Unmaps cpu->wino. */
+void sdc_cpu_wino_release(sdc_cpu *cpu);
 /* Whether sdc_cpu_conv2d sends this 3x3 stride-1 conv to Winograd. */
 int sdc_cpu_use_winograd(int C, int H, int W, int O);
 
@@ -214,6 +254,14 @@ void sdc_gemm_kernel16_avx512(int kc, const float *a, int64_t rs_a, int64_t cs_a
                               int nr);
 void sdc_cvt_f16_avx512(float *dst, const uint16_t *src, int64_t n);
 void sdc_cvt_bf16_avx512(float *dst, const uint16_t *src, int64_t n);
+/* AVX512_BF16 (gemm_avx512bf16.c): also needs avx512_bf16 */
+void sdc_gemm_kernel_bf16_avx512(int kc2, const uint32_t *a, int64_t rs_a, const uint32_t *b,
+                                 float *c, int64_t ldc, int mr, int nr);
+void sdc_bf16_pairs_avx512(float *panel, int kc, int w);
+void sdc_bf16_row_f32_avx512(uint32_t *dst, const float *src, int kc);
+void sdc_bf16_row_f16_avx512(uint32_t *dst, const uint16_t *src, int kc);
+void sdc_bf16_panel_rows_avx512(uint32_t *dst, int nr, const sdc_weight *w, int64_t ld, int r0,
+                                int rows, int k0, int kc);
 
 /* ---- AArch64 NEON (gemm_neon.c); NEON is baseline on AArch64 ---------- */
 #if defined(__aarch64__)

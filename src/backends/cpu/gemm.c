@@ -83,6 +83,29 @@ void sdc_gemm_pack_rows(const sdc_cpu *cpu, float *dst, int wp, const float *src
 
 /* ---- the driver --------------------------------------------------------- */
 
+/* bf16 mode: rows m0 .. m0+mc of A, columns k0 .. k0+kc, as bf16 rows of
+ * ceil(kc/2) words each (dst[i*ceil(kc/2)]), from g->a (f32) or g->aw. */
+static void pack_a_bf16(const sdc_gemm *g, uint32_t *dst, int m0, int mc, int k0, int kc) {
+    const sdc_cpu_kernels *K = &g->cpu->k;
+    const int64_t rs = (kc + 1) / 2;
+    for (int i = 0; i < mc; i++) {
+        int64_t off = (int64_t)(m0 + i) * g->lda + k0;
+        uint32_t *d = dst + i * rs;
+        if (g->a) {
+            K->bf16_row_f32(d, g->a + off, kc);
+        } else if (g->aw->dtype == SDC_DT_F16) {
+            K->bf16_row_f16(d, (const uint16_t *)g->aw->data + off, kc);
+        } else if (g->aw->dtype == SDC_DT_BF16 && !(off & 1)) {
+            memcpy(d, (const uint16_t *)g->aw->data + off, (size_t)(kc / 2) * sizeof *d);
+            if (kc & 1) d[kc / 2] = ((const uint16_t *)g->aw->data)[off + kc - 1];
+        } else {
+            float tmp[KC];
+            sdc_cpu_weight_row(g->cpu, tmp, g->aw, off, kc);
+            K->bf16_row_f32(d, tmp, kc);
+        }
+    }
+}
+
 typedef struct gemm_plan {
     const sdc_gemm *g;
     int mt, nt, n_mt, n_nt;
@@ -98,7 +121,8 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
     int m0 = (int)(task / pl->n_nt) * pl->mt, n0 = (int)(task % pl->n_nt) * pl->nt;
     int mt = imin(pl->mt, g->M - m0), nt = imin(pl->nt, g->N - n0);
     sdc_gemm_kernel_fn kern = K->gemm;
-    const float *ain = K->inplace_a ? g->a : NULL;
+    const int bf = g->cpu->bf16; /* pair panels and the bf16 kernel */
+    const float *ain = K->inplace_a && !bf ? g->a : NULL;
     /* K in equal blocks of at most kc (K = 320: 2 x 160, not 256 + 64) */
     if (g->K <= 0) {
         g->init_c(g, m0, mt, n0, nt);
@@ -107,17 +131,32 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
     const int kb = ceil_div(g->K, ceil_div(g->K, KCb));
     for (int k0 = 0; k0 < g->K; k0 += kb) {
         int kc = imin(kb, g->K - k0);
-        g->pack_b(g, bpack, n0, nt, k0, kc);
+        if (bf && g->bw)
+            for (int jr = 0; jr < nt; jr += nr)
+                K->bf16_panel_rows((uint32_t *)(void *)(bpack + (int64_t)jr * kc), nr, g->bw, g->K,
+                                   n0 + jr, imin(nr, nt - jr), k0, kc);
+        else
+            g->pack_b(g, bpack, n0, nt, k0, kc);
+        if (bf && !g->bw)
+            for (int jr = 0; jr < nt; jr += nr) K->bf16_pairs(bpack + (int64_t)jr * kc, kc, nr);
         for (int mm = 0; mm < mt; mm += MCb) {
             int mc = imin(MCb, mt - mm);
-            if (!ain) g->pack_a(g, apack, m0 + mm, mc, k0, kc);
+            if (bf)
+                pack_a_bf16(g, (uint32_t *)(void *)apack, m0 + mm, mc, k0, kc);
+            else if (!ain)
+                g->pack_a(g, apack, m0 + mm, mc, k0, kc);
             for (int jr = 0; jr < nt; jr += nr) {
                 const float *b = bpack + (int64_t)(jr / nr) * kc * nr;
                 for (int ir = 0; ir < mc; ir += mr) {
                     float *c = g->C + (int64_t)(m0 + mm + ir) * g->ldc + n0 + jr;
                     if (k0 == 0) /* the epilogue's bias/residual, while the tile is in L1 */
                         g->init_c(g, m0 + mm + ir, imin(mr, mc - ir), n0 + jr, imin(nr, nt - jr));
-                    if (ain)
+                    if (bf)
+                        K->gemm_bf16((kc + 1) / 2,
+                                     (const uint32_t *)(const void *)apack + (int64_t)ir * ((kc + 1) / 2),
+                                     (kc + 1) / 2, (const uint32_t *)(const void *)b, c, g->ldc,
+                                     imin(mr, mc - ir), imin(nr, nt - jr));
+                    else if (ain)
                         kern(kc, ain + (int64_t)(m0 + mm + ir) * g->lda + k0, g->lda, 1, b, nr, c,
                              g->ldc, imin(mr, mc - ir), imin(nr, nt - jr));
                     else
@@ -187,7 +226,8 @@ static void linear_init(const sdc_gemm *g, int m0, int mc, int n0, int nc) {
 void sdc_cpu_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
                     const sdc_weight *b, const float *acc, int M, int N, int K) {
     linear_ctx L = {x, acc, W, b};
-    sdc_gemm g = {sdc_cpu_of(be), M, N, K, y, N, x, K, linear_pack_a, linear_pack_b, linear_init, &L};
+    sdc_gemm g = {sdc_cpu_of(be), M, N, K, y, N, x, K, linear_pack_a, linear_pack_b, linear_init, &L,
+                  NULL, W};
     sdc_gemm_run(&g);
 }
 
@@ -307,7 +347,7 @@ void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int
         int64_t K = (int64_t)C * kh * kw;
         sdc_gemm g = {sdc_cpu_of(be), O, (int)P, (int)K, y + (int64_t)n * O * P, P,
                       w->dtype == SDC_DT_F32 ? (const float *)w->data : NULL, K,
-                      conv_pack_a, direct ? conv1x1_pack_b : im2col_pack_b, conv_init, &cv};
+                      conv_pack_a, direct ? conv1x1_pack_b : im2col_pack_b, conv_init, &cv, w, NULL};
         sdc_gemm_run(&g);
     }
 }

@@ -50,6 +50,11 @@
  * the real shapes.  Hence: Winograd iff C >= 8 and H*W >= 64 (a 4x4 map
  * has 1 tile per image: 1/16 of the panel's lanes used).
  *
+ * The bf16 mode (sdc_backend_cpu_set_bf16) does not reach here: rounding U
+ * and V to bf16 gave 2.1e-2 to 2.8e-2 relative L2 against the f32 convolution
+ * (the inverse transform amplifies it; the bf16 GEMM's is 1e-3 to 2.4e-3),
+ * so Winograd stays f32, still faster than a bf16 im2col GEMM would be.
+ *
  * Input transform is repeated per Ob block (cheap: ~130 flops per tile and
  * channel against 72*Ob for the products). */
 #include <stdlib.h>
@@ -95,6 +100,21 @@ static float *wino_alloc(size_t floats) {
 static void wino_free(float *p, size_t floats) {
     if (p)
         munmap(p, floats * sizeof(float));
+}
+
+void sdc_cpu_wino_release(sdc_cpu *cpu) {
+    wino_free(cpu->wino, cpu->wino_floats);
+    cpu->wino = NULL;
+    cpu->wino_floats = 0;
+}
+
+/* cpu->wino with at least `floats` floats (NULL if it cannot be mapped). */
+static float *wino_buffer(sdc_cpu *cpu, size_t floats) {
+    if (cpu->wino_floats >= floats) return cpu->wino;
+    sdc_cpu_wino_release(cpu);
+    cpu->wino = wino_alloc(floats);
+    if (cpu->wino) cpu->wino_floats = floats;
+    return cpu->wino;
 }
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -180,16 +200,25 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
 
 /* ---- the panel path -----------------------------------------------------------
  * At 16x16 and 8x8 there are too few tiles (NT = N*T) to amortise a whole
- * layer's U through memory (236 MB for 1280 -> 1280), so each task owns one
- * panel of mr output channels and
- * makes its U in kc-deep slices that stay in L2 ([36][kc][mr], 252 KiB at
- * kc = 128, mr = 14), each used at once by the 36 products of every tile
- * panel of the group.  Groups of WINO_PANEL_NT tiles: V of the group made
- * first (36*C*128 floats), shared read-only, then the panel tasks.  Up to
- * 16 tiles use the 6x16 kernel (8x8 maps at N = 2: 8 tiles), more the
- * ISA's main kernel. */
-#define WINO_PANEL_NT 128
-#define WINO_PANEL_KC 128
+ * layer's U through memory (236 MB for 1280 -> 1280); at every size, a
+ * layer-wide U costs a pass over memory.  Here each task owns pp panels of
+ * mr output channels and makes their U in kc-deep slices ([pp][36][mr][kc],
+ * 126 KiB per panel at kc = 64, mr = 14: rows of channels, so that the
+ * filter transform stores whole vectors and the micro-kernel broadcasts
+ * from mr row streams) used at once by the 36 products of
+ * every tile panel of the group.  Tiles go in groups of at least 64 and as
+ * many as keep V of the group (36*C*tiles floats) within WINO_PANEL_V
+ * (16 MiB; all 512 tiles of a 64x64 map at C = 320): V made first, shared
+ * read-only, then the panel tasks; fewer groups, fewer U transforms.  V
+ * and the tasks' products M (pp*36*mr*tiles floats per thread) live in
+ * cpu->wino.  Each V element loaded serves pp*mr output channels (56 at pp = 4:
+ * 28 FLOP per byte; with pp = 1 the tasks streamed V from L3 at ~7 FLOP per
+ * byte, and the GEMMs ran at ~45% of peak).  Up to 16 tiles use the 6x16
+ * kernel (8x8 maps at N = 2: 8 tiles), more the ISA's main kernel. */
+#define WINO_PANEL_NT 64                  /* tiles per group, at least */
+#define WINO_PANEL_V ((size_t)4 << 20)   /* floats of V per group, at most */
+#define WINO_PANEL_KC 64
+#define WINO_PANEL_PP 4
 
 typedef struct wino_panel {
     sdc_cpu *cpu;
@@ -198,12 +227,15 @@ typedef struct wino_panel {
     wino_out_fn out;
     sdc_gemm_kernel_fn kern;
     int mr, nr, n_tp; /* the kernel's tile; tile panels of nr tiles */
+    int pp;           /* output-channel panels per task */
     const float *x, *acc;
     float *y;
     const sdc_weight *w, *b;
     int C, H, W, O, tw, T, NT;
     int t_base; /* this group's first tile; n_tp panels of it */
     float *V;   /* [n_tp][36][C][nr] */
+    float *M;   /* per thread: [pp][n_tp][36][mr][nr], stride m_stride */
+    size_t m_stride;
 } wino_panel;
 
 static void wino_panel_input_task(void *ctx, int64_t task, int thread) {
@@ -214,42 +246,53 @@ static void wino_panel_input_task(void *ctx, int64_t task, int thread) {
            js->V + (int64_t)tp * 36 * js->C * js->nr, js->nr, j);
 }
 
-/* Output channels p*mr .. p*mr+mr for all tiles. */
+/* Output channels of panels task*pp .. task*pp+pp, all tiles of the group. */
 static void wino_panel_task(void *ctx, int64_t task, int thread) {
     const wino_panel *js = ctx;
     const int mr = js->mr, nr = js->nr, C = js->C, n_tp = js->n_tp;
-    const int o0 = (int)task * mr, rows = imin(mr, js->O - o0);
-    float *M = sdc_cpu_scratch(js->cpu, thread); /* [n_tp][36][mr][nr] */
-    float *U = M + (size_t)n_tp * 36 * mr * nr;  /* [36][kc][mr] */
-    memset(M, 0, (size_t)n_tp * 36 * mr * nr * sizeof *M);
+    const int o_first = (int)task * js->pp * mr;
+    const int pp = imin(js->pp, ceil_div(js->O - o_first, mr)); /* panels here */
+    const int64_t msz = (int64_t)n_tp * 36 * mr * nr;           /* M of one panel */
+    float *M = js->M + thread * js->m_stride;                   /* [pp][n_tp][36][mr][nr] */
+    float *U = sdc_cpu_scratch(js->cpu, thread);                 /* [pp][36][mr][kc] */
+    memset(M, 0, (size_t)pp * msz * sizeof *M);
     const int kb = ceil_div(C, ceil_div(C, WINO_PANEL_KC));
     for (int k0 = 0; k0 < C; k0 += kb) {
         const int kc = imin(kb, C - k0);
-        const int64_t xs = (int64_t)kc * mr;
-        for (int r = 0; r < rows; r++)
-            for (int c = k0; c < k0 + kc; c += WB) {
-                float g[WB * 9];
-                int n = imin(WB, k0 + kc - c);
-                sdc_cpu_weight_row(js->cpu, g, js->w, ((int64_t)(o0 + r) * C + c) * 9,
-                                   (int64_t)n * 9);
-                js->wt(g, n, U + (int64_t)(c - k0) * mr + r, xs, mr);
-            }
+        const int64_t xs = (int64_t)kc * mr, usz = 36 * xs;
+        for (int q = 0; q < pp; q++) {
+            const int o0 = o_first + q * mr, rows = imin(mr, js->O - o0);
+            for (int r = 0; r < rows; r++)
+                for (int c = k0; c < k0 + kc; c += WB) {
+                    float g[WB * 9];
+                    int n = imin(WB, k0 + kc - c);
+                    sdc_cpu_weight_row(js->cpu, g, js->w, ((int64_t)(o0 + r) * C + c) * 9,
+                                       (int64_t)n * 9);
+                    js->wt(g, n, U + q * usz + (int64_t)r * kc + (c - k0), xs, 1);
+                }
+        }
         for (int xi = 0; xi < 36; xi++)
             for (int tp = 0; tp < n_tp; tp++) {
                 const float *v = js->V + (((int64_t)tp * 36 + xi) * C + k0) * nr;
-                float *m = M + ((int64_t)tp * 36 + xi) * mr * nr;
-                js->kern(kc, U + xi * xs, 1, mr, v, nr, m, nr, rows, nr);
+                for (int q = 0; q < pp; q++) {
+                    const int rows = imin(mr, js->O - (o_first + q * mr));
+                    float *m = M + q * msz + ((int64_t)tp * 36 + xi) * mr * nr;
+                    js->kern(kc, U + q * usz + xi * xs, kc, 1, v, nr, m, nr, rows, nr);
+                }
             }
     }
     const int64_t P = (int64_t)js->H * js->W, ys = (int64_t)js->O * P;
-    for (int r = 0; r < rows; r++) {
-        int oc = o0 + r;
-        float bias = js->b ? sdc_wget(js->b, oc) : 0.0f;
-        for (int tp = 0; tp < n_tp; tp++)
-            for (int j = 0, t = js->t_base + tp * nr; j < nr && t + j < js->NT; j += WB)
-                js->out(M + (int64_t)tp * 36 * mr * nr + (int64_t)r * nr + j,
-                        (int64_t)mr * nr, js->y + oc * P, js->acc ? js->acc + oc * P : NULL,
-                        bias, js->H, js->W, js->tw, js->T, js->NT, t + j, ys);
+    for (int q = 0; q < pp; q++) {
+        const int o0 = o_first + q * mr, rows = imin(mr, js->O - o0);
+        for (int r = 0; r < rows; r++) {
+            int oc = o0 + r;
+            float bias = js->b ? sdc_wget(js->b, oc) : 0.0f;
+            for (int tp = 0; tp < n_tp; tp++)
+                for (int j = 0, t = js->t_base + tp * nr; j < nr && t + j < js->NT; j += WB)
+                    js->out(M + q * msz + (int64_t)tp * 36 * mr * nr + (int64_t)r * nr + j,
+                            (int64_t)mr * nr, js->y + oc * P, js->acc ? js->acc + oc * P : NULL,
+                            bias, js->H, js->W, js->tw, js->T, js->NT, t + j, ys);
+        }
     }
 }
 
@@ -266,20 +309,29 @@ static int wino_panel_run(sdc_cpu *cpu, wino_in_fn in, wino_w_fn wt, wino_out_fn
         js.kern = K->gemm16, js.mr = SDC_GEMM_MR, js.nr = SDC_GEMM_NR;
     else
         js.kern = K->gemm, js.mr = K->mr, js.nr = K->nr;
-    const int group = imin(WINO_PANEL_NT, js.NT); /* tiles per group */
+    /* tiles per group: a multiple of nr, at least WINO_PANEL_NT, V within
+     * WINO_PANEL_V */
+    int group = (int)(WINO_PANEL_V / ((size_t)36 * C)) / js.nr * js.nr;
+    if (group < WINO_PANEL_NT) group = WINO_PANEL_NT;
+    group = imin(group, js.NT);
     const int max_tp = ceil_div(group, js.nr);
-    if ((size_t)max_tp * 36 * js.mr * js.nr + (size_t)36 * WINO_PANEL_KC * js.mr >
-        SDC_CPU_SCRATCH_FLOATS)
+    /* pp panels per task, fewer while there would be under 3 tasks per
+     * thread */
+    const int np = ceil_div(O, js.mr);
+    js.pp = WINO_PANEL_PP;
+    while (js.pp > 1 && ceil_div(np, js.pp) < 3 * cpu->n_threads) js.pp--;
+    if ((size_t)js.pp * 36 * js.mr * WINO_PANEL_KC > SDC_CPU_SCRATCH_FLOATS)
         return -1;
     const size_t nV = (size_t)max_tp * 36 * C * js.nr;
-    js.V = wino_alloc(nV);
+    js.m_stride = (size_t)js.pp * max_tp * 36 * js.mr * js.nr;
+    js.V = wino_buffer(cpu, nV + (size_t)cpu->n_threads * js.m_stride);
     if (!js.V) return -1;
+    js.M = js.V + nV;
     for (js.t_base = 0; js.t_base < js.NT; js.t_base += group) {
         js.n_tp = ceil_div(imin(group, js.NT - js.t_base), js.nr);
         sdc_parallel_for(cpu->pool, (int64_t)js.n_tp * (js.nr / WB), wino_panel_input_task, &js);
-        sdc_parallel_for(cpu->pool, ceil_div(O, js.mr), wino_panel_task, &js);
+        sdc_parallel_for(cpu->pool, ceil_div(np, js.pp), wino_panel_task, &js);
     }
-    wino_free(js.V, nV);
     return 0;
 }
 

@@ -103,7 +103,8 @@ void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T,
 }
 
 /* The transformed filters of WB channels c0.. of one output channel:
- * g = [n][9] f32 (n <= WB channels), writes u[xi*xs + (c0 + j)*mr]. */
+ * g = [n][9] f32 (n <= WB channels), writes u[xi*xs + j*mr], j < n (mr:
+ * the stride between channels, 1 for contiguous rows). */
 void WINO_FN(sdc_wino_weight)(const float *g, int n, float *u, int64_t xs, int mr) {
     float gi[9][WB], h[18][WB], q[36][WB];
     for (int k = 0; k < 9; k++)
@@ -130,9 +131,17 @@ void WINO_FN(sdc_wino_weight)(const float *g, int n, float *u, int64_t xs, int m
             q[r * 6 + 4][j] = a / 24.0f - b / 12.0f + c / 6.0f;
             q[r * 6 + 5][j] = c;
         }
-    for (int xi = 0; xi < 36; xi++)
-        for (int j = 0; j < n; j++)
-            u[xi * xs + (int64_t)j * mr] = q[xi][j];
+    if (mr == 1 && n == WB) /* channel rows (the panel path): whole vectors */
+        for (int xi = 0; xi < 36; xi++)
+            memcpy(u + xi * xs, q[xi], sizeof q[xi]);
+    else if (mr == 1)
+        for (int xi = 0; xi < 36; xi++)
+            for (int j = 0; j < n; j++)
+                u[xi * xs + j] = q[xi][j];
+    else
+        for (int xi = 0; xi < 36; xi++)
+            for (int j = 0; j < n; j++)
+                u[xi * xs + (int64_t)j * mr] = q[xi][j];
 }
 
 /* y[o, tile] = acc + bias + A^T M A for the WB tiles t0.. (of NT = N*T,
