@@ -67,7 +67,7 @@
 #define WINO_OB_MAX 256
 
 typedef void (*wino_in_fn)(const float *x, int C, int H, int W, int tw, int T, int NT, int t0,
-                           float *v, int nr, int jofs);
+                           float *v, int64_t xs, int64_t cs, int jofs);
 typedef void (*wino_w_fn)(const float *g, int n, float *u, int64_t xs, int mr);
 typedef void (*wino_out_fn)(const float *m, int64_t ms, float *y, const float *acc, float bias,
                             int Ho, int Wo, int tw, int T, int NT, int t0, int64_t ys);
@@ -78,11 +78,13 @@ typedef void (*wino_out_fn)(const float *m, int64_t ms, float *y, const float *a
 #define WB 16 /* lanes of one transform call (winograd_tf.h) */
 
 #ifdef SDC_HAVE_X86
-void sdc_wino_input_avx2(const float *, int, int, int, int, int, int, int, float *, int, int);
+void sdc_wino_input_avx2(const float *, int, int, int, int, int, int, int, float *, int64_t,
+                         int64_t, int);
 void sdc_wino_weight_avx2(const float *, int, float *, int64_t, int);
 void sdc_wino_output_avx2(const float *, int64_t, float *, const float *, float, int, int, int, int,
                           int, int, int64_t);
-void sdc_wino_input_avx512(const float *, int, int, int, int, int, int, int, float *, int, int);
+void sdc_wino_input_avx512(const float *, int, int, int, int, int, int, int, float *, int64_t,
+                           int64_t, int);
 void sdc_wino_weight_avx512(const float *, int, float *, int64_t, int);
 void sdc_wino_output_avx512(const float *, int64_t, float *, const float *, float, int, int, int,
                             int, int, int, int64_t);
@@ -171,7 +173,7 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
     float *V = jb->V + (size_t)thread * 36 * C * nr;
     float *M = jb->M + (size_t)thread * 36 * rows * nr;
     for (int j = 0; j < nr; j += WB)
-        jb->in(jb->x, C, jb->H, jb->W, jb->tw, jb->T, jb->NT, t0 + j, V, nr, j);
+        jb->in(jb->x, C, jb->H, jb->W, jb->tw, jb->T, jb->NT, t0 + j, V, (int64_t)C * nr, nr, j);
     for (int xi = 0; xi < 36; xi++)
         memset(M + ((int64_t)xi * rows + p0 * mr) * nr, 0,
                (size_t)(p1 - p0) * mr * nr * sizeof *M);
@@ -243,7 +245,7 @@ static void wino_panel_input_task(void *ctx, int64_t task, int thread) {
     const wino_panel *js = ctx;
     int tp = (int)(task / (js->nr / WB)), j = (int)(task % (js->nr / WB)) * WB;
     js->in(js->x, js->C, js->H, js->W, js->tw, js->T, js->NT, js->t_base + tp * js->nr + j,
-           js->V + (int64_t)tp * 36 * js->C * js->nr, js->nr, j);
+           js->V + (int64_t)tp * 36 * js->C * js->nr, (int64_t)js->C * js->nr, js->nr, j);
 }
 
 /* Output channels of panels task*pp .. task*pp+pp, all tiles of the group. */

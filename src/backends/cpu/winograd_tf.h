@@ -30,75 +30,55 @@ static inline void WINO_FN(bt6)(float (*o)[WB], const float (*d)[WB], int os, in
     }
 }
 
-/* V[xi][c][jofs + j] (xi = 6a + b, row stride nr, xi stride C*nr) for the
- * WB tiles t0 .. t0+WB of the NT = N*T tiles of the images x [N][C, H, W]
- * (tile t: image t / T, tile t % T of its image; pad 1; tiles past NT
- * are 0). */
+/* V[xi*xs + c*cs + jofs + j] (xi = 6a + b) for the WB tiles t0 .. t0+WB
+ * of the NT = N*T tiles of the images x [N][C, H, W] (tile t: image t / T,
+ * tile t % T of its image; pad 1; tiles past NT are 0). */
 void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T, int NT, int t0,
-                             float *v, int nr, int jofs) {
-    int y0[WB], x0[WB];
-    int64_t img[WB];
-    const int64_t is = (int64_t)C * H * W;
-    for (int j = 0; j < WB; j++) {
-        int t = t0 + j;
-        if (t < NT) {
-            int tt = t % T;
-            img[j] = (int64_t)(t / T) * is;
-            y0[j] = (tt / tw) * 4 - 1;
-            x0[j] = (tt % tw) * 4 - 1;
-        } else {
-            img[j] = 0;
-            y0[j] = -100000;
-            x0[j] = -100000;
+                             float *v, int64_t xs, int64_t cs, int jofs) {
+    /* the lanes in runs of tiles that share an image and a tile row: each
+     * run reads its 6 input rows once (zero-padded) and splits them into
+     * its tiles' columns 4j + s */
+    int seg_j0[WB + 1], seg_y0[WB], seg_x0[WB], nseg = 0;
+    int64_t seg_img[WB];
+    for (int j = 0; j < WB && t0 + j < NT; j++) {
+        int t = t0 + j, tt = t % T;
+        if (j == 0 || tt % tw == 0 || tt == 0) {
+            seg_j0[nseg] = j;
+            seg_img[nseg] = (int64_t)(t / T) * C * H * W;
+            seg_y0[nseg] = (tt / tw) * 4 - 1;
+            seg_x0[nseg] = (tt % tw) * 4 - 1;
+            nseg++;
         }
+        seg_j0[nseg] = j + 1;
     }
-    const int64_t xs = (int64_t)C * nr;
-    /* all WB tiles in one tile row: read each of the 6 input rows once,
-     * zero-padded, and split it into the tiles' columns (4j + s) */
-    const int one_row = t0 + WB <= NT && t0 / T == (t0 + WB - 1) / T &&
-                        (t0 % T) / tw == (t0 % T + WB - 1) / tw;
-    const int xa = x0[0], full = xa >= 0 && xa + 4 * WB + 4 <= W;
+    float d[36][WB], tr[36][WB], u[36][WB];
+    memset(d, 0, sizeof d); /* lanes past NT stay 0 */
     for (int c = 0; c < C; c++) {
-        const float *p = x + img[0] + (int64_t)c * H * W;
-        float d[36][WB], t[36][WB], u[36][WB];
-        if (one_row) {
+        for (int g = 0; g < nseg; g++) {
+            const float *p = x + seg_img[g] + (int64_t)c * H * W;
+            const int j0 = seg_j0[g], n = seg_j0[g + 1] - j0, xa = seg_x0[g], len = 4 * n + 2;
+            const int full = xa >= 0 && xa + len <= W;
             for (int r = 0; r < 6; r++) {
                 float buf[4 * WB + 4];
-                int yy = y0[0] + r;
+                int yy = seg_y0[g] + r;
                 if (yy < 0 || yy >= H) {
                     memset(buf, 0, sizeof buf);
                 } else if (full) {
-                    memcpy(buf, p + (int64_t)yy * W + xa, sizeof buf);
+                    memcpy(buf, p + (int64_t)yy * W + xa, (size_t)len * sizeof buf[0]);
                 } else {
-                    for (int i = 0; i < 4 * WB + 4; i++)
+                    for (int i = 0; i < len; i++)
                         buf[i] = xa + i >= 0 && xa + i < W ? p[(int64_t)yy * W + xa + i] : 0.0f;
                 }
-                for (int j = 0; j < WB; j++) {
-                    d[r * 6 + 0][j] = buf[4 * j];
-                    d[r * 6 + 1][j] = buf[4 * j + 1];
-                    d[r * 6 + 2][j] = buf[4 * j + 2];
-                    d[r * 6 + 3][j] = buf[4 * j + 3];
-                    d[r * 6 + 4][j] = buf[4 * j + 4];
-                    d[r * 6 + 5][j] = buf[4 * j + 5];
-                }
+                for (int jj = 0; jj < n; jj++)
+                    for (int s6 = 0; s6 < 6; s6++) d[r * 6 + s6][j0 + jj] = buf[4 * jj + s6];
             }
-        } else {
-            for (int r = 0; r < 6; r++)
-                for (int s = 0; s < 6; s++)
-                    for (int j = 0; j < WB; j++) {
-                        int yy = y0[j] + r, xx = x0[j] + s;
-                        const float *pj = x + img[j] + (int64_t)c * H * W;
-                        d[r * 6 + s][j] = yy >= 0 && yy < H && xx >= 0 && xx < W
-                                              ? pj[(int64_t)yy * W + xx]
-                                              : 0.0f;
-                    }
         }
-        for (int s = 0; s < 6; s++)
-            WINO_FN(bt6)(t + s, (const float(*)[WB])d + s, 6, 6); /* rows */
-        for (int a = 0; a < 6; a++)
-            WINO_FN(bt6)(u + a * 6, (const float(*)[WB])t + a * 6, 1, 1);
+        for (int s6 = 0; s6 < 6; s6++)
+            WINO_FN(bt6)(tr + s6, (const float(*)[WB])d + s6, 6, 6); /* rows */
+        for (int a6 = 0; a6 < 6; a6++)
+            WINO_FN(bt6)(u + a6 * 6, (const float(*)[WB])tr + a6 * 6, 1, 1);
         for (int xi = 0; xi < 36; xi++)
-            memcpy(v + xi * xs + (int64_t)c * nr + jofs, u[xi], sizeof u[xi]);
+            memcpy(v + xi * xs + (int64_t)c * cs + jofs, u[xi], sizeof u[xi]);
     }
 }
 
