@@ -325,9 +325,12 @@ static void test_conv_winograd(void) {
            sdc_cpu_use_winograd(4, 64, 64, 320) == 0) || saved[0] == '1');
 }
 
-/* q, k, v as slices of one fused [S, 3*D] buffer when self-attention */
+/* q, k, v as slices of one fused [S, 3*D] buffer when self-attention;
+ * ramp: key j scaled by 0.25 + 2 j / Sk, so that later keys score higher
+ * than every earlier one (the kernels' running max moves: rescaling within
+ * and across key blocks). */
 static void check_attention(sdc_backend *be, const char *bn, int Sq, int Sk, int heads, int dh,
-                            int causal, int fused) {
+                            int causal, int fused, int ramp) {
     int D = heads * dh;
     float *qb, *kvb, *q, *k, *v;
     int qs, kvs;
@@ -341,29 +344,42 @@ static void check_attention(sdc_backend *be, const char *bn, int Sq, int Sk, int
         kvb = frand((size_t)Sk * 2 * D, 2.0f);
         q = qb, k = kvb, v = kvb + D, qs = D, kvs = 2 * D;
     }
+    if (ramp)
+        for (int j = 0; j < Sk; j++)
+            for (int c = 0; c < D; c++) k[(size_t)j * kvs + c] *= 0.25f + 2.0f * (float)j / (float)Sk;
     float *y = fbuf((size_t)Sq * D), *yr = fbuf((size_t)Sq * D);
     float scale = 1.0f / sqrtf((float)dh);
     be->attention(be, y, q, qs, k, v, kvs, Sq, Sk, heads, dh, scale, causal);
     g_ref->attention(g_ref, yr, q, qs, k, v, kvs, Sq, Sk, heads, dh, scale, causal);
     char what[256]; /* 160 draws -Wformat-truncation from aarch64 gcc 12 */
-    snprintf(what, sizeof what, "%s attention Sq%d Sk%d h%d dh%d causal%d", bn, Sq, Sk, heads, dh,
-             causal);
+    snprintf(what, sizeof what, "%s attention Sq%d Sk%d h%d dh%d causal%d ramp%d", bn, Sq, Sk,
+             heads, dh, causal, ramp);
     expect_close(what, y, yr, (size_t)Sq * D, TOL);
     free(qb), free(kvb), free(y), free(yr);
 }
 
+/* Random shapes, chosen for the tiled kernels' edges (attention_avx512.c:
+ * 32-query micro-tiles, 12- and 6-key score tiles, 192-key blocks, tasks
+ * of 64 or 256 queries and of one head or a group of heads; ops_avx2.c:
+ * 96 x 64 tiles): partial tiles and blocks on both axes, Sk = 0, causal
+ * masks across blocks, head dims of every column path (40, multiples of
+ * 80, of 64, odd, over the 512 limit), K and V over 1 MiB (one head per
+ * task), a moving running max (ramp). */
 static void test_attention_random(void) {
-    /* Sq Sk heads dh causal fused */
-    static const int shapes[][6] = {
-        {1, 1, 1, 4, 0, 0},     {5, 7, 2, 8, 0, 0},    {77, 77, 12, 64, 1, 1}, {130, 77, 2, 40, 0, 0},
-        {70, 70, 1, 512, 0, 1}, {33, 100, 3, 80, 0, 0}, {65, 129, 2, 160, 0, 0}, {150, 150, 2, 4, 1, 1},
-        {129, 129, 1, 8, 1, 1}, {3, 200, 1, 13, 0, 0},  {64, 64, 2, 40, 1, 1},  {9, 1, 3, 40, 0, 0},
-        {20, 20, 1, 600, 0, 1}};
+    /* Sq Sk heads dh causal fused ramp */
+    static const int shapes[][7] = {
+        {1, 1, 1, 4, 0, 0, 0},      {5, 7, 2, 8, 0, 0, 0},      {77, 77, 12, 64, 1, 1, 0},
+        {130, 77, 2, 40, 0, 0, 0},  {70, 70, 1, 512, 0, 1, 0},  {33, 100, 3, 80, 0, 0, 0},
+        {65, 129, 2, 160, 0, 0, 0}, {150, 150, 2, 4, 1, 1, 0},  {129, 129, 1, 8, 1, 1, 0},
+        {3, 200, 1, 13, 0, 0, 0},   {64, 64, 2, 40, 1, 1, 0},   {9, 1, 3, 40, 0, 0, 0},
+        {20, 20, 1, 600, 0, 1, 0},  {300, 389, 2, 40, 0, 0, 1}, {333, 333, 2, 80, 1, 1, 0},
+        {280, 1100, 2, 128, 0, 0, 1}, {100, 77, 3, 40, 0, 0, 1}, {3, 0, 2, 40, 0, 0, 0},
+        {47, 390, 1, 240, 0, 0, 1}, {200, 200, 3, 40, 1, 1, 1}};
     int ns = (int)(sizeof shapes / sizeof shapes[0]);
     for (int b = 0; b < g_nfast; b++)
         for (int s = 0; s < ns; s++) {
             const int *p = shapes[s];
-            check_attention(g_fast[b], g_fast_name[b], p[0], p[1], p[2], p[3], p[4], p[5]);
+            check_attention(g_fast[b], g_fast_name[b], p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
         }
 }
 

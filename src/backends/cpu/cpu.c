@@ -394,6 +394,7 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
             cpu->k.bf16_panel_rows = sdc_bf16_panel_rows_avx512;
         }
         fill_avx2(be);
+        be->attention = sdc_avx512_attention;
         break;
 #endif
 #if defined(__aarch64__)

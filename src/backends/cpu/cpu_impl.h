@@ -262,6 +262,9 @@ void sdc_bf16_row_f32_avx512(uint32_t *dst, const float *src, int kc);
 void sdc_bf16_row_f16_avx512(uint32_t *dst, const uint16_t *src, int kc);
 void sdc_bf16_panel_rows_avx512(uint32_t *dst, int nr, const sdc_weight *w, int64_t ld, int r0,
                                 int rows, int k0, int kc);
+void sdc_avx512_attention(sdc_backend *be, float *out, const float *q, int q_stride,
+                          const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
+                          int dh, float scale, int causal); /* attention_avx512.c */
 
 /* ---- AArch64 NEON (gemm_neon.c); NEON is baseline on AArch64 ---------- */
 #if defined(__aarch64__)
