@@ -21,8 +21,9 @@
  * it, so they hold no resident memory between convolutions (measured peak
  * RSS of a 512x512 image: 1762 MiB, 1738 with SDC_WINOGRAD=0); if the
  * mapping fails the caller falls back to the im2col GEMM.  The panel path
- * (below) maps only V for one group of 128 tiles, 36*C*128 floats (<= 47 MB
- * at C = 2560); its U slices and products live in the threads' scratch.
+ * (below) keeps one buffer between calls (cpu->wino): V for one group of
+ * 64 tiles, 36*C*64 floats (23.6 MB at C = 2560), and each thread's
+ * products (0.5 MiB); its U slices live in the threads' scratch.
  *
  * Two schedules.  The layer path (below) makes U for a block of Ob output
  * channels at once, then tasks over tile panels: good when the tiles are
@@ -208,17 +209,17 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
  * 126 KiB per panel at kc = 64, mr = 14: rows of channels, so that the
  * filter transform stores whole vectors and the micro-kernel broadcasts
  * from mr row streams) used at once by the 36 products of
- * every tile panel of the group.  Tiles go in groups of at least 64 and as
- * many as keep V of the group (36*C*tiles floats) within WINO_PANEL_V
- * (16 MiB; all 512 tiles of a 64x64 map at C = 320): V made first, shared
- * read-only, then the panel tasks; fewer groups, fewer U transforms.  V
- * and the tasks' products M (pp*36*mr*tiles floats per thread) live in
- * cpu->wino.  Each V element loaded serves pp*mr output channels (56 at pp = 4:
+ * every tile panel of the group.  Tiles go in groups of 64: V of the group
+ * (36*C*64 floats) made first, shared read-only, then the panel tasks.
+ * Larger groups would transform U fewer times but the products of a task,
+ * M (pp*36*mr*64 floats per thread, 516 KiB at pp = 4, mr = 14), would
+ * outgrow L2: measured (bench_ops, 2026-11-26), groups of up to 16 MiB of
+ * V took the VAE's convolutions from 5.1 s to 6.3-6.7 s and gave the UNet's
+ * nothing.  V and M live in cpu->wino.  Each V element loaded serves pp*mr output channels (56 at pp = 4:
  * 28 FLOP per byte; with pp = 1 the tasks streamed V from L3 at ~7 FLOP per
  * byte, and the GEMMs ran at ~45% of peak).  Up to 16 tiles use the 6x16
  * kernel (8x8 maps at N = 2: 8 tiles), more the ISA's main kernel. */
-#define WINO_PANEL_NT 64                  /* tiles per group, at least */
-#define WINO_PANEL_V ((size_t)4 << 20)   /* floats of V per group, at most */
+#define WINO_PANEL_NT 64 /* tiles per group (a multiple of every nr) */
 #define WINO_PANEL_KC 64
 #define WINO_PANEL_PP 4
 
@@ -311,11 +312,7 @@ static int wino_panel_run(sdc_cpu *cpu, wino_in_fn in, wino_w_fn wt, wino_out_fn
         js.kern = K->gemm16, js.mr = SDC_GEMM_MR, js.nr = SDC_GEMM_NR;
     else
         js.kern = K->gemm, js.mr = K->mr, js.nr = K->nr;
-    /* tiles per group: a multiple of nr, at least WINO_PANEL_NT, V within
-     * WINO_PANEL_V */
-    int group = (int)(WINO_PANEL_V / ((size_t)36 * C)) / js.nr * js.nr;
-    if (group < WINO_PANEL_NT) group = WINO_PANEL_NT;
-    group = imin(group, js.NT);
+    const int group = imin(WINO_PANEL_NT, js.NT); /* tiles per group */
     const int max_tp = ceil_div(group, js.nr);
     /* pp panels per task, fewer while there would be under 3 tasks per
      * thread */
