@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "io/safetensors.h"
 
@@ -67,3 +68,32 @@ const float *t_ref_f32(const sdc_st_file *f, const char *name, int64_t numel) {
     CHECKF(ok, "reference tensor %s (F32, %lld elements)", name, (long long)numel);
     return ok ? w->data : NULL;
 }
+
+uint16_t t_bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+sdc_weight t_weight_make(sdc_dtype dt, const float *src, int64_t n) {
+    sdc_weight w;
+    memset(&w, 0, sizeof w);
+    w.name = "test";
+    w.dtype = dt;
+    w.ndim = 1;
+    w.shape[0] = n;
+    w.numel = n;
+    w.nbytes = (size_t)n * sdc_dtype_size(dt);
+    void *d = malloc(w.nbytes ? w.nbytes : 1);
+    if (!d) abort();
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == SDC_DT_F32) ((float *)d)[i] = src[i];
+        else if (dt == SDC_DT_F16) ((uint16_t *)d)[i] = sdc_f32_to_f16(src[i]);
+        else ((uint16_t *)d)[i] = t_bf16_bits(src[i]);
+    }
+    w.data = d;
+    return w;
+}
+
+void t_weight_free(sdc_weight *w) { free((void *)w->data); }

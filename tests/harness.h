@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/weights.h"
+
 extern int t_checks, t_failures;
 
 #define CHECK(cond)                                                                     \
@@ -59,5 +61,12 @@ const float *t_ref_f32(const struct sdc_st_file *f, const char *name, int64_t nu
 const char *t_fixture(const char *name);
 /* $SDC_TMP/name, or /tmp/name (static buffer, one at a time) */
 const char *t_tmp(const char *name);
+
+/* f rounded to bf16 (nearest even), the 16 bits. */
+uint16_t t_bf16_bits(float f);
+/* A 1-d weight of n values from src stored as dt (F32, F16, BF16: rounded
+ * to nearest even); owns its data: free with t_weight_free. */
+sdc_weight t_weight_make(sdc_dtype dt, const float *src, int64_t n);
+void t_weight_free(sdc_weight *w);
 
 #endif

@@ -27,10 +27,7 @@
 static sdc_backend *g_ref, *g_bf;
 
 static float bf16_round(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fff + ((u >> 16) & 1);
-    u &= 0xffff0000u;
+    uint32_t u = (uint32_t)t_bf16_bits(f) << 16;
     memcpy(&f, &u, 4);
     return f;
 }
@@ -47,42 +44,15 @@ static float *frand(size_t n, float scale) {
     return p;
 }
 
-/* A weight of n values stored as dt (bf16: rounded to nearest even). */
-static sdc_weight wmake(sdc_dtype dt, const float *src, int64_t n) {
-    sdc_weight w;
-    memset(&w, 0, sizeof w);
-    w.name = "test";
-    w.dtype = dt;
-    w.ndim = 1;
-    w.shape[0] = n;
-    w.numel = n;
-    w.nbytes = (size_t)n * sdc_dtype_size(dt);
-    void *d = malloc(w.nbytes ? w.nbytes : 1);
-    if (!d) abort();
-    for (int64_t i = 0; i < n; i++) {
-        if (dt == SDC_DT_F32) ((float *)d)[i] = src[i];
-        else if (dt == SDC_DT_F16) ((uint16_t *)d)[i] = sdc_f32_to_f16(src[i]);
-        else {
-            float r = bf16_round(src[i]);
-            uint32_t u;
-            memcpy(&u, &r, 4);
-            ((uint16_t *)d)[i] = (uint16_t)(u >> 16);
-        }
-    }
-    w.data = d;
-    return w;
-}
 
 /* The weight's values as float, then rounded to bf16 (a BF16 weight). */
 static sdc_weight wround(const sdc_weight *w) {
     float *f = fbuf((size_t)w->numel);
     for (int64_t i = 0; i < w->numel; i++) f[i] = sdc_weight_get(w, i);
-    sdc_weight r = wmake(SDC_DT_BF16, f, w->numel);
+    sdc_weight r = t_weight_make(SDC_DT_BF16, f, w->numel);
     free(f);
     return r;
 }
-
-static void wfree(sdc_weight *w) { free((void *)w->data); }
 
 static float *rounded(const float *x, size_t n) {
     float *r = fbuf(n);
@@ -103,7 +73,7 @@ static void check_linear(int M, int N, int K, sdc_dtype dt, int bias, int acc) {
     float *a = acc ? frand((size_t)M * N, 1.0f) : NULL;
     float *y = fbuf((size_t)M * N), *ye = fbuf((size_t)M * N), *yf = fbuf((size_t)M * N);
     float *wf = frand((size_t)N * K, 0.3f), *bf = frand((size_t)N, 1.0f);
-    sdc_weight W = wmake(dt, wf, (int64_t)N * K), b = wmake(dt, bf, N), Wr = wround(&W);
+    sdc_weight W = t_weight_make(dt, wf, (int64_t)N * K), b = t_weight_make(dt, bf, N), Wr = wround(&W);
     const sdc_weight *bp = bias ? &b : NULL;
     g_bf->linear(g_bf, y, x, &W, bp, a, M, N, K);
     g_ref->linear(g_ref, ye, xr, &Wr, bp, a, M, N, K);
@@ -117,7 +87,7 @@ static void check_linear(int M, int N, int K, sdc_dtype dt, int bias, int acc) {
     double e = t_rel_l2(y, yf, (size_t)M * N);
     if (e > g_worst_gemm) g_worst_gemm = e;
     free(x), free(xr), free(a), free(y), free(ye), free(yf), free(wf), free(bf);
-    wfree(&W), wfree(&b), wfree(&Wr);
+    t_weight_free(&W), t_weight_free(&b), t_weight_free(&Wr);
 }
 
 /* wino: -1 im2col GEMM (SDC_WINOGRAD=0, compared also on rounded operands),
@@ -130,7 +100,7 @@ static void check_conv(int N, int C, int H, int W, int O, int k, int stride, int
     float *x = frand(nx, 1.0f), *xr = rounded(x, nx);
     float *y = fbuf(ny), *ye = fbuf(ny), *yf = fbuf(ny);
     float *wf = frand((size_t)O * C * k * k, 0.3f), *bf = frand((size_t)O, 1.0f);
-    sdc_weight w = wmake(dt, wf, (int64_t)O * C * k * k), b = wmake(dt, bf, O), wr = wround(&w);
+    sdc_weight w = t_weight_make(dt, wf, (int64_t)O * C * k * k), b = t_weight_make(dt, bf, O), wr = wround(&w);
     g_bf->conv2d(g_bf, y, x, N, C, H, W, &w, &b, O, k, k, stride, pad, NULL);
     g_ref->conv2d(g_ref, yf, x, N, C, H, W, &w, &b, O, k, k, stride, pad, NULL);
     char what[112];
@@ -146,7 +116,7 @@ static void check_conv(int N, int C, int H, int W, int O, int k, int stride, int
     double e = t_rel_l2(y, yf, ny);
     if (wino < 0 && e > g_worst_gemm) g_worst_gemm = e;
     free(x), free(xr), free(y), free(ye), free(yf), free(wf), free(bf);
-    wfree(&w), wfree(&b), wfree(&wr);
+    t_weight_free(&w), t_weight_free(&b), t_weight_free(&wr);
     unsetenv("SDC_WINOGRAD");
 }
 
@@ -184,11 +154,11 @@ static void test_off_again(void) {
     int M = 33, N = 40, K = 255;
     float *x = frand((size_t)M * K, 1.0f), *y = fbuf((size_t)M * N), *yr = fbuf((size_t)M * N);
     float *wf = frand((size_t)N * K, 0.3f);
-    sdc_weight W = wmake(SDC_DT_F16, wf, (int64_t)N * K);
+    sdc_weight W = t_weight_make(SDC_DT_F16, wf, (int64_t)N * K);
     g_bf->linear(g_bf, y, x, &W, NULL, NULL, M, N, K);
     g_ref->linear(g_ref, yr, x, &W, NULL, NULL, M, N, K);
     check("linear after the mode is switched off vs fp32", y, yr, (size_t)M * N, TOL);
-    free(x), free(y), free(yr), free(wf), wfree(&W);
+    free(x), free(y), free(yr), free(wf), t_weight_free(&W);
     CHECK(sdc_backend_cpu_set_bf16(g_bf, 1) == SDC_OK);
 }
 

@@ -57,42 +57,12 @@ static float *frand(size_t n, float scale) {
     return p;
 }
 
-static uint16_t to_bf16(float f) { /* round to nearest even */
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fff + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
-
-/* A weight holding src (n values) stored as dt; owns its data (wfree). */
-static sdc_weight wmake(sdc_dtype dt, const float *src, int64_t n) {
-    sdc_weight w;
-    memset(&w, 0, sizeof w);
-    w.name = "test";
-    w.dtype = dt;
-    w.ndim = 1;
-    w.shape[0] = n;
-    w.numel = n;
-    w.nbytes = (size_t)n * sdc_dtype_size(dt);
-    void *d = malloc(w.nbytes ? w.nbytes : 1);
-    if (!d) abort();
-    for (int64_t i = 0; i < n; i++) {
-        if (dt == SDC_DT_F32) ((float *)d)[i] = src[i];
-        else if (dt == SDC_DT_F16) ((uint16_t *)d)[i] = sdc_f32_to_f16(src[i]);
-        else ((uint16_t *)d)[i] = to_bf16(src[i]);
-    }
-    w.data = d;
-    return w;
-}
-
 static sdc_weight wrand(sdc_dtype dt, int64_t n, float scale) {
     float *f = frand((size_t)n, scale);
-    sdc_weight w = wmake(dt, f, n);
+    sdc_weight w = t_weight_make(dt, f, n);
     free(f);
     return w;
 }
-
-static void wfree(sdc_weight *w) { free((void *)w->data); }
 
 /* rows [r0, r0+cnt) of a weight whose rows hold `row` elements */
 static sdc_weight wslice(const sdc_weight *w, int64_t r0, int64_t cnt, int64_t row) {
@@ -224,7 +194,7 @@ static void check_linear(sdc_backend *be, const char *bn, int M, int N, int K, s
     snprintf(what, sizeof what, "%s linear M%d N%d K%d %s bias%d acc%d", bn, M, N, K,
              sdc_dtype_name(dt), bias, acc_mode);
     expect_close(what, y, yr, (size_t)M * N, TOL);
-    free(x), free(y), free(yr), free(acc), wfree(&W), wfree(&b);
+    free(x), free(y), free(yr), free(acc), t_weight_free(&W), t_weight_free(&b);
 }
 
 static void test_linear_random(void) {
@@ -260,7 +230,7 @@ static void check_conv(sdc_backend *be, const char *bn, int N, int C, int H, int
     snprintf(what, sizeof what, "%s conv N%d C%d %dx%d O%d k%dx%d s%d p%d %s", bn, N, C, H, W, O,
              kh, kw, stride, pad, sdc_dtype_name(dt));
     expect_close(what, y, yr, ny, TOL);
-    free(x), free(y), free(yr), free(acc), wfree(&w), wfree(&b);
+    free(x), free(y), free(yr), free(acc), t_weight_free(&w), t_weight_free(&b);
 }
 
 static void test_conv_random(void) {
@@ -414,7 +384,7 @@ static void check_norms(sdc_backend *be, const char *bn, int N, int C, int HW, i
     snprintf(what, sizeof what, "%s layer_norm rows%d D%d %s off%g", bn, rows, HW,
              sdc_dtype_name(dt), offset);
     expect_close(what, y, yr, n, TOL_ACT);
-    free(x), free(y), free(yr), wfree(&ga), wfree(&bb), wfree(&lg), wfree(&lb);
+    free(x), free(y), free(yr), t_weight_free(&ga), t_weight_free(&bb), t_weight_free(&lg), t_weight_free(&lb);
 }
 
 static void test_norms_random(void) {
@@ -536,7 +506,7 @@ static void test_layout_ops(void) {
             g_ref->embed(g_ref, yr, ids, 5, &tab, NULL, 12);
             expect_equal("embed no pos", y, yr, 60);
             CHECK(yr[0] == sdc_weight_get(&tab, 36) && yr[13] == sdc_weight_get(&tab, 1));
-            wfree(&tab), wfree(&pos);
+            t_weight_free(&tab), t_weight_free(&pos);
         }
         float t[3] = {999.0f, 1.0f, 0.0f}, y[3 * 321], yr[3 * 321];
         be->timestep_embed(be, y, t, 3, 321);
@@ -567,7 +537,7 @@ static void sd_linear(sdc_backend *be, int M, int N, int K, sdc_dtype dt) {
     CHECKF(worst <= TOL, "%s SD linear M%d N%d K%d %s: rel L2 %.3g", be->name, M, N, K, sdc_dtype_name(dt), worst);
     printf("  linear   M%-5d N%-5d K%-5d %-4s %7.2f ms %6.1f GFLOP/s  rel L2 %.2g\n", M, N, K,
            sdc_dtype_name(dt), (t1 - t0) * 1e3, 2.0 * M * N * K / (t1 - t0) * 1e-9, worst);
-    free(x), free(y), free(yr), free(acc), wfree(&W), wfree(&b);
+    free(x), free(y), free(yr), free(acc), t_weight_free(&W), t_weight_free(&b);
 }
 
 static void sd_conv(sdc_backend *be, int N, int C, int H, int W, int O, int k, int stride, int pad, sdc_dtype dt) {
@@ -594,7 +564,7 @@ static void sd_conv(sdc_backend *be, int N, int C, int H, int W, int O, int k, i
     printf("  conv2d   N%d C%-4d %3dx%-3d O%-4d k%d s%d %-4s %7.2f ms %6.1f GFLOP/s  rel L2 %.2g\n",
            N, C, H, W, O, k, stride, sdc_dtype_name(dt), (t1 - t0) * 1e3,
            2.0 * N * O * P * C * k * k / (t1 - t0) * 1e-9, worst);
-    free(x), free(y), free(yr), wfree(&w), wfree(&b);
+    free(x), free(y), free(yr), t_weight_free(&w), t_weight_free(&b);
 }
 
 static void sd_attention(sdc_backend *be, int Sq, int Sk, int heads, int dh, int causal, int q_slice) {
@@ -655,7 +625,7 @@ static void test_null_backend(void) {
     sdc_backend *n = sdc_backend_null();
     CHECK(n && n->name && strcmp(n->name, "null") == 0);
     float w0 = 0;
-    sdc_weight w = wmake(SDC_DT_F32, &w0, 1);
+    sdc_weight w = t_weight_make(SDC_DT_F32, &w0, 1);
     int32_t id = 0;
     float t = 1;
     n->linear(n, NULL, NULL, &w, &w, NULL, 4096, 320, 320);
@@ -682,7 +652,7 @@ static void test_null_backend(void) {
     n->timestep_embed(n, NULL, &t, 1, 320);
     n->free(n);
     CHECK(sdc_backend_null() == n);
-    wfree(&w);
+    t_weight_free(&w);
 }
 
 static void test_isa_override(void) {

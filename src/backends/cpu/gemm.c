@@ -20,7 +20,7 @@
 #define KC SDC_GEMM_KC
 #define NC SDC_GEMM_NC
 #define NR_MAX SDC_GEMM_NR_MAX
-#define MT_MAX 384 /* rows per thread tile */
+#define MT_MAX 1024 /* rows per thread tile (384: linear 5-7% slower, B packed more often) */
 
 static int imin(int a, int b) { return a < b ? a : b; }
 static int round_up(int a, int m) { return (a + m - 1) / m * m; }
@@ -175,7 +175,8 @@ void sdc_gemm_run(const sdc_gemm *g) {
     /* balanced tiles: nt <= NC, mt <= MT_MAX; then split further while
      * there are fewer than 4 tiles per thread */
     int nt = round_up(ceil_div(g->N, ceil_div(g->N, NC)), NR);
-    int mt = round_up(ceil_div(g->M, ceil_div(g->M, MT_MAX)), MR);
+    int mtmax = getenv("SDC_MT") ? atoi(getenv("SDC_MT")) : MT_MAX;
+    int mt = round_up(ceil_div(g->M, ceil_div(g->M, mtmax)), MR);
     for (;;) {
         int64_t units = (int64_t)ceil_div(g->M, mt) * ceil_div(g->N, nt);
         if (units >= target) break;
