@@ -175,8 +175,7 @@ void sdc_gemm_run(const sdc_gemm *g) {
     /* balanced tiles: nt <= NC, mt <= MT_MAX; then split further while
      * there are fewer than 4 tiles per thread */
     int nt = round_up(ceil_div(g->N, ceil_div(g->N, NC)), NR);
-    int mtmax = getenv("SDC_MT") ? atoi(getenv("SDC_MT")) : MT_MAX;
-    int mt = round_up(ceil_div(g->M, ceil_div(g->M, mtmax)), MR);
+    int mt = round_up(ceil_div(g->M, ceil_div(g->M, MT_MAX)), MR);
     for (;;) {
         int64_t units = (int64_t)ceil_div(g->M, mt) * ceil_div(g->N, nt);
         if (units >= target) break;
