@@ -28,28 +28,29 @@
  * Two schedules.  The layer path (below) makes U for a block of Ob output
  * channels at once, then tasks over tile panels: good when the tiles are
  * many and C, O small (the VAE's 128-channel convs at 512x512, O = 3/4
- * outputs).  The panel path (wino_panel_run) gives each task one panel of
- * mr output channels, its U made in L2-sized slices, over groups of up to
- * 128 tiles: everything else.
+ * outputs).  The panel path (wino_panel_run) gives each task 4 panels of
+ * mr output channels, their U made in L2-sized slices, over groups of 64
+ * tiles: everything else.
  *
  * When (sdc_cpu_use_winograd, gemm.c): ms per call, F16 filters, 2 threads,
- * Zen 4, avx512, N = 2 (UNet shapes), 2026-11-26 (bench_ops --op conv2d,
- * SDC_WINOGRAD=0 vs default; machine shared, +-10%):
- *   C     HxW    O      im2col GEMM   Winograd   speed-up
- *   320   64x64  320        87.2        32.0      2.7
- *   640   64x64  640       326.5       118.8      2.7
- *   640   32x32  640        94.3        34.8      2.7
- *   1280  32x32  1280      380.0       149.7      2.5
- *   1280  16x16  1280      118.5        44.8      2.6
- *   2560  16x16  1280      248.7       103.4      2.4
- *   1280   8x8   1280       38.6        26.8      1.4
- *   2560   8x8   1280       75.8        52.7      1.4
- *   320   64x64  4          10.6         4.3      2.5   (layer path)
- * VAE decode (N = 1): 512 -> 512 at 128x128 311 -> 150 (layer path 311,
- * GEMM 432 earlier), 128 -> 128 at 512x512 ~230 layer path vs ~325 panel
- * path.  Error against direct convolution 2.3e-6 to 3.5e-6 relative L2 on
- * the real shapes.  Hence: Winograd iff C >= 8 and H*W >= 64 (a 4x4 map
- * has 1 tile per image: 1/16 of the panel's lanes used).
+ * Zen 4, avx512, 2026-11-26 (bench_ops; GEMM: SDC_WINOGRAD=0 at 8008a94's
+ * state, Winograd: bench/results/ops_b759735.json; machine shared, +-10%):
+ *   C     HxW      O     N   im2col GEMM   Winograd   speed-up
+ *   320   64x64    320   2       87.2        29.6      2.9
+ *   640   64x64    640   2      326.5       143.1      2.3
+ *   640   32x32    640   2       94.3        26.5      3.6
+ *   1280  32x32    1280  2      380.0       138.2      2.8
+ *   1280  16x16    1280  2      118.5        32.3      3.7
+ *   2560  16x16    1280  2      248.7        80.4      3.1
+ *   1280   8x8     1280  2       38.6        18.1      2.1
+ *   2560   8x8     1280  2       75.8        40.1      1.9
+ *   320   64x64    4     2       10.6         4.5      2.4   (layer path)
+ *   512   128x128  512   1      432          153       2.8
+ *   128   512x512  128   1      533          173       3.1   (layer path)
+ * Error against direct convolution 2.3e-6 to 3.5e-6 relative L2 on the
+ * real shapes.  Hence: Winograd iff C >= 8 and H*W >= 64 (a 4x4 map has 1
+ * tile per image: 1/16 of the panel's lanes used); the layer path when
+ * the tiles are many (more than 64) and C < 256 or O < 64.
  *
  * The bf16 mode (sdc_backend_cpu_set_bf16) does not reach here: rounding U
  * and V to bf16 gave 2.1e-2 to 2.8e-2 relative L2 against the f32 convolution
