@@ -330,11 +330,14 @@ static void check_attention(sdc_backend *be, const char *bn, int Sq, int Sk, int
 
 /* Random shapes, chosen for the tiled kernels' edges (attention_avx512.c:
  * 32-query micro-tiles, 12- and 6-key score tiles, 192-key blocks, tasks
- * of 64 or 256 queries and of one head or a group of heads; ops_avx2.c:
- * 96 x 64 tiles): partial tiles and blocks on both axes, Sk = 0, causal
- * masks across blocks, head dims of every column path (40, multiples of
- * 80, of 64, odd, over the 512 limit), K and V over 1 MiB (one head per
- * task), a moving running max (ramp). */
+ * of 64 or 256 queries and of one head or a group of heads;
+ * attention_avx2.c: 16-query micro-tiles, 6-key score tiles, P V tiles of
+ * 6 head dims (a tail of 1..5), 8x8 transposes in and out, 192-key blocks,
+ * tasks of 64 or 256 queries, fewer for big dh): partial tiles and blocks
+ * on both axes, Sk = 0, causal masks across blocks, head dims of every
+ * column path (40, multiples of 80, of 64, odd, over the 512 limit), K and
+ * V over 1 MiB (one head per task; with dh 512 a partial block of 176
+ * queries), a moving running max (ramp). */
 static void test_attention_random(void) {
     /* Sq Sk heads dh causal fused ramp */
     static const int shapes[][7] = {
@@ -344,7 +347,8 @@ static void test_attention_random(void) {
         {3, 200, 1, 13, 0, 0, 0},   {64, 64, 2, 40, 1, 1, 0},   {9, 1, 3, 40, 0, 0, 0},
         {20, 20, 1, 600, 0, 1, 0},  {300, 389, 2, 40, 0, 0, 1}, {333, 333, 2, 80, 1, 1, 0},
         {280, 1100, 2, 128, 0, 0, 1}, {100, 77, 3, 40, 0, 0, 1}, {3, 0, 2, 40, 0, 0, 0},
-        {47, 390, 1, 240, 0, 0, 1}, {200, 200, 3, 40, 1, 1, 1}};
+        {47, 390, 1, 240, 0, 0, 1}, {200, 200, 3, 40, 1, 1, 1}, {37, 45, 2, 5, 0, 0, 1},
+        {40, 50, 3, 27, 0, 0, 0},   {200, 300, 1, 512, 0, 0, 1}};
     int ns = (int)(sizeof shapes / sizeof shapes[0]);
     for (int b = 0; b < g_nfast; b++)
         for (int s = 0; s < ns; s++) {

@@ -5,7 +5,8 @@
  *   avx512f/bw/vl/dq (+ opmask and ZMM state saved by the OS), avx2, fma,
  *   f16c                          -> "avx512": AVX-512 GEMM (gemm_avx512.c)
  *                                    and ops (ops_avx512.c, ops_avx2.c)
- *   avx2 + fma + f16c, OS-enabled -> "avx2": gemm_avx2.c, ops_avx2.c
+ *   avx2 + fma + f16c, OS-enabled -> "avx2": gemm_avx2.c, ops_avx2.c,
+ *                                    attention_avx2.c
  *   aarch64 (NEON is baseline)    -> "neon": gemm_neon.c; the other math
  *                                    ops as "generic"
  *   otherwise                     -> "generic": portable GEMM kernel; the

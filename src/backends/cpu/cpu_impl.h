@@ -4,7 +4,8 @@
  * Files: ops_ref.c   plain C reference of every op (single-threaded)
  *        gemm.c      the packed GEMM driver (blocking, packing, threads)
  *        cpu.c       creation, dispatch, threaded portable ops
- *        *_avx2.c    AVX2+FMA+F16C kernels (gemm_avx2.c, ops_avx2.c)
+ *        *_avx2.c    AVX2+FMA+F16C kernels (gemm_avx2.c, ops_avx2.c,
+ *                    attention_avx2.c)
  *        *_avx512.c  AVX-512 kernels (gemm_avx512.c, ops_avx512.c)
  * A new ISA (NEON) adds its own files and an entry in cpu.c. */
 #ifndef SDC_CPU_IMPL_H
@@ -22,7 +23,7 @@
  * ([kc][mr], k-major) and B in panels of nr columns ([kc][nr]).  The
  * register tile mr x nr and the block sizes kc, mc belong to the ISA's
  * micro-kernel (sdc_cpu_kernels); these bound them.  MR/NR name the 6x16
- * tile that every ISA also provides (gemm16: attention's tiles). */
+ * tile that every ISA also provides (gemm16: Winograd's narrow products). */
 #define SDC_GEMM_MR 6
 #define SDC_GEMM_NR 16
 #define SDC_GEMM_NR_MAX 64 /* widest register tile of any kernel */
@@ -30,27 +31,20 @@
 #define SDC_GEMM_KC 256    /* depth of one packed block, at most (kc <= KC) */
 #define SDC_GEMM_NC 512    /* columns of B packed at once (multiple of every nr) */
 
-/* ---- attention tiles (ops_avx2.c) ------------------------------------ */
-#define SDC_ATT_BQ 96      /* queries per tile (multiple of NR) */
-#define SDC_ATT_BK 64      /* keys per tile */
+/* ---- attention (attention_avx2.c, attention_avx512.c) ---------------- */
 #define SDC_ATT_DH_MAX 512 /* larger head dims use the reference */
 
 /* Per-thread scratch, in floats: the larger of
  *   GEMM:      MC*KC (packed A) + KC*NC (packed B)             = 188416
- *   attention: BQ*DH_MAX (O) + BQ*DH_MAX (packed Q^T)
- *              + BK*BQ (S^T) + BK*NR (V tail) + 3*BQ (m, l, c)  = 105856
  *   Winograd's panel tasks (winograd.c): U slices, 4 panels x 36 points
  *              x mr <= 16 x 64 channels                          = 147456
- * i.e. 736 KiB per thread, allocated once at creation. */
+ * i.e. 736 KiB per thread, allocated once at creation.  The attention
+ * kernels fit their query blocks into it (each asserts that one
+ * micro-tile of DH_MAX fits). */
 #define SDC_CPU_SCRATCH_GEMM ((size_t)SDC_GEMM_MC * SDC_GEMM_KC + (size_t)SDC_GEMM_KC * SDC_GEMM_NC)
-#define SDC_CPU_SCRATCH_ATT                                                                    \
-    (2 * (size_t)SDC_ATT_BQ * SDC_ATT_DH_MAX + (size_t)SDC_ATT_BK * SDC_ATT_BQ +               \
-     (size_t)SDC_ATT_BK * SDC_GEMM_NR + 3 * (size_t)SDC_ATT_BQ)
 #define SDC_CPU_SCRATCH_WINO ((size_t)4 * 36 * 16 * 64)
 #define SDC_CPU_SCRATCH_MAX2(a, b) ((a) > (b) ? (a) : (b))
-#define SDC_CPU_SCRATCH_FLOATS                                                                 \
-    SDC_CPU_SCRATCH_MAX2(SDC_CPU_SCRATCH_WINO,                                                 \
-                         SDC_CPU_SCRATCH_MAX2(SDC_CPU_SCRATCH_GEMM, SDC_CPU_SCRATCH_ATT))
+#define SDC_CPU_SCRATCH_FLOATS SDC_CPU_SCRATCH_MAX2(SDC_CPU_SCRATCH_WINO, SDC_CPU_SCRATCH_GEMM)
 
 /* The micro-kernel: c[mr, nr] (row stride ldc) += A[mr, kc] · B[kc, NR] with
  * A(i, k) = a[i*rs_a + k*cs_a] (rows >= mr are not read) and
@@ -75,7 +69,7 @@ typedef struct sdc_cpu_kernels {
     int mr, nr;              /* mr <= 16, nr <= NR_MAX, NC % nr == 0 */
     int kc, mc;              /* block depth (<= KC) and rows (<= MC, multiple of mr) */
     int inplace_a;           /* 1: f32 A may be read in place (cs_a 1) */
-    sdc_gemm_kernel_fn gemm16; /* a 6x16 kernel (MR x NR), for attention */
+    sdc_gemm_kernel_fn gemm16; /* a 6x16 kernel (MR x NR), for narrow products */
     sdc_cvt16_fn f16, bf16;
     /* The bf16 mode (NULL where the ISA has no bf16 dot products): the
      * micro-kernel over pair panels (gemm_avx512bf16.c) with the same tile
@@ -224,15 +218,15 @@ void sdc_ref_timestep_embed(sdc_backend *be, float *y, const float *t, int n, in
 /* Scalar formulas shared by the reference and the portable threaded ops. */
 static inline float sdc_ref_gelu1(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
-/* ---- AVX2 (gemm_avx2.c, ops_avx2.c); call only when the CPU has
- * avx2 + fma + f16c with OS support ------------------------------------- */
+/* ---- AVX2 (gemm_avx2.c, ops_avx2.c, attention_avx2.c); call only when
+ * the CPU has avx2 + fma + f16c with OS support -------------------------- */
 void sdc_gemm_kernel_avx2(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
                           int64_t rs_b, float *c, int64_t ldc, int mr, int nr);
 void sdc_cvt_f16_avx2(float *dst, const uint16_t *src, int64_t n);
 void sdc_cvt_bf16_avx2(float *dst, const uint16_t *src, int64_t n);
 void sdc_avx2_attention(sdc_backend *be, float *out, const float *q, int q_stride,
                         const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
-                        int dh, float scale, int causal);
+                        int dh, float scale, int causal); /* attention_avx2.c */
 void sdc_avx2_group_norm(sdc_backend *be, float *y, const float *x, int N, int C, int HW, int G,
                          const sdc_weight *gamma, const sdc_weight *beta, float eps, int silu);
 void sdc_avx2_layer_norm(sdc_backend *be, float *y, const float *x, int rows, int D,
