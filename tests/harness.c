@@ -3,10 +3,17 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "io/safetensors.h"
 
 int t_checks, t_failures;
+
+double t_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 int t_summary(void) {
     printf("%d passed, %d failed\n", t_checks - t_failures, t_failures);

@@ -32,12 +32,20 @@ extern int t_checks, t_failures;
         }                                                                               \
     } while (0)
 
+/* Runs one case; prints its result and wall time, flushed (a test killed by
+ * ctest's timeout still shows how far it got). */
 #define RUN(fn)                                                                         \
     do {                                                                                \
         int before_ = t_failures;                                                       \
+        double t0_ = t_seconds();                                                       \
         fn();                                                                           \
-        printf("%-48s %s\n", #fn, t_failures == before_ ? "ok" : "FAILED");             \
+        printf("%-48s %-6s %8.2f s\n", #fn, t_failures == before_ ? "ok" : "FAILED",     \
+               t_seconds() - t0_);                                                      \
+        fflush(stdout);                                                                 \
     } while (0)
+
+/* Monotonic wall clock, seconds. */
+double t_seconds(void);
 
 /* Prints "N passed, N failed" (checks) and returns the exit code. */
 int t_summary(void);

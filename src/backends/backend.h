@@ -18,6 +18,7 @@
 #define SDC_BACKEND_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/weights.h"
 
@@ -129,6 +130,17 @@ sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref);
  * SDC_ERR_UNSUPPORTED (message set) if this backend's CPU or build has no
  * bf16 kernels. */
 sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on);
+/* The profiling backend (profile.c): forwards every op to inner (which it
+ * then owns and frees) and adds up the wall time per (stage, op, shape).
+ * Returns NULL if out of memory (inner is not freed then).  _stage names
+ * the stage later ops count under; _report prints the table (stages in
+ * first-use order, rows by time) and with reset != 0 clears it; _inner
+ * gives the wrapped backend.  On a backend that is not a profiler, _stage
+ * and _report do nothing and _inner returns it. */
+sdc_backend *sdc_backend_profile_wrap(sdc_backend *inner);
+sdc_backend *sdc_backend_profile_inner(sdc_backend *be);
+void sdc_backend_profile_stage(sdc_backend *be, const char *stage);
+void sdc_backend_profile_report(sdc_backend *be, FILE *f, int reset);
 /* The planning backend: every op does nothing. Static; no free needed. */
 sdc_backend *sdc_backend_null(void);
 

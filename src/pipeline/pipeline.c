@@ -65,6 +65,13 @@ struct sdc_model {
     char desc[320];
 };
 
+/* SDC_PROFILE set and not "0": time every op (backends/profile.c) and print
+ * the table to stderr after each generation. */
+static int profiling(void) {
+    const char *e = getenv("SDC_PROFILE");
+    return e && e[0] && strcmp(e, "0") != 0;
+}
+
 sdc_load_params sdc_load_params_default(void) {
     sdc_load_params p = {0, 0, 0, SDC_PRECISION_FP32};
     return p;
@@ -179,6 +186,14 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
     if (lp.precision == SDC_PRECISION_BF16) {
         st = sdc_backend_cpu_set_bf16(m->be, 1);
         if (st != SDC_OK) goto fail;
+    }
+    if (profiling()) {
+        sdc_backend *pb = sdc_backend_profile_wrap(m->be);
+        if (!pb) {
+            st = sdc_fail(SDC_ERR_NOMEM, "cannot create the profiling backend");
+            goto fail;
+        }
+        m->be = pb;
     }
     m->vae_scale = 1 << (sdc_vae_cfg(m->vae)->levels - 1);
     m->unet_div = 1 << (sdc_unet_cfg(m->unet)->levels - 1);
@@ -536,17 +551,21 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
     }
 
     double t1 = now_s();
+    sdc_backend_profile_stage(m->be, "text");
     st = encode_text(m, p, &g, B);
     if (st != SDC_OK) goto done;
     double t2 = now_s();
+    sdc_backend_profile_stage(m->be, "unet");
     st = denoise(m, p, &g, B, h, w, n);
     if (st != SDC_OK) goto done;
     double t3 = now_s();
     if (dbg && dbg->latents) memcpy(dbg->latents, g.x, (size_t)n * sizeof(float));
+    sdc_backend_profile_stage(m->be, "vae");
     st = decode(m, p, &g, h, w, n);
     if (st != SDC_OK) goto done;
     to_rgb(g.img, H, W, g.rgb, dbg ? dbg->image : NULL);
     double t4 = now_s();
+    sdc_backend_profile_report(m->be, stderr, 1);
 
     out->width = W;
     out->height = H;
