@@ -200,7 +200,7 @@ static void check_linear(sdc_backend *be, const char *bn, int M, int N, int K, s
 static void test_linear_random(void) {
     static const int shapes[][3] = {{1, 1, 1},    {1, 17, 5},    {7, 33, 13},   {6, 16, 8},
                                     {13, 50, 300}, {65, 100, 257}, {2, 1280, 320}, {37, 271, 520},
-                                    {200, 40, 9},  {1, 300, 1000}};
+                                    {200, 40, 9},  {1, 300, 1000}, {31, 70, 1024}};
     int ns = (int)(sizeof shapes / sizeof shapes[0]);
     for (int b = 0; b < g_nfast; b++)
         for (int s = 0; s < ns; s++)
@@ -602,6 +602,7 @@ static void test_sd_shapes(void) {
         sd_linear(be, 2048, 640, 640, SDC_DT_BF16); /* 32x32 */
         sd_linear(be, 512, 1280, 1280, SDC_DT_F32); /* 16x16 */
         sd_linear(be, 128, 5120, 1280, SDC_DT_F16); /* GEGLU at 8x8 (half of it) */
+        sd_linear(be, 512, 1280, 5120, SDC_DT_F16); /* FF out, 16x16: A rows 20 KiB apart (packed) */
         sd_linear(be, 154, 320, 768, SDC_DT_F16);   /* cross-attn k/v from the text */
         sd_linear(be, 77, 3072, 768, SDC_DT_F16);   /* CLIP MLP */
         sd_linear(be, 2, 1280, 320, SDC_DT_F32);    /* time embedding */

@@ -109,7 +109,25 @@ static void pack_a_bf16(const sdc_gemm *g, uint32_t *dst, int m0, int mc, int k0
 typedef struct gemm_plan {
     const sdc_gemm *g;
     int mt, nt, n_mt, n_nt;
+    int a_inplace; /* the kernel reads f32 A rows in place (a_rows_spread) */
 } gemm_plan;
+
+/* Whether the mr rows of A that one micro-kernel call reads in place (row
+ * stride lda floats) spread over the L1 sets: rows whose byte stride is a
+ * multiple of 4 KiB all land in one set of a 32 KiB 8-way L1 (64 sets of 64
+ * bytes) and evict each other at every k step.  Counts the rows per set
+ * index; more than 4 (half the ways, the rest for B and C) packs A instead.
+ * UNet linears (bench_ops, 2 threads): K 5120 (stride 20 KiB, one set)
+ * 45.1-45.9 -> 39.8 ms, K 2560 (two sets) 20.7 -> 19.0 ms; packing every A
+ * instead was slower on the others (linear sum 2.91 -> 3.25 s per step). */
+static int a_rows_spread(int64_t lda, int mr) {
+    int per_set[64] = {0};
+    for (int i = 0; i < mr; i++) {
+        int set = (int)(((uint64_t)i * (uint64_t)lda * sizeof(float) / 64) % 64);
+        if (++per_set[set] > 4) return 0;
+    }
+    return 1;
+}
 
 static void gemm_tile(void *ctx, int64_t task, int thread) {
     const gemm_plan *pl = ctx;
@@ -122,7 +140,7 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
     int mt = imin(pl->mt, g->M - m0), nt = imin(pl->nt, g->N - n0);
     sdc_gemm_kernel_fn kern = K->gemm;
     const int bf = g->cpu->bf16; /* pair panels and the bf16 kernel */
-    const float *ain = K->inplace_a && !bf ? g->a : NULL;
+    const float *ain = pl->a_inplace && !bf ? g->a : NULL;
     /* K in equal blocks of at most kc (K = 320: 2 x 160, not 256 + 64) */
     if (g->K <= 0) {
         g->init_c(g, m0, mt, n0, nt);
@@ -186,7 +204,8 @@ void sdc_gemm_run(const sdc_gemm *g) {
         else
             break;
     }
-    gemm_plan pl = {g, mt, nt, ceil_div(g->M, mt), ceil_div(g->N, nt)};
+    gemm_plan pl = {g, mt, nt, ceil_div(g->M, mt), ceil_div(g->N, nt),
+                    g->cpu->k.inplace_a && g->a && a_rows_spread(g->lda, MR)};
     sdc_parallel_for(g->cpu->pool, (int64_t)pl.n_mt * pl.n_nt, gemm_tile, &pl);
 }
 
