@@ -90,25 +90,32 @@ void WINO_FN(sdc_wino_weight)(const float *g, int n, float *u, int64_t xs, int m
     for (int k = 0; k < 9; k++)
         for (int j = 0; j < WB; j++)
             gi[k][j] = j < n ? g[j * 9 + k] : 0.0f;
-    /* h = G g: [6][3], then q = h G^T: [6][6] */
+    /* h = G g: [6][3], then q = h G^T: [6][6].  Multiplications by the
+     * rounded reciprocals, the shared sums formed once: divisions cost ~5x
+     * a multiply in throughput and the transform is redone per call (at
+     * the UNet's 8x8 maps it rivals the products).  Within an ulp or two of
+     * the divided form. */
+    const float r6 = 1.0f / 6.0f, r12 = 1.0f / 12.0f, r24 = 1.0f / 24.0f;
     for (int s = 0; s < 3; s++)
         for (int j = 0; j < WB; j++) {
             float a = gi[s][j], b = gi[3 + s][j], c = gi[6 + s][j];
+            float ac = a + c, e = a * r24 + c * r6, f = b * r12;
             h[0 * 3 + s][j] = 0.25f * a;
-            h[1 * 3 + s][j] = -(a + b + c) / 6.0f;
-            h[2 * 3 + s][j] = -(a - b + c) / 6.0f;
-            h[3 * 3 + s][j] = a / 24.0f + b / 12.0f + c / 6.0f;
-            h[4 * 3 + s][j] = a / 24.0f - b / 12.0f + c / 6.0f;
+            h[1 * 3 + s][j] = -(ac + b) * r6;
+            h[2 * 3 + s][j] = -(ac - b) * r6;
+            h[3 * 3 + s][j] = e + f;
+            h[4 * 3 + s][j] = e - f;
             h[5 * 3 + s][j] = c;
         }
     for (int r = 0; r < 6; r++)
         for (int j = 0; j < WB; j++) {
             float a = h[r * 3][j], b = h[r * 3 + 1][j], c = h[r * 3 + 2][j];
+            float ac = a + c, e = a * r24 + c * r6, f = b * r12;
             q[r * 6 + 0][j] = 0.25f * a;
-            q[r * 6 + 1][j] = -(a + b + c) / 6.0f;
-            q[r * 6 + 2][j] = -(a - b + c) / 6.0f;
-            q[r * 6 + 3][j] = a / 24.0f + b / 12.0f + c / 6.0f;
-            q[r * 6 + 4][j] = a / 24.0f - b / 12.0f + c / 6.0f;
+            q[r * 6 + 1][j] = -(ac + b) * r6;
+            q[r * 6 + 2][j] = -(ac - b) * r6;
+            q[r * 6 + 3][j] = e + f;
+            q[r * 6 + 4][j] = e - f;
             q[r * 6 + 5][j] = c;
         }
     if (mr == 1 && n == WB) /* channel rows (the panel path): whole vectors */
