@@ -50,7 +50,10 @@
  * Error against direct convolution 2.3e-6 to 3.5e-6 relative L2 on the
  * real shapes.  Hence: Winograd iff C >= 8 and H*W >= 64 (a 4x4 map has 1
  * tile per image: 1/16 of the panel's lanes used); the layer path when
- * the tiles are many (more than 64) and C < 256 or O < 64.
+ * the tiles are many (more than 64) and C < 256 or O < 64, or more than
+ * 8192 (the VAE's 512x512 level: C 256 there, 2026-11-27, back to back on
+ * a busy machine: O 256 896-1202 -> 736-754 ms, O 128 522-671 -> 324-401
+ * ms against the panel path).
  *
  * The bf16 mode (sdc_backend_cpu_set_bf16) does not reach here: rounding U
  * and V to bf16 gave 2.1e-2 to 2.8e-2 relative L2 against the f32 convolution
@@ -366,7 +369,7 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
     /* the panel-task path (measured, see the table above) for small maps,
      * and for larger ones when C and O are large enough for its slices and
      * its O-panel tasks */
-    const int small = jb.NT <= WINO_PANEL_NT || (C >= 256 && O >= 64);
+    const int small = jb.NT <= WINO_PANEL_NT || (C >= 256 && O >= 64 && jb.NT <= 8192);
     if (small && mr <= 16 &&
         wino_panel_run(cpu, jb.in, jb.wt, jb.out, y, x, N, C, H, W, w, b, O, acc) == 0)
         return 0;
