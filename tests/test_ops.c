@@ -5,10 +5,10 @@
  * 2. Every fast op against the reference: random shapes (odd sizes, M = 1,
  *    K not a multiple of 8, aliasing as allowed by backend.h), F32/F16/BF16
  *    weights, on every path this CPU runs (SDC_CPU_ISA: generic, avx2,
- *    avx512; all cores) and the default path on 3 threads; then SD 1.x's
- *    real shapes on every SIMD path (rows/channels/queries sliced where the
- *    reference would be slow).  SDC_CPU_ISA itself: each name selects its
- *    path, an unknown or unsupported one the best.
+ *    avx512, neon; all cores) and the default path on 3 threads; then SD
+ *    1.x's real shapes on every SIMD path (rows/channels/queries sliced
+ *    where the reference would be slow).  SDC_CPU_ISA itself: each name
+ *    selects its path, an unknown or unsupported one the best.
  * 3. The null backend accepts every op with NULL activations.
  *
  * Tolerances (relative L2 unless said):
@@ -37,10 +37,10 @@ static sdc_backend *g_ref;     /* reference ops, 1 thread */
 /* g_fast[0]: the default (best ISA, all cores); [1]: the best ISA on 3
  * threads; [2..]: every other ISA this CPU runs (SDC_CPU_ISA paths), all
  * cores.  g_real: those that run the SIMD kernels, for the real shapes. */
-static sdc_backend *g_fast[2 + SDC_ISA_AVX512];
-static char g_fast_name[2 + SDC_ISA_AVX512][32];
+static sdc_backend *g_fast[2 + SDC_ISA_NEON];
+static char g_fast_name[2 + SDC_ISA_NEON][32];
 static int g_nfast;
-static sdc_backend *g_real[2 + SDC_ISA_AVX512];
+static sdc_backend *g_real[2 + SDC_ISA_NEON];
 static int g_nreal;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -331,13 +331,14 @@ static void check_attention(sdc_backend *be, const char *bn, int Sq, int Sk, int
 /* Random shapes, chosen for the tiled kernels' edges (attention_avx512.c:
  * 32-query micro-tiles, 12- and 6-key score tiles, 192-key blocks, tasks
  * of 64 or 256 queries and of one head or a group of heads;
- * attention_avx2.c: 16-query micro-tiles, 6-key score tiles, P V tiles of
- * 6 head dims (a tail of 1..5), 8x8 transposes in and out, 192-key blocks,
- * tasks of 64 or 256 queries, fewer for big dh): partial tiles and blocks
- * on both axes, Sk = 0, causal masks across blocks, head dims of every
- * column path (40, multiples of 80, of 64, odd, over the 512 limit), K and
- * V over 1 MiB (one head per task; with dh 512 a partial block of 176
- * queries), a moving running max (ramp). */
+ * attention_avx2.c and attention_neon.c: 16-query micro-tiles, 6-key score
+ * tiles, P V tiles of 6 head dims (a tail of 1..5), 8x8 (NEON: 4x4)
+ * transposes in and out, 192-key blocks, tasks of 64 or 256 queries, fewer
+ * for big dh): partial tiles and blocks on both axes, Sk = 0, causal masks
+ * across blocks, head dims of every column path (40, multiples of 80, of
+ * 64, odd, over the 512 limit), K and V over 1 MiB (one head per task;
+ * with dh 512 a partial block of 176 queries), a moving running max
+ * (ramp). */
 static void test_attention_random(void) {
     /* Sq Sk heads dh causal fused ramp */
     static const int shapes[][7] = {
@@ -661,18 +662,18 @@ static void test_null_backend(void) {
 }
 
 static void test_isa_override(void) {
-    static const char *names[] = {"ref", "generic", "avx2", "avx512"};
+    static const char *names[] = {"ref", "generic", "avx2", "avx512", "neon"};
     const char *best = sdc_cpu_of(g_fast[0])->k.isa;
     const char *saved = getenv("SDC_CPU_ISA");
     char keep[32] = "";
     if (saved) snprintf(keep, sizeof keep, "%s", saved);
-    for (int i = 0; i <= SDC_ISA_AVX512 + 1; i++) {
-        const char *want = i <= SDC_ISA_AVX512 ? names[i] : "sse9";
+    for (int i = 0; i <= SDC_ISA_NEON + 1; i++) {
+        const char *want = i <= SDC_ISA_NEON ? names[i] : "sse9";
         setenv("SDC_CPU_ISA", want, 1);
         sdc_backend *be = sdc_backend_cpu_create(1, 0);
         CHECK(be != NULL);
         if (!be) continue;
-        int ok = i <= SDC_ISA_AVX512 && sdc_cpu_isa_supported((sdc_cpu_isa)i);
+        int ok = i <= SDC_ISA_NEON && sdc_cpu_isa_supported((sdc_cpu_isa)i);
         const char *got = sdc_cpu_of(be)->k.isa;
         if (!saved || ok)
             CHECKF(strcmp(got, ok ? want : best) == 0, "SDC_CPU_ISA=%s gave %s", want, got);
@@ -725,7 +726,7 @@ int main(void) {
     const char *best = sdc_cpu_of(g_fast[0])->k.isa;
     snprintf(g_fast_name[0], sizeof g_fast_name[0], "%s", best);
     snprintf(g_fast_name[1], sizeof g_fast_name[1], "%s-3t", best);
-    for (int isa = SDC_ISA_GENERIC; isa <= SDC_ISA_AVX512; isa++) {
+    for (int isa = SDC_ISA_GENERIC; isa <= SDC_ISA_NEON; isa++) {
         if (!sdc_cpu_isa_supported((sdc_cpu_isa)isa)) continue;
         sdc_backend *be = sdc_backend_cpu_create_isa(0, (sdc_cpu_isa)isa);
         CHECKF(be != NULL, "create ISA %d: %s", isa, sdc_last_error());

@@ -3,12 +3,13 @@
  *
  * Dispatch (once, at creation), the best the CPU and OS support:
  *   avx512f/bw/vl/dq (+ opmask and ZMM state saved by the OS), avx2, fma,
- *   f16c                          -> "avx512": AVX-512 GEMM (gemm_avx512.c)
- *                                    and ops (ops_avx512.c, ops_avx2.c)
+ *   f16c                          -> "avx512": AVX-512 GEMM and attention
+ *                                    (gemm_avx512.c, attention_avx512.c),
+ *                                    the other ops as "avx2" (ops_avx2.c)
  *   avx2 + fma + f16c, OS-enabled -> "avx2": gemm_avx2.c, ops_avx2.c,
  *                                    attention_avx2.c
- *   aarch64 (NEON is baseline)    -> "neon": gemm_neon.c; the other math
- *                                    ops as "generic"
+ *   aarch64 (NEON is baseline)    -> "neon": gemm_neon.c, ops_neon.c,
+ *                                    attention_neon.c
  *   otherwise                     -> "generic": portable GEMM kernel; the
  *                                    other math ops are the references
  *   force_ref or SDC_FORCE_REF=1  -> "ref": every op the reference (ops_ref.c)
@@ -305,6 +306,20 @@ static void fill_avx2(sdc_backend *be) {
 }
 #endif
 
+#if defined(__aarch64__)
+static void fill_neon(sdc_backend *be) {
+    fill_portable(be);
+    be->attention = sdc_neon_attention;
+    be->group_norm = sdc_neon_group_norm;
+    be->layer_norm = sdc_neon_layer_norm;
+    be->silu = sdc_neon_silu;
+    be->gelu = sdc_neon_gelu;
+    be->quick_gelu = sdc_neon_quick_gelu;
+    be->geglu = sdc_neon_geglu;
+    be->transpose = sdc_neon_transpose;
+}
+#endif
+
 /* A 6x16-tile kernel set (the AVX2 and portable kernels). */
 static sdc_cpu_kernels kernels_6x16(const char *isa, sdc_gemm_kernel_fn gemm, sdc_cvt16_fn f16,
                                     sdc_cvt16_fn bf16) {
@@ -401,7 +416,7 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
 #if defined(__aarch64__)
     case SDC_ISA_NEON:
         cpu->k = kernels_6x16("neon", sdc_gemm_kernel_neon, sdc_cvt_f16_neon, sdc_cvt_bf16_neon);
-        fill_portable(be);
+        fill_neon(be);
         break;
 #endif
     default: break;

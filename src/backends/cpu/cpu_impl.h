@@ -6,8 +6,10 @@
  *        cpu.c       creation, dispatch, threaded portable ops
  *        *_avx2.c    AVX2+FMA+F16C kernels (gemm_avx2.c, ops_avx2.c,
  *                    attention_avx2.c)
- *        *_avx512.c  AVX-512 kernels (gemm_avx512.c, ops_avx512.c)
- * A new ISA (NEON) adds its own files and an entry in cpu.c. */
+ *        *_avx512.c  AVX-512 kernels (gemm_avx512.c, attention_avx512.c)
+ *        *_neon.c    AArch64 NEON kernels (gemm_neon.c, ops_neon.c,
+ *                    attention_neon.c)
+ * A new ISA adds its own files and an entry in cpu.c. */
 #ifndef SDC_CPU_IMPL_H
 #define SDC_CPU_IMPL_H
 
@@ -31,7 +33,7 @@
 #define SDC_GEMM_KC 256    /* depth of one packed block, at most (kc <= KC) */
 #define SDC_GEMM_NC 512    /* columns of B packed at once (multiple of every nr) */
 
-/* ---- attention (attention_avx2.c, attention_avx512.c) ---------------- */
+/* ---- attention (attention_avx2.c, attention_avx512.c, attention_neon.c) */
 #define SDC_ATT_DH_MAX 512 /* larger head dims use the reference */
 
 /* Per-thread scratch, in floats: the larger of
@@ -237,7 +239,7 @@ void sdc_avx2_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_avx2_geglu(sdc_backend *be, float *y, const float *x, int rows, int D);
 void sdc_avx2_transpose(sdc_backend *be, float *y, const float *x, int N, int H, int W);
 
-/* ---- AVX-512 (gemm_avx512.c, ops_avx512.c); call only when the CPU has
+/* ---- AVX-512 (gemm_avx512.c, attention_avx512.c); call only when the CPU has
  * avx512f/bw/vl/dq + fma + f16c with OS support (opmask and ZMM state) ---- */
 #define SDC_AVX512_MR 14
 #define SDC_AVX512_NR 32
@@ -260,12 +262,25 @@ void sdc_avx512_attention(sdc_backend *be, float *out, const float *q, int q_str
                           const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
                           int dh, float scale, int causal); /* attention_avx512.c */
 
-/* ---- AArch64 NEON (gemm_neon.c); NEON is baseline on AArch64 ---------- */
+/* ---- AArch64 NEON (gemm_neon.c, ops_neon.c, attention_neon.c); NEON is
+ * baseline on AArch64 ---------------------------------------------------- */
 #if defined(__aarch64__)
 void sdc_gemm_kernel_neon(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
                           int64_t rs_b, float *c, int64_t ldc, int mr, int nr);
 void sdc_cvt_f16_neon(float *dst, const uint16_t *src, int64_t n);
 void sdc_cvt_bf16_neon(float *dst, const uint16_t *src, int64_t n);
+void sdc_neon_attention(sdc_backend *be, float *out, const float *q, int q_stride,
+                        const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
+                        int dh, float scale, int causal); /* attention_neon.c */
+void sdc_neon_group_norm(sdc_backend *be, float *y, const float *x, int N, int C, int HW, int G,
+                         const sdc_weight *gamma, const sdc_weight *beta, float eps, int silu);
+void sdc_neon_layer_norm(sdc_backend *be, float *y, const float *x, int rows, int D,
+                         const sdc_weight *gamma, const sdc_weight *beta, float eps);
+void sdc_neon_silu(sdc_backend *be, float *y, const float *x, int64_t n);
+void sdc_neon_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
+void sdc_neon_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
+void sdc_neon_geglu(sdc_backend *be, float *y, const float *x, int rows, int D);
+void sdc_neon_transpose(sdc_backend *be, float *y, const float *x, int N, int H, int W);
 #endif
 
 #endif
