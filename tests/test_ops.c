@@ -22,7 +22,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_impl.h"
@@ -72,12 +71,6 @@ static sdc_weight wslice(const sdc_weight *w, int64_t r0, int64_t cnt, int64_t r
     s.numel = cnt * row;
     s.nbytes = (size_t)s.numel * sdc_dtype_size(w->dtype);
     return s;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static void expect_close(const char *what, const float *got, const float *want, size_t n,
@@ -527,9 +520,9 @@ static void sd_linear(sdc_backend *be, int M, int N, int K, sdc_dtype dt) {
     float *x = frand((size_t)M * K, 1.0f), *y = fbuf((size_t)M * N), *yr = fbuf(N);
     float *acc = frand((size_t)M * N, 1.0f);
     sdc_weight W = wrand(dt, (int64_t)N * K, 0.05f), b = wrand(dt, N, 0.1f);
-    double t0 = now();
+    double t0 = t_seconds();
     be->linear(be, y, x, &W, &b, acc, M, N, K);
-    double t1 = now();
+    double t1 = t_seconds();
     /* the reference on a few rows spread over M */
     int rows[5] = {0, M / 3, M / 2 + 1, M - 7, M - 1};
     double worst = 0;
@@ -550,9 +543,9 @@ static void sd_conv(sdc_backend *be, int N, int C, int H, int W, int O, int k, i
     size_t P = (size_t)Ho * Wo, ny = (size_t)N * O * P;
     float *x = frand((size_t)N * C * H * W, 1.0f), *y = fbuf(ny);
     sdc_weight w = wrand(dt, (int64_t)O * C * k * k, 0.05f), b = wrand(dt, O, 0.1f);
-    double t0 = now();
+    double t0 = t_seconds();
     be->conv2d(be, y, x, N, C, H, W, &w, &b, O, k, k, stride, pad, NULL);
-    double t1 = now();
+    double t1 = t_seconds();
     /* the reference on 3 output channels (first, middle, last) of the last image */
     int cs[3] = {0, O / 2, O - 1};
     float *yr = fbuf((size_t)N * P);
@@ -580,9 +573,9 @@ static void sd_attention(sdc_backend *be, int Sq, int Sk, int heads, int dh, int
     /* a slice of q_slice queries from the middle (no causal mask: slicing would shift it) */
     int i0 = causal ? 0 : (Sq - q_slice) / 2;
     const float *qs = q + (size_t)i0 * D;
-    double t0 = now();
+    double t0 = t_seconds();
     be->attention(be, y, qs, D, kv, kv + D, 2 * D, q_slice, Sk, heads, dh, scale, causal);
-    double t1 = now();
+    double t1 = t_seconds();
     g_ref->attention(g_ref, yr, qs, D, kv, kv + D, 2 * D, q_slice, Sk, heads, dh, scale, causal);
     double e = t_rel_l2(y, yr, (size_t)q_slice * D);
     CHECKF(e <= TOL, "%s SD attention Sq%d Sk%d h%d dh%d: rel L2 %.3g", be->name, Sq, Sk, heads, dh, e);
@@ -709,7 +702,7 @@ static void test_threadpool_and_info(void) {
 }
 
 int main(void) {
-    double t0 = now();
+    double t0 = t_seconds();
     t_rand_seed(42);
     if (getenv("SDC_FORCE_REF")) { /* this test compares the fast paths with the references */
         printf("  note: ignoring SDC_FORCE_REF\n");
@@ -760,6 +753,6 @@ int main(void) {
 
     for (int b = 0; b < g_nfast; b++) g_fast[b]->free(g_fast[b]);
     g_ref->free(g_ref);
-    printf("  %.1f s\n", now() - t0);
+    printf("  %.1f s\n", t_seconds() - t0);
     return t_summary();
 }
