@@ -243,8 +243,9 @@ static void test_conv_random(void) {
             }
 }
 
-/* 3x3 stride-1 pad-1 convs on both conv paths, forced by SDC_WINOGRAD
- * (1: Winograd F(4x4,3x3), 0: im2col GEMM) against the reference: sizes
+/* 3x3 stride-1 pad-1 convs on the three conv paths, forced by SDC_WINOGRAD
+ * (1: Winograd F(4x4,3x3), 2: F(2x2,3x3), 0: im2col GEMM) against the
+ * reference: sizes
  * not multiples of 4 (partial tiles), 1x1 and 2x3 images, tile blocks that
  * cross tile rows and images (tiles of all images in one sequence: N = 3
  * with 12 tiles per image), both schedules (layer path: 144 and 180 tiles
@@ -265,8 +266,10 @@ static void test_conv_winograd(void) {
     const char *old = getenv("SDC_WINOGRAD");
     char saved[16] = "";
     if (old) snprintf(saved, sizeof saved, "%s", old);
-    for (int mode = 1; mode >= 0; mode--) {
-        setenv("SDC_WINOGRAD", mode ? "1" : "0", 1);
+    static const char *const modes[] = {"1", "2", "0"};
+    for (int mi = 0; mi < 3; mi++) {
+        const int mode = modes[mi][0] - '0';
+        setenv("SDC_WINOGRAD", modes[mi], 1);
         for (int b = 0; b < g_nfast; b++)
             for (int s = 0; s < ns; s++)
                 for (int d = 0; d < 3; d++) {

@@ -1,5 +1,5 @@
 /* 3x3 stride-1 pad-1 convolution by Winograd F(4x4, 3x3) (transforms in
- * winograd_tf.h).
+ * winograd_tf.h), and F(2x2, 3x3) for the smallest maps (below).
  *
  * Per image, with T = ceil(H/4) * ceil(W/4) output tiles of 4x4:
  *   U[xi][O][C] = G g G^T       (filters, 36 = 6x6 points xi)
@@ -55,6 +55,17 @@
  * a busy machine: O 256 896-1202 -> 736-754 ms, O 128 522-671 -> 324-401
  * ms against the panel path).
  *
+ * F(2x2, 3x3) (16 points, 2x2 tiles: 2.25x fewer multiplies than direct)
+ * on the panel path where F(4x4) has at most nr/2 tiles: the UNet's 8x8
+ * maps at N = 2 have 8 tiles of 4x4, a quarter of AVX-512's 32-tile
+ * register panel (the 6x16 kernel at half its lanes), but 32 tiles of 2x2,
+ * a full panel; its filter transform is also 6x cheaper (the F(4x4) one
+ * rivals the products there).  bench cb, 2 threads, min of 3 rounds,
+ * 2026-11-27 (busy host): C 1280 8x8 O 1280 N 2: F(4x4) 17.1 ms, F(2x2)
+ * 15.3, im2col 44.2; C 2560: 38.4, 28.6, 77.6 (same minutes earlier: 18.6
+ * -> 13.5 and 37.2 -> 26.7).  At 16x16 F(2x2) loses (C 1280: 45 against 30
+ * ms).  Error on the real 8x8 shape 3.2e-7 relative L2 (F(4x4): ~3e-6).
+ *
  * The bf16 mode (sdc_backend_cpu_set_bf16) does not reach here: rounding U
  * and V to bf16 gave 2.1e-2 to 2.8e-2 relative L2 against the f32 convolution
  * (the inverse transform amplifies it; the bf16 GEMM's is 1e-3 to 2.4e-3),
@@ -93,6 +104,16 @@ void sdc_wino_input_avx512(const float *, int, int, int, int, int, int, int, flo
 void sdc_wino_weight_avx512(const float *, int, float *, int64_t, int);
 void sdc_wino_output_avx512(const float *, int64_t, float *, const float *, float, int, int, int,
                             int, int, int, int64_t);
+void sdc_wino2_input_avx2(const float *, int, int, int, int, int, int, int, float *, int64_t,
+                          int64_t, int);
+void sdc_wino2_weight_avx2(const float *, int, float *, int64_t, int);
+void sdc_wino2_output_avx2(const float *, int64_t, float *, const float *, float, int, int, int,
+                           int, int, int, int64_t);
+void sdc_wino2_input_avx512(const float *, int, int, int, int, int, int, int, float *, int64_t,
+                            int64_t, int);
+void sdc_wino2_weight_avx512(const float *, int, float *, int64_t, int);
+void sdc_wino2_output_avx512(const float *, int64_t, float *, const float *, float, int, int,
+                             int, int, int, int, int64_t);
 #endif
 
 /* Buffers straight from the OS and back after the call: malloc would keep
@@ -122,6 +143,13 @@ static float *wino_buffer(sdc_cpu *cpu, size_t floats) {
     cpu->wino = wino_alloc(floats);
     if (cpu->wino) cpu->wino_floats = floats;
     return cpu->wino;
+}
+
+/* Elements off .. off+n of the weight w towards the caches. */
+static void wino_prefetch_w(const sdc_weight *w, int64_t off, int64_t n) {
+    size_t es = sdc_dtype_size(w->dtype);
+    const char *p = (const char *)w->data + off * (int64_t)es;
+    for (int64_t i = 0; i < n * (int64_t)es; i += 64) __builtin_prefetch(p + i);
 }
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -233,6 +261,7 @@ typedef struct wino_panel {
     wino_w_fn wt;
     wino_out_fn out;
     sdc_gemm_kernel_fn kern;
+    int npt, ts;      /* F(4x4): 36 points, 4x4 tiles; F(2x2): 16, 2x2 */
     int mr, nr, n_tp; /* the kernel's tile; tile panels of nr tiles */
     int pp;           /* output-channel panels per task */
     const float *x, *acc;
@@ -240,8 +269,8 @@ typedef struct wino_panel {
     const sdc_weight *w, *b;
     int C, H, W, O, tw, T, NT;
     int t_base; /* this group's first tile; n_tp panels of it */
-    float *V;   /* [n_tp][36][C][nr] */
-    float *M;   /* per thread: [pp][n_tp][36][mr][nr], stride m_stride */
+    float *V;   /* [n_tp][npt][C][nr] */
+    float *M;   /* per thread: [pp][n_tp][npt][mr][nr], stride m_stride */
     size_t m_stride;
 } wino_panel;
 
@@ -250,26 +279,35 @@ static void wino_panel_input_task(void *ctx, int64_t task, int thread) {
     const wino_panel *js = ctx;
     int tp = (int)(task / (js->nr / WB)), j = (int)(task % (js->nr / WB)) * WB;
     js->in(js->x, js->C, js->H, js->W, js->tw, js->T, js->NT, js->t_base + tp * js->nr + j,
-           js->V + (int64_t)tp * 36 * js->C * js->nr, (int64_t)js->C * js->nr, js->nr, j);
+           js->V + (int64_t)tp * js->npt * js->C * js->nr, (int64_t)js->C * js->nr, js->nr, j);
 }
 
 /* Output channels of panels task*pp .. task*pp+pp, all tiles of the group. */
 static void wino_panel_task(void *ctx, int64_t task, int thread) {
     const wino_panel *js = ctx;
-    const int mr = js->mr, nr = js->nr, C = js->C, n_tp = js->n_tp;
+    const int mr = js->mr, nr = js->nr, C = js->C, n_tp = js->n_tp, npt = js->npt;
     const int o_first = (int)task * js->pp * mr;
     const int pp = imin(js->pp, ceil_div(js->O - o_first, mr)); /* panels here */
-    const int64_t msz = (int64_t)n_tp * 36 * mr * nr;           /* M of one panel */
-    float *M = js->M + thread * js->m_stride;                   /* [pp][n_tp][36][mr][nr] */
-    float *U = sdc_cpu_scratch(js->cpu, thread);                 /* [pp][36][mr][kc] */
+    const int64_t msz = (int64_t)n_tp * npt * mr * nr;           /* M of one panel */
+    float *M = js->M + thread * js->m_stride;                   /* [pp][n_tp][npt][mr][nr] */
+    float *U = sdc_cpu_scratch(js->cpu, thread);                 /* [pp][npt][mr][kc] */
     memset(M, 0, (size_t)pp * msz * sizeof *M);
     const int kb = ceil_div(C, ceil_div(C, WINO_PANEL_KC));
     for (int k0 = 0; k0 < C; k0 += kb) {
         const int kc = imin(kb, C - k0);
-        const int64_t xs = (int64_t)kc * mr, usz = 36 * xs;
+        const int64_t xs = (int64_t)kc * mr, usz = npt * xs;
+        const int n_rows = imin(pp * mr, js->O - o_first);
         for (int q = 0; q < pp; q++) {
             const int o0 = o_first + q * mr, rows = imin(mr, js->O - o0);
-            for (int r = 0; r < rows; r++)
+            for (int r = 0; r < rows; r++) {
+                /* the filters two rows on (or the next slice's first rows)
+                 * from memory while these transform: the hardware
+                 * prefetchers do not follow the jump of C*9 between rows */
+                int ahead = q * mr + r + 2, k1 = k0;
+                if (ahead >= n_rows) ahead -= n_rows, k1 += kb;
+                if (k1 < C && ahead < n_rows)
+                    wino_prefetch_w(js->w, ((int64_t)(o_first + ahead) * C + k1) * 9,
+                                    (int64_t)imin(kb, C - k1) * 9);
                 for (int c = k0; c < k0 + kc; c += WB) {
                     float g[WB * 9];
                     int n = imin(WB, k0 + kc - c);
@@ -277,13 +315,14 @@ static void wino_panel_task(void *ctx, int64_t task, int thread) {
                                        (int64_t)n * 9);
                     js->wt(g, n, U + q * usz + (int64_t)r * kc + (c - k0), xs, 1);
                 }
+            }
         }
-        for (int xi = 0; xi < 36; xi++)
+        for (int xi = 0; xi < npt; xi++)
             for (int tp = 0; tp < n_tp; tp++) {
-                const float *v = js->V + (((int64_t)tp * 36 + xi) * C + k0) * nr;
+                const float *v = js->V + (((int64_t)tp * npt + xi) * C + k0) * nr;
                 for (int q = 0; q < pp; q++) {
                     const int rows = imin(mr, js->O - (o_first + q * mr));
-                    float *m = M + q * msz + ((int64_t)tp * 36 + xi) * mr * nr;
+                    float *m = M + q * msz + ((int64_t)tp * npt + xi) * mr * nr;
                     js->kern(kc, U + q * usz + xi * xs, kc, 1, v, nr, m, nr, rows, nr);
                 }
             }
@@ -296,21 +335,23 @@ static void wino_panel_task(void *ctx, int64_t task, int thread) {
             float bias = js->b ? sdc_wget(js->b, oc) : 0.0f;
             for (int tp = 0; tp < n_tp; tp++)
                 for (int j = 0, t = js->t_base + tp * nr; j < nr && t + j < js->NT; j += WB)
-                    js->out(M + q * msz + (int64_t)tp * 36 * mr * nr + (int64_t)r * nr + j,
+                    js->out(M + q * msz + (int64_t)tp * npt * mr * nr + (int64_t)r * nr + j,
                             (int64_t)mr * nr, js->y + oc * P, js->acc ? js->acc + oc * P : NULL,
                             bias, js->H, js->W, js->tw, js->T, js->NT, t + j, ys);
         }
     }
 }
 
-static int wino_panel_run(sdc_cpu *cpu, wino_in_fn in, wino_w_fn wt, wino_out_fn out,
+static int wino_panel_run(sdc_cpu *cpu, int f2, wino_in_fn in, wino_w_fn wt, wino_out_fn out,
                           float *y, const float *x, int N, int C, int H, int W,
                           const sdc_weight *w, const sdc_weight *b, int O, const float *acc) {
     const sdc_cpu_kernels *K = &cpu->k;
     wino_panel js = {.cpu = cpu, .in = in, .wt = wt, .out = out, .x = x, .acc = acc, .y = y,
                      .w = w, .b = b, .C = C, .H = H, .W = W, .O = O};
-    js.tw = ceil_div(W, 4);
-    js.T = ceil_div(H, 4) * js.tw;
+    js.npt = f2 ? 16 : 36;
+    js.ts = f2 ? 2 : 4;
+    js.tw = ceil_div(W, js.ts);
+    js.T = ceil_div(H, js.ts) * js.tw;
     js.NT = N * js.T;
     if (js.NT <= SDC_GEMM_NR && K->gemm16)
         js.kern = K->gemm16, js.mr = SDC_GEMM_MR, js.nr = SDC_GEMM_NR;
@@ -323,10 +364,10 @@ static int wino_panel_run(sdc_cpu *cpu, wino_in_fn in, wino_w_fn wt, wino_out_fn
     const int np = ceil_div(O, js.mr);
     js.pp = WINO_PANEL_PP;
     while (js.pp > 1 && ceil_div(np, js.pp) < 3 * cpu->n_threads) js.pp--;
-    if ((size_t)js.pp * 36 * js.mr * WINO_PANEL_KC > SDC_CPU_SCRATCH_FLOATS)
+    if ((size_t)js.pp * js.npt * js.mr * WINO_PANEL_KC > SDC_CPU_SCRATCH_FLOATS)
         return -1;
-    const size_t nV = (size_t)max_tp * 36 * C * js.nr;
-    js.m_stride = (size_t)js.pp * max_tp * 36 * js.mr * js.nr;
+    const size_t nV = (size_t)max_tp * js.npt * C * js.nr;
+    js.m_stride = (size_t)js.pp * max_tp * js.npt * js.mr * js.nr;
     js.V = wino_buffer(cpu, nV + (size_t)cpu->n_threads * js.m_stride);
     if (!js.V) return -1;
     js.M = js.V + nV;
@@ -366,12 +407,31 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
     jb.tw = ceil_div(W, 4);
     jb.T = ceil_div(H, 4) * jb.tw;
     jb.NT = N * jb.T;
+    /* F(2x2, 3x3) where F(4x4) would fill under half a register panel with
+     * tiles (the UNet's 8x8 maps at N = 2: 8 tiles of 4x4, 32 of 2x2; see
+     * the table above); SDC_WINOGRAD=2 forces it, =1 forces F(4x4) */
+    const char *env = getenv("SDC_WINOGRAD");
+    const int f2 = env && env[0] == '2' ? 1 : env && env[0] == '1' ? 0 : jb.NT <= nr / 2;
+    if (f2 && mr <= 16) {
+        wino_in_fn in2 = sdc_wino2_input_generic;
+        wino_w_fn wt2 = sdc_wino2_weight_generic;
+        wino_out_fn out2 = sdc_wino2_output_generic;
+#ifdef SDC_HAVE_X86
+        if (strcmp(K->isa, "avx512") == 0)
+            in2 = sdc_wino2_input_avx512, wt2 = sdc_wino2_weight_avx512,
+            out2 = sdc_wino2_output_avx512;
+        else if (strcmp(K->isa, "avx2") == 0)
+            in2 = sdc_wino2_input_avx2, wt2 = sdc_wino2_weight_avx2, out2 = sdc_wino2_output_avx2;
+#endif
+        if (wino_panel_run(cpu, 1, in2, wt2, out2, y, x, N, C, H, W, w, b, O, acc) == 0)
+            return 0;
+    }
     /* the panel-task path (measured, see the table above) for small maps,
      * and for larger ones when C and O are large enough for its slices and
      * its O-panel tasks */
     const int small = jb.NT <= WINO_PANEL_NT || (C >= 256 && O >= 64 && jb.NT <= 8192);
     if (small && mr <= 16 &&
-        wino_panel_run(cpu, jb.in, jb.wt, jb.out, y, x, N, C, H, W, w, b, O, acc) == 0)
+        wino_panel_run(cpu, 0, jb.in, jb.wt, jb.out, y, x, N, C, H, W, w, b, O, acc) == 0)
         return 0;
     jb.x = x, jb.y = y, jb.acc = acc;
     /* Ob: a multiple of mr with 36*Ob*C <= WINO_U_CAP, at most WINO_OB_MAX */

@@ -1,4 +1,4 @@
-/* The Winograd F(4x4, 3x3) transforms, written once over blocks of WB = 16
+/* The Winograd F(4x4, 3x3) and F(2x2, 3x3) transforms, written once over blocks of WB = 16
  * lanes (tiles or channels) so that each ISA's compiler flags vectorise
  * them: included by winograd.c (portable) and winograd_avx2.c /
  * winograd_avx512.c with WINO_FN(name) defined to name the copy.
@@ -10,9 +10,21 @@
  *          1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
  *   A^T = [1 1 1 1 1 0;  0 1 -1 2 -2 0;  0 1 1 4 4 0;  0 1 -1 8 -8 1]
  * y(4x4 tile) = A^T [ (G g G^T) (.) (B^T d B) ] A, d the 6x6 input tile at
- * stride 4 (cross-correlation, as conv2d). */
+ * stride 4 (cross-correlation, as conv2d).
+ *
+ * F(2x2, 3x3), points 0, 1, -1, inf (the sdc_wino2_* functions, same
+ * interfaces with 16 points xi = 4a + b and 2x2 output tiles):
+ *   B^T = [1 0 -1 0;  0 1 1 0;  0 -1 1 0;  0 1 0 -1]
+ *   G   = [1 0 0;  1/2 1/2 1/2;  1/2 -1/2 1/2;  0 0 1]
+ *   A^T = [1 1 1 0;  0 1 -1 -1]
+ * d the 4x4 input tile at stride 2: 16 products per 4 outputs (2.25x fewer
+ * multiplies than direct, 4x for F(4x4)), but 4x the tiles of F(4x4) on a
+ * map, which is what the UNet's 8x8 maps need (winograd.c). */
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #define WB 16
 
@@ -30,49 +42,72 @@ static inline void WINO_FN(bt6)(float (*o)[WB], const float (*d)[WB], int os, in
     }
 }
 
+#ifndef SDC_WINOGRAD_TF_TYPES
+#define SDC_WINOGRAD_TF_TYPES
+/* The lanes of a block of WB tiles in runs that share an image and a tile
+ * row: each run reads its input rows once (zero-padded) and splits them
+ * into its tiles. */
+typedef struct wino_segs {
+    int j0[WB + 1], y0[WB], x0[WB], n;
+    int64_t img[WB];
+} wino_segs;
+#endif
+
+/* The runs of tiles t0 .. t0+WB (of NT; tile t: image t / T, tile t % T of
+ * its image, tw tiles per row, ts outputs per tile side; pad 1). */
+static inline void WINO_FN(segs)(wino_segs *sg, int C, int H, int W, int tw, int T, int NT, int t0,
+                                 int ts) {
+    sg->n = 0;
+    sg->j0[0] = 0;
+    for (int j = 0; j < WB && t0 + j < NT; j++) {
+        int t = t0 + j, tt = t % T;
+        if (j == 0 || tt % tw == 0) {
+            sg->j0[sg->n] = j;
+            sg->img[sg->n] = (int64_t)(t / T) * C * H * W;
+            sg->y0[sg->n] = (tt / tw) * ts - 1;
+            sg->x0[sg->n] = (tt % tw) * ts - 1;
+            sg->n++;
+        }
+        sg->j0[sg->n] = j + 1;
+    }
+}
+
+/* d[r*a + s][j] = the a x a input tile (stride ts) of lane j, channel c. */
+static inline __attribute__((always_inline)) void
+WINO_FN(gather)(const float *x, const wino_segs *sg, int c, int H, int W, int ts, int a,
+                float (*d)[WB]) {
+    for (int g = 0; g < sg->n; g++) {
+        const float *p = x + sg->img[g] + (int64_t)c * H * W;
+        const int j0 = sg->j0[g], n = sg->j0[g + 1] - j0, xa = sg->x0[g], len = ts * n + a - ts;
+        const int full = xa >= 0 && xa + len <= W;
+        for (int r = 0; r < a; r++) {
+            float buf[4 * WB + 4];
+            int yy = sg->y0[g] + r;
+            if (yy < 0 || yy >= H) {
+                memset(buf, 0, sizeof buf);
+            } else if (full) {
+                memcpy(buf, p + (int64_t)yy * W + xa, (size_t)len * sizeof buf[0]);
+            } else {
+                for (int i = 0; i < len; i++)
+                    buf[i] = xa + i >= 0 && xa + i < W ? p[(int64_t)yy * W + xa + i] : 0.0f;
+            }
+            for (int jj = 0; jj < n; jj++)
+                for (int s = 0; s < a; s++) d[r * a + s][j0 + jj] = buf[ts * jj + s];
+        }
+    }
+}
+
 /* V[xi*xs + c*cs + jofs + j] (xi = 6a + b) for the WB tiles t0 .. t0+WB
  * of the NT = N*T tiles of the images x [N][C, H, W] (tile t: image t / T,
  * tile t % T of its image; pad 1; tiles past NT are 0). */
 void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T, int NT, int t0,
                              float *v, int64_t xs, int64_t cs, int jofs) {
-    /* the lanes in runs of tiles that share an image and a tile row: each
-     * run reads its 6 input rows once (zero-padded) and splits them into
-     * its tiles' columns 4j + s */
-    int seg_j0[WB + 1], seg_y0[WB], seg_x0[WB], nseg = 0;
-    int64_t seg_img[WB];
-    for (int j = 0; j < WB && t0 + j < NT; j++) {
-        int t = t0 + j, tt = t % T;
-        if (j == 0 || tt % tw == 0 || tt == 0) {
-            seg_j0[nseg] = j;
-            seg_img[nseg] = (int64_t)(t / T) * C * H * W;
-            seg_y0[nseg] = (tt / tw) * 4 - 1;
-            seg_x0[nseg] = (tt % tw) * 4 - 1;
-            nseg++;
-        }
-        seg_j0[nseg] = j + 1;
-    }
+    wino_segs sg;
+    WINO_FN(segs)(&sg, C, H, W, tw, T, NT, t0, 4);
     float d[36][WB], tr[36][WB], u[36][WB];
     memset(d, 0, sizeof d); /* lanes past NT stay 0 */
     for (int c = 0; c < C; c++) {
-        for (int g = 0; g < nseg; g++) {
-            const float *p = x + seg_img[g] + (int64_t)c * H * W;
-            const int j0 = seg_j0[g], n = seg_j0[g + 1] - j0, xa = seg_x0[g], len = 4 * n + 2;
-            const int full = xa >= 0 && xa + len <= W;
-            for (int r = 0; r < 6; r++) {
-                float buf[4 * WB + 4];
-                int yy = seg_y0[g] + r;
-                if (yy < 0 || yy >= H) {
-                    memset(buf, 0, sizeof buf);
-                } else if (full) {
-                    memcpy(buf, p + (int64_t)yy * W + xa, (size_t)len * sizeof buf[0]);
-                } else {
-                    for (int i = 0; i < len; i++)
-                        buf[i] = xa + i >= 0 && xa + i < W ? p[(int64_t)yy * W + xa + i] : 0.0f;
-                }
-                for (int jj = 0; jj < n; jj++)
-                    for (int s6 = 0; s6 < 6; s6++) d[r * 6 + s6][j0 + jj] = buf[4 * jj + s6];
-            }
-        }
+        WINO_FN(gather)(x, &sg, c, H, W, 4, 6, d);
         for (int s6 = 0; s6 < 6; s6++)
             WINO_FN(bt6)(tr + s6, (const float(*)[WB])d + s6, 6, 6); /* rows */
         for (int a6 = 0; a6 < 6; a6++)
@@ -82,14 +117,81 @@ void WINO_FN(sdc_wino_input)(const float *x, int C, int H, int W, int tw, int T,
     }
 }
 
+/* F(2x2): as sdc_wino_input with 4x4 tiles at stride 2, xi = 4a + b. */
+void WINO_FN(sdc_wino2_input)(const float *x, int C, int H, int W, int tw, int T, int NT, int t0,
+                              float *v, int64_t xs, int64_t cs, int jofs) {
+    wino_segs sg;
+    WINO_FN(segs)(&sg, C, H, W, tw, T, NT, t0, 2);
+    float d[16][WB], tr[16][WB];
+    memset(d, 0, sizeof d);
+    for (int c = 0; c < C; c++) {
+        WINO_FN(gather)(x, &sg, c, H, W, 2, 4, d);
+        for (int s = 0; s < 4; s++) /* columns: tr = B^T d */
+            for (int j = 0; j < WB; j++) {
+                float d0 = d[s][j], d1 = d[4 + s][j], d2 = d[8 + s][j], d3 = d[12 + s][j];
+                tr[s][j] = d0 - d2;
+                tr[4 + s][j] = d1 + d2;
+                tr[8 + s][j] = d2 - d1;
+                tr[12 + s][j] = d1 - d3;
+            }
+        float *o = v + (int64_t)c * cs + jofs;
+        for (int r = 0; r < 4; r++) /* rows: (B^T d) B */
+            for (int j = 0; j < WB; j++) {
+                float d0 = tr[4 * r][j], d1 = tr[4 * r + 1][j], d2 = tr[4 * r + 2][j],
+                      d3 = tr[4 * r + 3][j];
+                o[(4 * r) * xs + j] = d0 - d2;
+                o[(4 * r + 1) * xs + j] = d1 + d2;
+                o[(4 * r + 2) * xs + j] = d2 - d1;
+                o[(4 * r + 3) * xs + j] = d1 - d3;
+            }
+    }
+}
+
+/* gi[k][j] = tap k of filter j (g = [n][9]), 0 for j >= n. */
+static inline void WINO_FN(load_g)(float (*gi)[WB], const float *g, int n) {
+    if (n == WB) {
+#if defined(__AVX512F__) && WB == 16
+        const __m512i idx = _mm512_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63, 72, 81, 90, 99, 108,
+                                              117, 126, 135);
+        for (int k = 0; k < 9; k++) _mm512_storeu_ps(gi[k], _mm512_i32gather_ps(idx, g + k, 4));
+#elif defined(__AVX2__) && WB == 16
+        const __m256i idx = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
+        for (int k = 0; k < 9; k++) {
+            _mm256_storeu_ps(gi[k], _mm256_i32gather_ps(g + k, idx, 4));
+            _mm256_storeu_ps(gi[k] + 8, _mm256_i32gather_ps(g + 72 + k, idx, 4));
+        }
+#else
+        for (int j = 0; j < WB; j++)
+            for (int k = 0; k < 9; k++) gi[k][j] = g[j * 9 + k];
+#endif
+    } else {
+        for (int k = 0; k < 9; k++)
+            for (int j = 0; j < WB; j++) gi[k][j] = j < n ? g[j * 9 + k] : 0.0f;
+    }
+}
+
+/* u[xi*xs + j*mr] = q[xi][j] for the points xi < npt and lanes j < n. */
+static inline void WINO_FN(store_u)(const float (*q)[WB], int npt, int n, float *u, int64_t xs,
+                                    int mr) {
+    if (mr == 1 && n == WB) /* channel rows (the panel path): whole vectors */
+        for (int xi = 0; xi < npt; xi++)
+            memcpy(u + xi * xs, q[xi], sizeof q[xi]);
+    else if (mr == 1)
+        for (int xi = 0; xi < npt; xi++)
+            for (int j = 0; j < n; j++)
+                u[xi * xs + j] = q[xi][j];
+    else
+        for (int xi = 0; xi < npt; xi++)
+            for (int j = 0; j < n; j++)
+                u[xi * xs + (int64_t)j * mr] = q[xi][j];
+}
+
 /* The transformed filters of WB channels c0.. of one output channel:
  * g = [n][9] f32 (n <= WB channels), writes u[xi*xs + j*mr], j < n (mr:
  * the stride between channels, 1 for contiguous rows). */
 void WINO_FN(sdc_wino_weight)(const float *g, int n, float *u, int64_t xs, int mr) {
     float gi[9][WB], h[18][WB], q[36][WB];
-    for (int k = 0; k < 9; k++)
-        for (int j = 0; j < WB; j++)
-            gi[k][j] = j < n ? g[j * 9 + k] : 0.0f;
+    WINO_FN(load_g)(gi, g, n);
     /* h = G g: [6][3], then q = h G^T: [6][6].  Multiplications by the
      * rounded reciprocals, the shared sums formed once: divisions cost ~5x
      * a multiply in throughput and the transform is redone per call (at
@@ -118,17 +220,66 @@ void WINO_FN(sdc_wino_weight)(const float *g, int n, float *u, int64_t xs, int m
             q[r * 6 + 4][j] = e - f;
             q[r * 6 + 5][j] = c;
         }
-    if (mr == 1 && n == WB) /* channel rows (the panel path): whole vectors */
-        for (int xi = 0; xi < 36; xi++)
-            memcpy(u + xi * xs, q[xi], sizeof q[xi]);
-    else if (mr == 1)
-        for (int xi = 0; xi < 36; xi++)
-            for (int j = 0; j < n; j++)
-                u[xi * xs + j] = q[xi][j];
-    else
-        for (int xi = 0; xi < 36; xi++)
-            for (int j = 0; j < n; j++)
-                u[xi * xs + (int64_t)j * mr] = q[xi][j];
+    WINO_FN(store_u)((const float(*)[WB])q, 36, n, u, xs, mr);
+}
+
+/* F(2x2): as sdc_wino_weight, 16 points. */
+void WINO_FN(sdc_wino2_weight)(const float *g, int n, float *u, int64_t xs, int mr) {
+    float gi[9][WB], h[12][WB], q[16][WB];
+    WINO_FN(load_g)(gi, g, n);
+    for (int s = 0; s < 3; s++) /* h = G g: [4][3] */
+        for (int j = 0; j < WB; j++) {
+            float a = gi[s][j], b = gi[3 + s][j], c = gi[6 + s][j], ac = 0.5f * (a + c);
+            h[0 * 3 + s][j] = a;
+            h[1 * 3 + s][j] = ac + 0.5f * b;
+            h[2 * 3 + s][j] = ac - 0.5f * b;
+            h[3 * 3 + s][j] = c;
+        }
+    for (int r = 0; r < 4; r++) /* q = h G^T: [4][4] */
+        for (int j = 0; j < WB; j++) {
+            float a = h[r * 3][j], b = h[r * 3 + 1][j], c = h[r * 3 + 2][j], ac = 0.5f * (a + c);
+            q[r * 4 + 0][j] = a;
+            q[r * 4 + 1][j] = ac + 0.5f * b;
+            q[r * 4 + 2][j] = ac - 0.5f * b;
+            q[r * 4 + 3][j] = c;
+        }
+    WINO_FN(store_u)((const float(*)[WB])q, 16, n, u, xs, mr);
+}
+
+/* y (+ acc) at the ts x ts output tiles of lanes j (o[r*ts + s][j]), for
+ * the tiles t0 .. of NT, as sdc_wino_output. */
+static inline __attribute__((always_inline)) void
+WINO_FN(scatter)(const float (*o)[WB], int ts, float *y, const float *acc, int Ho, int Wo, int tw,
+                 int T, int NT, int t0, int64_t ys) {
+    if (t0 + WB <= NT && t0 / T == (t0 + WB - 1) / T &&
+        (t0 % T) / tw == (t0 % T + WB - 1) / tw) { /* one tile row of one image */
+        int64_t io = (int64_t)(t0 / T) * ys;
+        int tt = t0 % T;
+        int oy = (tt / tw) * ts, ox = (tt % tw) * ts, n = Wo - ox < ts * WB ? Wo - ox : ts * WB;
+        for (int r = 0; r < ts && oy + r < Ho; r++) {
+            float buf[4 * WB];
+            for (int j = 0; j < WB; j++)
+                for (int s = 0; s < ts; s++)
+                    buf[ts * j + s] = o[r * ts + s][j];
+            int64_t base = io + (int64_t)(oy + r) * Wo + ox;
+            if (acc)
+                for (int i = 0; i < n; i++)
+                    y[base + i] = buf[i] + acc[base + i];
+            else
+                memcpy(y + base, buf, (size_t)n * sizeof *buf);
+        }
+        return;
+    }
+    for (int j = 0; j < WB && t0 + j < NT; j++) {
+        int64_t io = (int64_t)((t0 + j) / T) * ys;
+        int tt = (t0 + j) % T;
+        int oy = (tt / tw) * ts, ox = (tt % tw) * ts;
+        for (int r = 0; r < ts && oy + r < Ho; r++) {
+            int64_t base = io + (int64_t)(oy + r) * Wo + ox;
+            for (int s = 0; s < ts && ox + s < Wo; s++)
+                y[base + s] = acc ? o[r * ts + s][j] + acc[base + s] : o[r * ts + s][j];
+        }
+    }
 }
 
 /* y[o, tile] = acc + bias + A^T M A for the WB tiles t0.. (of NT = N*T,
@@ -158,35 +309,28 @@ void WINO_FN(sdc_wino_output)(const float *m, int64_t ms, float *y, const float 
             o[r * 4 + 2][j] = p12 + 4.0f * p34 + bias;
             o[r * 4 + 3][j] = d12 + 8.0f * d34 + m5 + bias;
         }
-    if (t0 + WB <= NT && t0 / T == (t0 + WB - 1) / T &&
-        (t0 % T) / tw == (t0 % T + WB - 1) / tw) { /* one tile row of one image */
-        int64_t io = (int64_t)(t0 / T) * ys;
-        int tt = t0 % T;
-        int oy = (tt / tw) * 4, ox = (tt % tw) * 4, n = Wo - ox < 4 * WB ? Wo - ox : 4 * WB;
-        for (int r = 0; r < 4 && oy + r < Ho; r++) {
-            float buf[4 * WB];
-            for (int j = 0; j < WB; j++)
-                for (int s = 0; s < 4; s++)
-                    buf[4 * j + s] = o[r * 4 + s][j];
-            int64_t base = io + (int64_t)(oy + r) * Wo + ox;
-            if (acc)
-                for (int i = 0; i < n; i++)
-                    y[base + i] = buf[i] + acc[base + i];
-            else
-                memcpy(y + base, buf, (size_t)n * sizeof *buf);
+    WINO_FN(scatter)((const float(*)[WB])o, 4, y, acc, Ho, Wo, tw, T, NT, t0, ys);
+}
+
+/* F(2x2): as sdc_wino_output, 16 products m[xi*ms + j], 2x2 tiles. */
+void WINO_FN(sdc_wino2_output)(const float *m, int64_t ms, float *y, const float *acc, float bias,
+                               int Ho, int Wo, int tw, int T, int NT, int t0, int64_t ys) {
+    float t[8][WB], o[4][WB];
+    for (int s = 0; s < 4; s++) /* rows: t[2][4] = A^T M */
+        for (int j = 0; j < WB; j++) {
+            float m0 = m[s * ms + j], m1 = m[(4 + s) * ms + j], m2 = m[(8 + s) * ms + j],
+                  m3 = m[(12 + s) * ms + j];
+            t[s][j] = m0 + m1 + m2;
+            t[4 + s][j] = m1 - m2 - m3;
         }
-        return;
-    }
-    for (int j = 0; j < WB && t0 + j < NT; j++) {
-        int64_t io = (int64_t)((t0 + j) / T) * ys;
-        int tt = (t0 + j) % T;
-        int oy = (tt / tw) * 4, ox = (tt % tw) * 4;
-        for (int r = 0; r < 4 && oy + r < Ho; r++) {
-            int64_t base = io + (int64_t)(oy + r) * Wo + ox;
-            for (int s = 0; s < 4 && ox + s < Wo; s++)
-                y[base + s] = acc ? o[r * 4 + s][j] + acc[base + s] : o[r * 4 + s][j];
+    for (int r = 0; r < 2; r++)
+        for (int j = 0; j < WB; j++) {
+            float m0 = t[r * 4][j], m1 = t[r * 4 + 1][j], m2 = t[r * 4 + 2][j],
+                  m3 = t[r * 4 + 3][j];
+            o[r * 2 + 0][j] = m0 + m1 + m2 + bias;
+            o[r * 2 + 1][j] = m1 - m2 - m3 + bias;
         }
-    }
+    WINO_FN(scatter)((const float(*)[WB])o, 2, y, acc, Ho, Wo, tw, T, NT, t0, ys);
 }
 
 #undef WB
