@@ -10,7 +10,16 @@
  * micro-tile just before the tile's first product, so it costs no pass over
  * memory of its own.  Packing converts F16/BF16 weights to f32, zero-pads the edges, and (for a
  * convolution) gathers the im2col columns of the tile only, so the scratch
- * stays MC*KC + KC*NC floats per thread (cpu_impl.h) whatever the shape. */
+ * stays MC*KC + KC*NC floats per thread (cpu_impl.h) whatever the shape.
+ *
+ * Shallow products (K <= 640) with A read in place take gemm_tile_deep
+ * instead: B[K, nt] packed once (nt cut so that it stays within half the
+ * scratch, L2-sized), then each mr-row strip of A (in L1) runs across all
+ * of B's panels (streamed from L2 in order): no split of K, so C is written
+ * once.  bench lb (the UNet's linears, 2 threads, min of 3 rounds,
+ * 2026-11-27): M1024 N5120 K640 35.9 -> 32.4 ms, M2048 N640 K640 8.38 ->
+ * 7.98, M8192 N320 K320 9.02 -> 8.87, M1024 N2560 K320 unchanged; deeper
+ * K (>= 1280) measured no better that way (kc 320 + strips outer: -2%). */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +68,6 @@ void sdc_gemm_kernel_generic(int kc, const float *a, int64_t rs_a, int64_t cs_a,
 void sdc_gemm_pack_rows(const sdc_cpu *cpu, float *dst, int wp, const float *src_f32,
                         const sdc_weight *w, int64_t ld, int r0, int rows, int k0, int kc) {
     float tmp[KC];
-    assert(src_f32 || kc <= KC);
     int panels = ceil_div(rows, wp);
     for (int p = 0; p < panels; p++)
         for (int i = 0; i < wp; i++) {
@@ -69,15 +77,16 @@ void sdc_gemm_pack_rows(const sdc_cpu *cpu, float *dst, int wp, const float *src
                 for (int k = 0; k < kc; k++) d[k * wp] = 0.0f;
                 continue;
             }
-            const float *s;
             int64_t off = (int64_t)(r0 + r) * ld + k0;
             if (src_f32) {
-                s = src_f32 + off;
-            } else {
-                sdc_cpu_weight_row(cpu, tmp, w, off, kc);
-                s = tmp;
+                for (int k = 0; k < kc; k++) d[k * wp] = src_f32[off + k];
+                continue;
             }
-            for (int k = 0; k < kc; k++) d[k * wp] = s[k];
+            for (int k1 = 0; k1 < kc; k1 += KC) { /* weights widened KC at a time */
+                int n = imin(KC, kc - k1);
+                sdc_cpu_weight_row(cpu, tmp, w, off + k1, n);
+                for (int k = 0; k < n; k++) d[(k1 + k) * wp] = tmp[k];
+            }
         }
 }
 
@@ -110,6 +119,7 @@ typedef struct gemm_plan {
     const sdc_gemm *g;
     int mt, nt, n_mt, n_nt;
     int a_inplace; /* the kernel reads f32 A rows in place (a_rows_spread) */
+    int deep;      /* all of K in one block, A strips outer (gemm_tile_deep) */
 } gemm_plan;
 
 /* Whether the mr rows of A that one micro-kernel call reads in place (row
@@ -129,8 +139,31 @@ static int a_rows_spread(int64_t lda, int mr) {
     return 1;
 }
 
+static void gemm_tile_deep(const gemm_plan *pl, int64_t task, int thread) {
+    const sdc_gemm *g = pl->g;
+    const sdc_cpu_kernels *K = &g->cpu->k;
+    const int mr = K->mr, nr = K->nr, kc = g->K;
+    float *bpack = sdc_cpu_scratch(g->cpu, thread);
+    int m0 = (int)(task / pl->n_nt) * pl->mt, n0 = (int)(task % pl->n_nt) * pl->nt;
+    int mt = imin(pl->mt, g->M - m0), nt = imin(pl->nt, g->N - n0);
+    g->pack_b(g, bpack, n0, nt, 0, kc);
+    for (int ir = 0; ir < mt; ir += mr) {
+        const float *a = g->a + (int64_t)(m0 + ir) * g->lda;
+        for (int jr = 0; jr < nt; jr += nr) {
+            float *c = g->C + (int64_t)(m0 + ir) * g->ldc + n0 + jr;
+            g->init_c(g, m0 + ir, imin(mr, mt - ir), n0 + jr, imin(nr, nt - jr));
+            K->gemm(kc, a, g->lda, 1, bpack + (int64_t)(jr / nr) * kc * nr, nr, c, g->ldc,
+                    imin(mr, mt - ir), imin(nr, nt - jr));
+        }
+    }
+}
+
 static void gemm_tile(void *ctx, int64_t task, int thread) {
     const gemm_plan *pl = ctx;
+    if (pl->deep) {
+        gemm_tile_deep(pl, task, thread);
+        return;
+    }
     const sdc_gemm *g = pl->g;
     const sdc_cpu_kernels *K = &g->cpu->k;
     const int mr = K->mr, nr = K->nr, KCb = K->kc, MCb = K->mc;
@@ -192,7 +225,11 @@ void sdc_gemm_run(const sdc_gemm *g) {
     const int MR = g->cpu->k.mr, NR = g->cpu->k.nr;
     /* balanced tiles: nt <= NC, mt <= MT_MAX; then split further while
      * there are fewer than 4 tiles per thread */
-    int nt = round_up(ceil_div(g->N, ceil_div(g->N, NC)), NR);
+    const int inplace = g->cpu->k.inplace_a && g->a && a_rows_spread(g->lda, MR);
+    const int deep = inplace && !g->cpu->bf16 && g->K > 0 && g->K <= 640;
+    int ncap = deep ? imin(NC, (int)(SDC_CPU_SCRATCH_FLOATS / 2 / g->K) / NR * NR) : NC;
+    if (ncap < NR) ncap = NR;
+    int nt = round_up(ceil_div(g->N, ceil_div(g->N, ncap)), NR);
     int mt = round_up(ceil_div(g->M, ceil_div(g->M, MT_MAX)), MR);
     for (;;) {
         int64_t units = (int64_t)ceil_div(g->M, mt) * ceil_div(g->N, nt);
@@ -204,8 +241,7 @@ void sdc_gemm_run(const sdc_gemm *g) {
         else
             break;
     }
-    gemm_plan pl = {g, mt, nt, ceil_div(g->M, mt), ceil_div(g->N, nt),
-                    g->cpu->k.inplace_a && g->a && a_rows_spread(g->lda, MR)};
+    gemm_plan pl = {g, mt, nt, ceil_div(g->M, mt), ceil_div(g->N, nt), inplace, deep};
     sdc_parallel_for(g->cpu->pool, (int64_t)pl.n_mt * pl.n_nt, gemm_tile, &pl);
 }
 
