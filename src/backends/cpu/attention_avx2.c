@@ -34,17 +34,8 @@
 
 #define QT 16              /* queries per micro-tile: 2 ymm of lanes */
 #define KT 6               /* rows of a register tile: keys (Q K^T), head dims (P V) */
-#define BK 192             /* keys per block (multiple of KT) */
-#define BQ_BIG 256         /* queries per task when K and V are big (reuse) */
-#define BQ_SMALL 64        /* ... and when they are small */
-#define KV_SMALL (1 << 20) /* bytes of K and V (all heads) that count as small */
-#define TAU 8.0f
-#define MASKED (-1e30f) /* X of a causally masked key: 2^X = 0 */
 
-/* scratch per thread for bq queries per task: Qp [bq/QT][dh][QT],
- * O^T [bq/QT][dh][QT], P^T [BK][QT], m, l, c [bq], a partial key tile [KT][dh] */
-#define ATT2_FLOATS(bq, dh) ((2 * (size_t)(bq) + KT) * (dh) + (size_t)BK * QT + 3 * (size_t)(bq))
-_Static_assert(ATT2_FLOATS(QT, SDC_ATT_DH_MAX) <= SDC_CPU_SCRATCH_FLOATS, "attention scratch");
+#include "backends/cpu/attention_tiles.h"
 
 static inline __m256 exp2_256(__m256 x) {
     const __m256 magic = _mm256_set1_ps(12582912.0f + 127.0f); /* 1.5 * 2^23 + bias */
@@ -59,16 +50,6 @@ static inline __m256 exp2_256(__m256 x) {
     y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.0000000716545216f));
     return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23)));
 }
-
-typedef struct att_ctx {
-    sdc_cpu *cpu;
-    float *out;
-    const float *q, *k, *v;
-    int q_stride, kv_stride, Sq, Sk, heads, dh, causal;
-    int bqt, qblocks; /* queries per task, query blocks */
-    int hg, hmajor;   /* heads per task; task order (att_task) */
-    float qscale;     /* scale * log2(e) */
-} att_ctx;
 
 /* One query micro-tile's softmax state within a key block. */
 typedef struct qtile {
@@ -336,36 +317,8 @@ static void att_head(const att_ctx *A, int h, int i0, int next, int thread) {
     }
 }
 
-/* A task: heads h0..h0+hg of one query block.  Small K and V: tasks in
- * query-block order, all heads of a block in one task when there are
- * enough blocks (their Q and output rows are read and written in whole
- * lines; the next head's are prefetched).  Big K and V: one head per
- * task, in head order (a head's K and V stay cached across its blocks). */
-static void att_task(void *p, int64_t task, int thread) {
-    const att_ctx *A = p;
-    const int groups = (A->heads + A->hg - 1) / A->hg;
-    int qb = (int)(task / groups), h0 = (int)(task % groups) * A->hg;
-    if (A->hmajor) qb = (int)(task % A->qblocks), h0 = (int)(task / A->qblocks);
-    const int i0 = qb * A->bqt, h1 = h0 + A->hg < A->heads ? h0 + A->hg : A->heads;
-    for (int h = h0; h < h1; h++) att_head(A, h, i0, h + 1 < h1, thread);
-}
-
 void sdc_avx2_attention(sdc_backend *be, float *out, const float *q, int q_stride,
                         const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
                         int dh, float scale, int causal) {
-    if (Sq <= 0 || heads <= 0 || dh <= 0) return;
-    if (dh > SDC_ATT_DH_MAX) {
-        sdc_ref_attention(be, out, q, q_stride, k, v, kv_stride, Sq, Sk, heads, dh, scale, causal);
-        return;
-    }
-    const int hmajor = (int64_t)(Sk > 0 ? Sk : 0) * heads * dh * 2 * (int64_t)sizeof(float) > KV_SMALL;
-    int bqt = hmajor ? BQ_BIG : BQ_SMALL; /* no more than the scratch holds or Sq needs */
-    while (bqt > QT && ATT2_FLOATS(bqt, dh) > SDC_CPU_SCRATCH_FLOATS) bqt -= QT;
-    if (bqt > (Sq + QT - 1) / QT * QT) bqt = (Sq + QT - 1) / QT * QT;
-    const int qblocks = (Sq + bqt - 1) / bqt;
-    const int split = qblocks >= 16 ? 1 : (16 + qblocks - 1) / qblocks; /* >= 16 tasks */
-    const int hg = hmajor || split >= heads ? 1 : (heads + split - 1) / split;
-    att_ctx A = {sdc_cpu_of(be), out, q, k, v, q_stride, kv_stride, Sq, Sk, heads, dh, causal,
-                 bqt, qblocks, hg, hmajor, scale * 1.44269504088896341f};
-    sdc_parallel_for(A.cpu->pool, (int64_t)qblocks * ((heads + hg - 1) / hg), att_task, &A);
+    att_run(be, out, q, q_stride, k, v, kv_stride, Sq, Sk, heads, dh, scale, causal);
 }

@@ -36,17 +36,8 @@
 
 #define QT 32           /* queries per micro-tile: 2 zmm of lanes */
 #define KT 12           /* keys per score tile (a tail of <= 6 keys: 6) */
-#define BK 192          /* keys per block (multiple of KT) */
-#define BQ_BIG 256      /* queries per task when K and V are big (reuse) */
-#define BQ_SMALL 64     /* ... and when they are small */
-#define KV_SMALL (1 << 20) /* bytes of K and V (all heads) that count as small */
-#define TAU 8.0f
-#define MASKED (-1e30f) /* X of a causally masked key: 2^X = 0 */
 
-/* scratch per thread for bq queries per task: Qp [bq/QT][dh][QT],
- * O [bq][dh], P^T [BK][QT], m, l, c [bq], a partial key tile [KT][dh] */
-#define ATT512_FLOATS(bq, dh) ((2 * (size_t)(bq) + KT) * (dh) + (size_t)BK * QT + 3 * (size_t)(bq))
-_Static_assert(ATT512_FLOATS(QT, SDC_ATT_DH_MAX) <= SDC_CPU_SCRATCH_FLOATS, "attention scratch");
+#include "backends/cpu/attention_tiles.h"
 
 static inline __m512 exp2_512(__m512 x) {
     __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -59,16 +50,6 @@ static inline __m512 exp2_512(__m512 x) {
     y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.0000000716545216f));
     return _mm512_scalef_ps(y, n);
 }
-
-typedef struct att_ctx {
-    sdc_cpu *cpu;
-    float *out;
-    const float *q, *k, *v;
-    int q_stride, kv_stride, Sq, Sk, heads, dh, causal;
-    int bqt, qblocks; /* queries per task, query blocks */
-    int hg, hmajor;   /* heads per task; task order (att_task) */
-    float qscale;     /* scale * log2(e) */
-} att_ctx;
 
 /* One query micro-tile's softmax state within a key block. */
 typedef struct qtile {
@@ -384,36 +365,8 @@ static void att_head(const att_ctx *A, int h, int i0, int next, int thread) {
     }
 }
 
-/* A task: heads h0..h0+hg of one query block.  Small K and V: tasks in
- * query-block order, all heads of a block in one task when there are
- * enough blocks (their Q and output rows are read and written in whole
- * lines; the next head's are prefetched).  Big K and V: one head per
- * task, in head order (a head's K and V stay cached across its blocks). */
-static void att_task(void *p, int64_t task, int thread) {
-    const att_ctx *A = p;
-    const int groups = (A->heads + A->hg - 1) / A->hg;
-    int qb = (int)(task / groups), h0 = (int)(task % groups) * A->hg;
-    if (A->hmajor) qb = (int)(task % A->qblocks), h0 = (int)(task / A->qblocks);
-    const int i0 = qb * A->bqt, h1 = h0 + A->hg < A->heads ? h0 + A->hg : A->heads;
-    for (int h = h0; h < h1; h++) att_head(A, h, i0, h + 1 < h1, thread);
-}
-
 void sdc_avx512_attention(sdc_backend *be, float *out, const float *q, int q_stride,
                           const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
                           int dh, float scale, int causal) {
-    if (Sq <= 0 || heads <= 0 || dh <= 0) return;
-    if (dh > SDC_ATT_DH_MAX) {
-        sdc_ref_attention(be, out, q, q_stride, k, v, kv_stride, Sq, Sk, heads, dh, scale, causal);
-        return;
-    }
-    const int hmajor = (int64_t)(Sk > 0 ? Sk : 0) * heads * dh * 2 * (int64_t)sizeof(float) > KV_SMALL;
-    int bqt = hmajor ? BQ_BIG : BQ_SMALL; /* no more than the scratch holds or Sq needs */
-    while (bqt > QT && ATT512_FLOATS(bqt, dh) > SDC_CPU_SCRATCH_FLOATS) bqt -= QT;
-    if (bqt > (Sq + QT - 1) / QT * QT) bqt = (Sq + QT - 1) / QT * QT;
-    const int qblocks = (Sq + bqt - 1) / bqt;
-    const int split = qblocks >= 16 ? 1 : (16 + qblocks - 1) / qblocks; /* >= 16 tasks */
-    const int hg = hmajor || split >= heads ? 1 : (heads + split - 1) / split;
-    att_ctx A = {sdc_cpu_of(be), out, q, k, v, q_stride, kv_stride, Sq, Sk, heads, dh, causal,
-                 bqt, qblocks, hg, hmajor, scale * 1.44269504088896341f};
-    sdc_parallel_for(A.cpu->pool, (int64_t)qblocks * ((heads + hg - 1) / hg), att_task, &A);
+    att_run(be, out, q, q_stride, k, v, kv_stride, Sq, Sk, heads, dh, scale, causal);
 }
