@@ -106,12 +106,14 @@ typedef struct sdc_cpu {
     sdc_cpu_kernels k;
     int bf16; /* the bf16 mode: GEMM operands rounded to bf16 (k.gemm_bf16) */
     float *scratch; /* [n_threads][SDC_CPU_SCRATCH_FLOATS], owned, 64-byte aligned */
-    /* Winograd's panel-path buffer (winograd.c: V of a tile group and the
-     * threads' products), mapped, grown on demand, kept between calls
+    /* One buffer for whichever op needs a large one within a call:
+     * Winograd's panel path (winograd.c: V of a tile group and the
+     * threads' products) and the GEMM's operands packed once for all its
+     * tiles (gemm.c).  Mapped, grown on demand, kept between calls
      * (mapping it per call cost ~15% of the convolution in page faults);
-     * released by sdc_cpu_wino_release */
-    float *wino;
-    size_t wino_floats;
+     * released by sdc_cpu_shared_release */
+    float *shared;
+    size_t shared_floats;
 } sdc_cpu;
 
 static inline sdc_cpu *sdc_cpu_of(sdc_backend *be) { return (sdc_cpu *)be->impl; }
@@ -177,8 +179,11 @@ void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int
  * (nothing written) if it cannot run (scratch), 0 when done. */
 int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                             const sdc_weight *w, const sdc_weight *b, int O, const float *acc);
-/* Unmaps cpu->wino. */
-void sdc_cpu_wino_release(sdc_cpu *cpu);
+/* cpu->shared with at least `floats` floats (NULL if it cannot be
+ * mapped); its contents are the caller's until the op returns. */
+float *sdc_cpu_shared_buffer(sdc_cpu *cpu, size_t floats);
+/* Unmaps cpu->shared. */
+void sdc_cpu_shared_release(sdc_cpu *cpu);
 /* Whether sdc_cpu_conv2d sends this 3x3 stride-1 conv to Winograd. */
 int sdc_cpu_use_winograd(int C, int H, int W, int O);
 

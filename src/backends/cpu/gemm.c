@@ -29,6 +29,7 @@
 #define KC SDC_GEMM_KC
 #define NC SDC_GEMM_NC
 #define NR_MAX SDC_GEMM_NR_MAX
+#define SHARED_CAP ((size_t)4 << 20) /* floats of operands packed once per call, at most */
 #define MT_MAX 1024 /* rows per thread tile (384: linear 5-7% slower, B packed more often) */
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -120,7 +121,41 @@ typedef struct gemm_plan {
     int mt, nt, n_mt, n_nt;
     int a_inplace; /* the kernel reads f32 A rows in place (a_rows_spread) */
     int deep;      /* all of K in one block, A strips outer (gemm_tile_deep) */
+    int kb, nkb;   /* K in nkb blocks of kb (the last may be shorter) */
+    /* operands packed once for all tiles (sdc_gemm_run), or NULL: B as
+     * [n_nt][nkb][round_up(nt, nr) * kb], A as [n_mt][nkb][round_up(mt, mr) * kb] */
+    float *bsh, *ash;
 } gemm_plan;
+
+/* The shared packs of tile (n-tile tn or m-tile tm) and K block kbi. */
+static float *plan_bsh(const gemm_plan *pl, int tn, int kbi) {
+    const int nr = pl->g->cpu->k.nr;
+    return pl->bsh + ((int64_t)tn * pl->nkb + kbi) * round_up(pl->nt, nr) * pl->kb;
+}
+
+static float *plan_ash(const gemm_plan *pl, int tm, int kbi) {
+    const int mr = pl->g->cpu->k.mr;
+    return pl->ash + ((int64_t)tm * pl->nkb + kbi) * round_up(pl->mt, mr) * pl->kb;
+}
+
+/* Task: one (tile, K block) of the shared packs, B's first. */
+static void gemm_pack_task(void *ctx, int64_t task, int thread) {
+    (void)thread;
+    const gemm_plan *pl = ctx;
+    const sdc_gemm *g = pl->g;
+    const int64_t nb = pl->bsh ? (int64_t)pl->n_nt * pl->nkb : 0;
+    const int operand_b = task < nb;
+    if (!operand_b) task -= nb;
+    const int t = (int)(task / pl->nkb), kbi = (int)(task % pl->nkb);
+    const int k0 = kbi * pl->kb, kc = imin(pl->kb, g->K - k0);
+    if (operand_b) {
+        const int n0 = t * pl->nt;
+        g->pack_b(g, plan_bsh(pl, t, kbi), n0, imin(pl->nt, g->N - n0), k0, kc);
+    } else {
+        const int m0 = t * pl->mt;
+        g->pack_a(g, plan_ash(pl, t, kbi), m0, imin(pl->mt, g->M - m0), k0, kc);
+    }
+}
 
 /* Whether the mr rows of A that one micro-kernel call reads in place (row
  * stride lda floats) spread over the L1 sets: rows whose byte stride is a
@@ -146,7 +181,10 @@ static void gemm_tile_deep(const gemm_plan *pl, int64_t task, int thread) {
     float *bpack = sdc_cpu_scratch(g->cpu, thread);
     int m0 = (int)(task / pl->n_nt) * pl->mt, n0 = (int)(task % pl->n_nt) * pl->nt;
     int mt = imin(pl->mt, g->M - m0), nt = imin(pl->nt, g->N - n0);
-    g->pack_b(g, bpack, n0, nt, 0, kc);
+    if (pl->bsh)
+        bpack = plan_bsh(pl, (int)(task % pl->n_nt), 0);
+    else
+        g->pack_b(g, bpack, n0, nt, 0, kc);
     for (int ir = 0; ir < mt; ir += mr) {
         const float *a = g->a + (int64_t)(m0 + ir) * g->lda;
         for (int jr = 0; jr < nt; jr += nr) {
@@ -166,7 +204,7 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
     }
     const sdc_gemm *g = pl->g;
     const sdc_cpu_kernels *K = &g->cpu->k;
-    const int mr = K->mr, nr = K->nr, KCb = K->kc, MCb = K->mc;
+    const int mr = K->mr, nr = K->nr, MCb = K->mc;
     float *apack = sdc_cpu_scratch(g->cpu, thread);
     float *bpack = apack + (size_t)SDC_GEMM_MC * KC;
     int m0 = (int)(task / pl->n_nt) * pl->mt, n0 = (int)(task % pl->n_nt) * pl->nt;
@@ -174,15 +212,16 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
     sdc_gemm_kernel_fn kern = K->gemm;
     const int bf = g->cpu->bf16; /* pair panels and the bf16 kernel */
     const float *ain = pl->a_inplace && !bf ? g->a : NULL;
-    /* K in equal blocks of at most kc (K = 320: 2 x 160, not 256 + 64) */
     if (g->K <= 0) {
         g->init_c(g, m0, mt, n0, nt);
         return;
     }
-    const int kb = ceil_div(g->K, ceil_div(g->K, KCb));
+    const int kb = pl->kb, tm = (int)(task / pl->n_nt), tn = (int)(task % pl->n_nt);
     for (int k0 = 0; k0 < g->K; k0 += kb) {
         int kc = imin(kb, g->K - k0);
-        if (bf && g->bw)
+        if (pl->bsh)
+            bpack = plan_bsh(pl, tn, k0 / kb);
+        else if (bf && g->bw)
             for (int jr = 0; jr < nt; jr += nr)
                 K->bf16_panel_rows((uint32_t *)(void *)(bpack + (int64_t)jr * kc), nr, g->bw, g->K,
                                    n0 + jr, imin(nr, nt - jr), k0, kc);
@@ -194,6 +233,8 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
             int mc = imin(MCb, mt - mm);
             if (bf)
                 pack_a_bf16(g, (uint32_t *)(void *)apack, m0 + mm, mc, k0, kc);
+            else if (pl->ash)
+                apack = plan_ash(pl, tm, k0 / kb) + (int64_t)(mm / mr) * kc * mr;
             else if (!ain)
                 g->pack_a(g, apack, m0 + mm, mc, k0, kc);
             for (int jr = 0; jr < nt; jr += nr) {
@@ -241,7 +282,33 @@ void sdc_gemm_run(const sdc_gemm *g) {
         else
             break;
     }
-    gemm_plan pl = {g, mt, nt, ceil_div(g->M, mt), ceil_div(g->N, nt), inplace, deep};
+    gemm_plan pl = {g, mt, nt, ceil_div(g->M, mt), ceil_div(g->N, nt), inplace, deep, 0, 0,
+                    NULL, NULL};
+    /* K in equal blocks of at most kc (K = 320: 2 x 160, not 256 + 64) */
+    pl.kb = deep || g->K <= 0 ? g->K : ceil_div(g->K, ceil_div(g->K, g->cpu->k.kc));
+    pl.nkb = pl.kb > 0 ? ceil_div(g->K, pl.kb) : 0;
+    /* An operand that several tiles would pack alike (B when there are
+     * several m-tiles, a packed A when several n-tiles) is packed once, by
+     * all threads, into the shared buffer, when it fits SHARED_CAP (16 MiB,
+     * about what Winograd's panel path holds there anyway): the im2col of a
+     * stride-2 conv was redone by each of its 8 m-tiles, a 1x1 conv's
+     * weights by each of its n-tiles.  bench cb1/lb, 2 threads, min of 3
+     * rounds, 2026-11-27: stride-2 convs C640 32x32 31.5 -> 23.7 ms, C1280
+     * 16x16 38.4 -> 29.1, 1x1 convs 2-7% faster, linears with a packed A
+     * (K 2560, 5120) 9-10%, the UNet's linears 203.0 -> 195.7 ms in all. */
+    if (!g->cpu->bf16 && pl.nkb > 0) {
+        size_t nb = pl.n_mt > 1 ? (size_t)pl.n_nt * round_up(nt, NR) * g->K : 0;
+        size_t na = pl.n_nt > 1 && !inplace ? (size_t)pl.n_mt * round_up(mt, MR) * g->K : 0;
+        if (nb > SHARED_CAP) nb = 0;
+        if (na > SHARED_CAP || deep) na = 0;
+        float *buf = nb + na ? sdc_cpu_shared_buffer(g->cpu, nb + na) : NULL;
+        if (buf) {
+            pl.bsh = nb ? buf : NULL;
+            pl.ash = na ? buf + nb : NULL;
+            int64_t tasks = (nb ? (int64_t)pl.n_nt * pl.nkb : 0) + (na ? (int64_t)pl.n_mt * pl.nkb : 0);
+            sdc_parallel_for(g->cpu->pool, tasks, gemm_pack_task, &pl);
+        }
+    }
     sdc_parallel_for(g->cpu->pool, (int64_t)pl.n_mt * pl.n_nt, gemm_tile, &pl);
 }
 

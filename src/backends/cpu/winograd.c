@@ -21,7 +21,7 @@
  * it, so they hold no resident memory between convolutions (measured peak
  * RSS of a 512x512 image: 1762 MiB, 1738 with SDC_WINOGRAD=0); if the
  * mapping fails the caller falls back to the im2col GEMM.  The panel path
- * (below) keeps one buffer between calls (cpu->wino): V for one group of
+ * (below) keeps one buffer between calls (cpu->shared): V for one group of
  * 64 tiles, 36*C*64 floats (23.6 MB at C = 2560), and each thread's
  * products (0.5 MiB); its U slices live in the threads' scratch.
  *
@@ -130,21 +130,6 @@ static void wino_free(float *p, size_t floats) {
         munmap(p, floats * sizeof(float));
 }
 
-void sdc_cpu_wino_release(sdc_cpu *cpu) {
-    wino_free(cpu->wino, cpu->wino_floats);
-    cpu->wino = NULL;
-    cpu->wino_floats = 0;
-}
-
-/* cpu->wino with at least `floats` floats (NULL if it cannot be mapped). */
-static float *wino_buffer(sdc_cpu *cpu, size_t floats) {
-    if (cpu->wino_floats >= floats) return cpu->wino;
-    sdc_cpu_wino_release(cpu);
-    cpu->wino = wino_alloc(floats);
-    if (cpu->wino) cpu->wino_floats = floats;
-    return cpu->wino;
-}
-
 /* Elements off .. off+n of the weight w towards the caches. */
 static void wino_prefetch_w(const sdc_weight *w, int64_t off, int64_t n) {
     size_t es = sdc_dtype_size(w->dtype);
@@ -247,7 +232,8 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
  * M (pp*36*mr*64 floats per thread, 516 KiB at pp = 4, mr = 14), would
  * outgrow L2: measured (bench_ops, 2026-11-26), groups of up to 16 MiB of
  * V took the VAE's convolutions from 5.1 s to 6.3-6.7 s and gave the UNet's
- * nothing.  V and M live in cpu->wino.  Each V element loaded serves pp*mr output channels (56 at pp = 4:
+ * nothing.  V and M live in the backend's shared buffer (cpu->shared).
+ * Each V element loaded serves pp*mr output channels (56 at pp = 4:
  * 28 FLOP per byte; with pp = 1 the tasks streamed V from L3 at ~7 FLOP per
  * byte, and the GEMMs ran at ~45% of peak).  Up to 16 tiles use the 6x16
  * kernel (8x8 maps at N = 2: 8 tiles), more the ISA's main kernel. */
@@ -368,7 +354,7 @@ static int wino_panel_run(sdc_cpu *cpu, int f2, wino_in_fn in, wino_w_fn wt, win
         return -1;
     const size_t nV = (size_t)max_tp * js.npt * C * js.nr;
     js.m_stride = (size_t)js.pp * max_tp * js.npt * js.mr * js.nr;
-    js.V = wino_buffer(cpu, nV + (size_t)cpu->n_threads * js.m_stride);
+    js.V = sdc_cpu_shared_buffer(cpu, nV + (size_t)cpu->n_threads * js.m_stride);
     if (!js.V) return -1;
     js.M = js.V + nV;
     for (js.t_base = 0; js.t_base < js.NT; js.t_base += group) {
