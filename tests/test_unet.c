@@ -17,17 +17,20 @@
 
 #define TOL 1e-4
 
-/* One forward pass with its inputs and output in activation memory. */
+/* One forward pass with its inputs and output in activation memory; with
+ * use_kv, the context's keys and values made first by sdc_unet_context. */
 static void pass(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N, int h,
-                 int w, const float *t, const float *ctx, int S, float *out) {
+                 int w, const float *t, const float *ctx, int S, int use_kv, float *out) {
     const sdc_unet_config *c = sdc_unet_cfg(m);
     size_t mark = sdc_arena_mark(a);
     size_t nx = (size_t)N * c->in_channels * h * w, nc = (size_t)N * S * c->cross_dim;
     size_t no = (size_t)N * c->out_channels * h * w;
     float *xd = sdc_arena_alloc(a, nx), *cd = sdc_arena_alloc(a, nc), *od = sdc_arena_alloc(a, no);
+    float *kv = use_kv ? sdc_arena_alloc(a, sdc_unet_context_floats(m, N, S)) : NULL;
     be->copy_in(be, xd, x, (int64_t)nx);
     be->copy_in(be, cd, ctx, (int64_t)nc);
-    sdc_unet_forward(m, be, a, xd, N, h, w, t, cd, S, od);
+    if (use_kv) sdc_unet_context(m, be, cd, N, S, kv);
+    sdc_unet_forward(m, be, a, xd, N, h, w, t, cd, S, kv, od);
     be->copy_out(be, out, od, (int64_t)no);
     sdc_arena_reset(a, mark);
 }
@@ -50,33 +53,49 @@ static void check_layout(const char *fixture) {
     const float *x = t_ref_f32(ref, "x", N * 4 * H * W);
     const float *ctx = t_ref_f32(ref, "ctx", N * S * 32);
     const char *cases[2][2] = {{"t", "out"}, {"t_mixed", "out_mixed"}};
-    float *got = malloc(sizeof(float) * N * 4 * H * W);
-    for (int ci = 0; ci < 2 && x && ctx && got; ci++) {
+    /* each case per block (kv NULL) and with the context's keys and
+     * values made once (sdc_unet_context): the same output, bit for bit */
+    const size_t no = (size_t)N * 4 * H * W;
+    float *got = malloc(sizeof(float) * no), *prev[2] = {malloc(sizeof(float) * no),
+                                                          malloc(sizeof(float) * no)};
+    for (int ci = 0; ci < 2 && x && ctx && got && prev[0] && prev[1]; ci++) {
         const float *t = t_ref_f32(ref, cases[ci][0], N);
         const float *want = t_ref_f32(ref, cases[ci][1], N * 4 * H * W);
         if (!t || !want) continue;
-        sdc_arena a = {0};
-        sdc_arena_plan(&a);
-        pass(m, sdc_backend_null(), &a, NULL, N, H, W, t, NULL, S, NULL);
-        CHECK(!a.overflow && a.top == 0);
-        size_t peak = a.peak;
-        CHECK(sdc_arena_commit(&a, 0) == SDC_OK);
-        for (int force_ref = 0; force_ref <= 1; force_ref++) {
-            sdc_backend *be = sdc_backend_cpu_create(2, force_ref);
-            CHECK(be != NULL);
-            if (!be) continue;
-            memset(got, 0, sizeof(float) * N * 4 * H * W);
-            pass(m, be, &a, x, N, H, W, t, ctx, S, got);
-            CHECK(!a.overflow && a.top == 0 && a.peak == peak);
-            double e = t_rel_l2(got, want, (size_t)N * 4 * H * W);
-            CHECKF(e <= TOL, "%s %s force_ref=%d: rel L2 %.3g", fixture, cases[ci][1], force_ref, e);
-            printf("  %-20s %-10s %-4s rel L2 %.2e  arena %zu KiB\n", fixture, cases[ci][1],
-                   force_ref ? "ref" : "fast", e, peak >> 10);
-            be->free(be);
+        for (int use_kv = 0; use_kv <= 1; use_kv++) {
+            sdc_arena a = {0};
+            sdc_arena_plan(&a);
+            pass(m, sdc_backend_null(), &a, NULL, N, H, W, t, NULL, S, use_kv, NULL);
+            CHECK(!a.overflow && a.top == 0);
+            size_t peak = a.peak;
+            CHECK(sdc_arena_commit(&a, 0) == SDC_OK);
+            for (int force_ref = 0; force_ref <= 1; force_ref++) {
+                sdc_backend *be = sdc_backend_cpu_create(2, force_ref);
+                CHECK(be != NULL);
+                if (!be) continue;
+                memset(got, 0, sizeof(float) * no);
+                pass(m, be, &a, x, N, H, W, t, ctx, S, use_kv, got);
+                CHECK(!a.overflow && a.top == 0 && a.peak == peak);
+                double e = t_rel_l2(got, want, no);
+                CHECKF(e <= TOL, "%s %s force_ref=%d kv=%d: rel L2 %.3g", fixture,
+                       cases[ci][1], force_ref, use_kv, e);
+                if (use_kv)
+                    CHECKF(memcmp(got, prev[force_ref], sizeof(float) * no) == 0,
+                           "%s %s force_ref=%d: kv once != kv per block", fixture, cases[ci][1],
+                           force_ref);
+                else
+                    memcpy(prev[force_ref], got, sizeof(float) * no);
+                printf("  %-20s %-10s %-4s %-9s rel L2 %.2e  arena %zu KiB\n", fixture,
+                       cases[ci][1], force_ref ? "ref" : "fast", use_kv ? "kv once" : "kv/block",
+                       e, peak >> 10);
+                be->free(be);
+            }
+            sdc_arena_free(&a);
         }
-        sdc_arena_free(&a);
     }
     free(got);
+    free(prev[0]);
+    free(prev[1]);
 done:
     sdc_unet_free(m);
     sdc_st_close(ref);

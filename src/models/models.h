@@ -35,9 +35,18 @@ void sdc_unet_free(sdc_unet *m);
 const sdc_unet_config *sdc_unet_cfg(const sdc_unet *m);
 /* x dev [N, in_channels, h, w], t host [N], ctx dev [N, S, cross_dim]
  * -> out dev [N, out_channels, h, w].  h and w must be multiples of
- * 2^(levels-1). */
+ * 2^(levels-1).  kv: the cross-attention keys and values of ctx made once
+ * by sdc_unet_context (the same N, S and ctx), or NULL: each pass then
+ * makes them from ctx (a plan made with NULL bounds a pass with kv). */
 void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N,
-                      int h, int w, const float *t, const float *ctx, int S, float *out);
+                      int h, int w, const float *t, const float *ctx, int S, const float *kv,
+                      float *out);
+/* The keys and values of every cross-attention for ctx dev [N, S,
+ * cross_dim] into kv dev [sdc_unet_context_floats]: they depend on the
+ * prompt only, so a sampling loop makes them once instead of per step. */
+size_t sdc_unet_context_floats(const sdc_unet *m, int N, int S);
+void sdc_unet_context(const sdc_unet *m, sdc_backend *be, const float *ctx, int N, int S,
+                      float *kv);
 /* Low-memory mode (on != 0): every forward pass maps each block's weights
  * in before the block and releases them from the resident set after it
  * (models/blocks.h, sdc_pager); the results are the same, bit for bit.

@@ -36,6 +36,8 @@ typedef struct tblock {
     sdc_linear_w q1, k1, v1, o1; /* self-attention; q/k/v without bias */
     sdc_linear_w q2, k2, v2, o2; /* cross-attention; k2, v2: [C, cross_dim] */
     sdc_linear_w ff1, ff2;       /* [8C, C] (GEGLU), [C, 4C] */
+    int C;
+    size_t kv_prefix; /* sum of C over the blocks before this one (sdc_unet_context) */
 } tblock;
 
 typedef struct transformer {
@@ -65,6 +67,7 @@ struct sdc_unet {
     sdc_resnet_w *resnets;
     transformer *transformers;
     tblock *tblocks;
+    size_t n_tblocks, kv_channels; /* bound blocks; sum of their C */
 };
 
 static void bind_transformer(sdc_binder *b, transformer *T, tblock *blocks, int C, int depth,
@@ -76,6 +79,7 @@ static void bind_transformer(sdc_binder *b, transformer *T, tblock *blocks, int 
     for (int d = 0; d < depth; d++) {
         tblock *B = &blocks[d];
         const char *p = prefix;
+        B->C = C;
         sdc_bind_norm(b, &B->n1, C, "%s.transformer_blocks.%d.norm1", p, d);
         sdc_bind_linear(b, &B->q1, C, C, 0, "%s.transformer_blocks.%d.attn1.to_q", p, d);
         sdc_bind_linear(b, &B->k1, C, C, 0, "%s.transformer_blocks.%d.attn1.to_k", p, d);
@@ -196,6 +200,11 @@ sdc_status sdc_unet_create(const sdc_model_files *mf, sdc_unet **out) {
     }
 #undef NEXT_TRANSFORMER
     assert(ns == 0 && ir <= n_res && it <= n_tr);
+    m->n_tblocks = it * (size_t)depth;
+    for (size_t i = 0; i < m->n_tblocks; i++) {
+        m->tblocks[i].kv_prefix = m->kv_channels;
+        m->kv_channels += (size_t)m->tblocks[i].C;
+    }
     sdc_bind_norm(&b, &m->norm_out, C0, "unet.conv_norm_out");
     sdc_bind_conv(&b, &m->conv_out, C0, c->out_channels, 3, "unet.conv_out");
     if (b.st != SDC_OK) {
@@ -248,9 +257,10 @@ static void mha(sdc_backend *be, float *o, const float *q, const float *k, const
     }
 }
 
-/* x [N*HW, C] tokens, updated in place; ctx [N, S, cross_dim]. */
+/* x [N*HW, C] tokens, updated in place; ctx [N, S, cross_dim]; kv: the
+ * context's keys and values of every block (sdc_unet_context) or NULL. */
 static void tblock_fwd(const tblock *B, sdc_backend *be, sdc_arena *a, float *x, int N, int HW,
-                       int C, int heads, const float *ctx, int S) {
+                       int C, int heads, const float *ctx, int S, const float *kv) {
     size_t mark = sdc_arena_mark(a);
     int T = N * HW;
     size_t tc = (size_t)T * C;
@@ -269,12 +279,19 @@ static void tblock_fwd(const tblock *B, sdc_backend *be, sdc_arena *a, float *x,
     sdc_arena_reset(a, mark);
     n = sdc_arena_alloc(a, tc), q = sdc_arena_alloc(a, tc);
     size_t sc = (size_t)N * S * C;
-    k = sdc_arena_alloc(a, sc), v = sdc_arena_alloc(a, sc);
+    const float *kc, *vc;
+    if (kv) {
+        kc = sdc_atc(kv, 2 * (size_t)N * S * B->kv_prefix);
+        vc = sdc_atc(kc, sc);
+    } else {
+        k = sdc_arena_alloc(a, sc), v = sdc_arena_alloc(a, sc);
+        sdc_linear_fwd(be, &B->k2, k, ctx, N * S, NULL);
+        sdc_linear_fwd(be, &B->v2, v, ctx, N * S, NULL);
+        kc = k, vc = v;
+    }
     be->layer_norm(be, n, x, T, C, B->n2.g, B->n2.b, LN_EPS);
     sdc_linear_fwd(be, &B->q2, q, n, T, NULL);
-    sdc_linear_fwd(be, &B->k2, k, ctx, N * S, NULL);
-    sdc_linear_fwd(be, &B->v2, v, ctx, N * S, NULL);
-    mha(be, n, q, k, v, N, HW, S, C, heads);
+    mha(be, n, q, kc, vc, N, HW, S, C, heads);
     sdc_linear_fwd(be, &B->o2, x, n, T, x);
     /* feed-forward, FF_ROWS rows at a time */
     sdc_arena_reset(a, mark);
@@ -296,7 +313,7 @@ static void tblock_fwd(const tblock *B, sdc_backend *be, sdc_arena *a, float *x,
 /* x [N, C, HW], updated in place. */
 static void transformer_fwd(const transformer *T, int depth, int heads, int groups,
                             sdc_backend *be, sdc_arena *a, float *x, int N, int HW,
-                            const float *ctx, int S) {
+                            const float *ctx, int S, const float *kv) {
     size_t mark = sdc_arena_mark(a);
     int C = T->C;
     size_t n = (size_t)N * C * HW;
@@ -308,7 +325,8 @@ static void transformer_fwd(const transformer *T, int depth, int heads, int grou
     sdc_linear_fwd(be, &T->proj_in, t, tok, N * HW, NULL); /* t: tokens [N*HW, C] */
     /* tok is dead while the blocks run: they use its space */
     sdc_arena_reset(a, tok_mark);
-    for (int d = 0; d < depth; d++) tblock_fwd(&T->blocks[d], be, a, t, N, HW, C, heads, ctx, S);
+    for (int d = 0; d < depth; d++)
+        tblock_fwd(&T->blocks[d], be, a, t, N, HW, C, heads, ctx, S, kv);
     tok = sdc_arena_alloc(a, n);
     sdc_linear_fwd(be, &T->proj_out, tok, t, N * HW, NULL);
     be->transpose(be, t, tok, N, HW, C);
@@ -330,14 +348,35 @@ static void run_resnet(const sdc_pager *pg, const sdc_resnet_w *r, sdc_backend *
 
 static void run_transformer(const sdc_pager *pg, const transformer *T, int depth, int heads,
                             int groups, sdc_backend *be, sdc_arena *a, float *x, int N, int HW,
-                            const float *ctx, int S) {
+                            const float *ctx, int S, const float *kv) {
     page_transformer(pg, T, depth, SDC_PAGES_PREFETCH);
-    transformer_fwd(T, depth, heads, groups, be, a, x, N, HW, ctx, S);
+    transformer_fwd(T, depth, heads, groups, be, a, x, N, HW, ctx, S, kv);
     page_transformer(pg, T, depth, SDC_PAGES_RELEASE);
 }
 
+size_t sdc_unet_context_floats(const sdc_unet *m, int N, int S) {
+    return 2 * (size_t)N * S * m->kv_channels;
+}
+
+void sdc_unet_context(const sdc_unet *m, sdc_backend *be, const float *ctx, int N, int S,
+                      float *kv) {
+    const sdc_pager *pg = m->low_memory ? &m->pager : NULL;
+    for (size_t i = 0; i < m->n_tblocks; i++) {
+        const tblock *B = &m->tblocks[i];
+        size_t sc = (size_t)N * S * B->C;
+        float *k = sdc_at(kv, 2 * (size_t)N * S * B->kv_prefix), *v = sdc_at(k, sc);
+        sdc_page_linear(pg, &B->k2, SDC_PAGES_PREFETCH);
+        sdc_page_linear(pg, &B->v2, SDC_PAGES_PREFETCH);
+        sdc_linear_fwd(be, &B->k2, k, ctx, N * S, NULL);
+        sdc_linear_fwd(be, &B->v2, v, ctx, N * S, NULL);
+        sdc_page_linear(pg, &B->k2, SDC_PAGES_RELEASE);
+        sdc_page_linear(pg, &B->v2, SDC_PAGES_RELEASE);
+    }
+}
+
 void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N,
-                      int h, int w, const float *t, const float *ctx, int S, float *out) {
+                      int h, int w, const float *t, const float *ctx, int S, const float *kv,
+                      float *out) {
     const sdc_unet_config *c = &m->cfg;
     int L = c->levels, lpb = c->layers_per_block, depth = c->transformer_depth;
     int heads = c->heads, G = c->groups, C0 = c->channels[0], E = 4 * C0;
@@ -376,7 +415,8 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
             cur_off = sdc_arena_mark(a);
             float *nx = sdc_arena_alloc(a, (size_t)N * C * H * W);
             run_resnet(pg, &D->res[j], be, a, nx, cur, N, H, W, emb, 0);
-            if (D->attn) run_transformer(pg, &D->attn[j], depth, heads, G, be, a, nx, N, H * W, ctx, S);
+            if (D->attn)
+                run_transformer(pg, &D->attn[j], depth, heads, G, be, a, nx, N, H * W, ctx, S, kv);
             cur = nx, ci = C;
             skip[ns] = cur, skip_off[ns] = cur_off, skip_c[ns++] = C;
         }
@@ -396,7 +436,7 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
     cur_off = sdc_arena_mark(a);
     float *mid = sdc_arena_alloc(a, (size_t)N * ci * H * W);
     run_resnet(pg, &m->mid_res[0], be, a, mid, cur, N, H, W, emb, 0);
-    run_transformer(pg, &m->mid_attn, depth, heads, G, be, a, mid, N, H * W, ctx, S);
+    run_transformer(pg, &m->mid_attn, depth, heads, G, be, a, mid, N, H * W, ctx, S, kv);
     run_resnet(pg, &m->mid_res[1], be, a, mid, mid, N, H, W, emb, 0);
     cur = mid;
 
@@ -418,7 +458,9 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
             /* and so is cat: move res down before the transformer runs */
             cur = sdc_settle(be, a, skip_off[ns], res, &res_off, res_n);
             cur_off = res_off, ci = C;
-            if (U->attn) run_transformer(pg, &U->attn[j], depth, heads, G, be, a, cur, N, H * W, ctx, S);
+            if (U->attn)
+                run_transformer(pg, &U->attn[j], depth, heads, G, be, a, cur, N, H * W, ctx, S,
+                                kv);
         }
         if (U->sampler.w) {
             size_t up_n = (size_t)N * C * (2 * H) * (2 * W);
