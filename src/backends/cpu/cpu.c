@@ -270,6 +270,36 @@ static void cpu_free(sdc_backend *be) {
     free(cb);
 }
 
+/* GEGLU over the pool with the ISA's row function (cpu->k.geglu_row). */
+typedef struct geglu_job {
+    const sdc_cpu *cpu;
+    float *y;
+    const float *x;
+    int rows, D, per; /* rows per task */
+} geglu_job;
+
+static void geglu_task(void *p, int64_t task, int thread) {
+    (void)thread;
+    const geglu_job *j = p;
+    int r0 = (int)task * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+    for (int r = r0; r < r1; r++) {
+        const float *h = j->x + (int64_t)r * 2 * j->D;
+        j->cpu->k.geglu_row(j->y + (int64_t)r * j->D, h, h + j->D, j->D);
+    }
+}
+
+static void cpu_geglu(sdc_backend *be, float *y, const float *x, int rows, int D) {
+    const sdc_cpu *cpu = sdc_cpu_of(be);
+    if (!cpu->k.geglu_row) {
+        sdc_ref_geglu(be, y, x, rows, D);
+        return;
+    }
+    if (rows <= 0 || D <= 0) return;
+    int per = (int)((1 << 15) / D);
+    geglu_job j = {cpu, y, x, rows, D, per < 1 ? 1 : per};
+    sdc_parallel_for(cpu->pool, (rows + j.per - 1) / j.per, geglu_task, &j);
+}
+
 static void fill_ref(sdc_backend *be) {
     be->linear = sdc_ref_linear;
     be->conv2d = sdc_ref_conv2d;
@@ -324,7 +354,7 @@ static void fill_avx2(sdc_backend *be) {
     be->silu = sdc_avx2_silu;
     be->gelu = sdc_avx2_gelu;
     be->quick_gelu = sdc_avx2_quick_gelu;
-    be->geglu = sdc_avx2_geglu;
+    be->geglu = cpu_geglu;
     be->transpose = sdc_avx2_transpose;
 }
 #endif
@@ -338,7 +368,7 @@ static void fill_neon(sdc_backend *be) {
     be->silu = sdc_neon_silu;
     be->gelu = sdc_neon_gelu;
     be->quick_gelu = sdc_neon_quick_gelu;
-    be->geglu = sdc_neon_geglu;
+    be->geglu = cpu_geglu;
     be->transpose = sdc_neon_transpose;
 }
 #endif
@@ -417,6 +447,7 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
 #ifdef SDC_HAVE_X86
     case SDC_ISA_AVX2:
         cpu->k = kernels_6x16("avx2", sdc_gemm_kernel_avx2, sdc_cvt_f16_avx2, sdc_cvt_bf16_avx2);
+        cpu->k.geglu_row = sdc_avx2_geglu_row;
         fill_avx2(be);
         break;
     case SDC_ISA_AVX512:
@@ -424,7 +455,7 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
                                    .mr = SDC_AVX512_MR, .nr = SDC_AVX512_NR, .kc = 256,
                                    .mc = 16 * SDC_AVX512_MR, .inplace_a = 1,
                                    .gemm16 = sdc_gemm_kernel16_avx512, .f16 = sdc_cvt_f16_avx512,
-                                   .bf16 = sdc_cvt_bf16_avx512};
+                                   .bf16 = sdc_cvt_bf16_avx512, .geglu_row = sdc_avx512_geglu_row};
         if (sdc_cpu_features_get()->avx512_bf16) {
             cpu->k.gemm_bf16 = sdc_gemm_kernel_bf16_avx512;
             cpu->k.bf16_pairs = sdc_bf16_pairs_avx512;
@@ -439,6 +470,7 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
 #if defined(__aarch64__)
     case SDC_ISA_NEON:
         cpu->k = kernels_6x16("neon", sdc_gemm_kernel_neon, sdc_cvt_f16_neon, sdc_cvt_bf16_neon);
+        cpu->k.geglu_row = sdc_neon_geglu_row;
         fill_neon(be);
         break;
 #endif

@@ -88,6 +88,9 @@ typedef struct sdc_cpu_kernels {
      * past `rows` zero; nr a multiple of 16 */
     void (*bf16_panel_rows)(uint32_t *dst, int nr, const sdc_weight *w, int64_t ld, int r0,
                             int rows, int k0, int kc);
+    /* y[i] = h[i] * gelu(gate[i]), i < n, on the calling thread (the
+     * backend's geglu runs it over the pool; NULL: the reference) */
+    void (*geglu_row)(float *y, const float *h, const float *gate, int n);
 } sdc_cpu_kernels;
 
 /* The ISAs in order; a backend runs one of them (SDC_CPU_ISA env var). */
@@ -241,7 +244,8 @@ void sdc_avx2_layer_norm(sdc_backend *be, float *y, const float *x, int rows, in
 void sdc_avx2_silu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_avx2_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_avx2_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
-void sdc_avx2_geglu(sdc_backend *be, float *y, const float *x, int rows, int D);
+void sdc_avx2_geglu_row(float *y, const float *h, const float *gate, int n);
+void sdc_avx512_geglu_row(float *y, const float *h, const float *gate, int n);
 void sdc_avx2_transpose(sdc_backend *be, float *y, const float *x, int N, int H, int W);
 
 /* ---- AVX-512 (gemm_avx512.c, attention_avx512.c); call only when the CPU has
@@ -284,7 +288,7 @@ void sdc_neon_layer_norm(sdc_backend *be, float *y, const float *x, int rows, in
 void sdc_neon_silu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_neon_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_neon_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
-void sdc_neon_geglu(sdc_backend *be, float *y, const float *x, int rows, int D);
+void sdc_neon_geglu_row(float *y, const float *h, const float *gate, int n);
 void sdc_neon_transpose(sdc_backend *be, float *y, const float *x, int N, int H, int W);
 #endif
 

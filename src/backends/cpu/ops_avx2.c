@@ -123,38 +123,16 @@ void sdc_avx2_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
     unary_run(be, UN_QGELU, y, x, n);
 }
 
-typedef struct geglu_ctx {
-    float *y;
-    const float *x;
-    int rows, D, rows_per_task;
-} geglu_ctx;
-
-static void geglu_task(void *p, int64_t task, int thread) {
-    (void)thread;
-    const geglu_ctx *g = p;
-    int r0 = (int)task * g->rows_per_task;
-    int r1 = r0 + g->rows_per_task < g->rows ? r0 + g->rows_per_task : g->rows;
-    for (int r = r0; r < r1; r++) {
-        const float *h = g->x + (int64_t)r * 2 * g->D, *gate = h + g->D;
-        float *y = g->y + (int64_t)r * g->D;
-        int i = 0;
-        for (; i + 8 <= g->D; i += 8)
-            _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(h + i),
-                                                  gelu256(_mm256_loadu_ps(gate + i))));
-        if (i < g->D) {
-            __m256i m = tail_mask(g->D - i);
-            _mm256_maskstore_ps(y + i, m, _mm256_mul_ps(_mm256_maskload_ps(h + i, m),
-                                                        gelu256(_mm256_maskload_ps(gate + i, m))));
-        }
+void sdc_avx2_geglu_row(float *y, const float *h, const float *gate, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(h + i),
+                                              gelu256(_mm256_loadu_ps(gate + i))));
+    if (i < n) {
+        __m256i m = tail_mask(n - i);
+        _mm256_maskstore_ps(y + i, m, _mm256_mul_ps(_mm256_maskload_ps(h + i, m),
+                                                    gelu256(_mm256_maskload_ps(gate + i, m))));
     }
-}
-
-void sdc_avx2_geglu(sdc_backend *be, float *y, const float *x, int rows, int D) {
-    if (rows <= 0 || D <= 0) return;
-    int per = (int)(CHUNK / D);
-    geglu_ctx g = {y, x, rows, D, per < 1 ? 1 : per};
-    sdc_parallel_for(sdc_cpu_of(be)->pool, (rows + g.rows_per_task - 1) / g.rows_per_task,
-                     geglu_task, &g);
 }
 
 /* ---- statistics in double ------------------------------------------------ */

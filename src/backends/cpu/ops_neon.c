@@ -124,36 +124,13 @@ void sdc_neon_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
     unary_run(be, UN_QGELU, y, x, n);
 }
 
-typedef struct geglu_ctx {
-    float *y;
-    const float *x;
-    int rows, D, rows_per_task;
-} geglu_ctx;
-
-static void geglu_task(void *p, int64_t task, int thread) {
-    (void)thread;
-    const geglu_ctx *g = p;
-    int r0 = (int)task * g->rows_per_task;
-    int r1 = r0 + g->rows_per_task < g->rows ? r0 + g->rows_per_task : g->rows;
-    for (int r = r0; r < r1; r++) {
-        const float *h = g->x + (int64_t)r * 2 * g->D, *gate = h + g->D;
-        float *y = g->y + (int64_t)r * g->D;
-        int i = 0;
-        for (; i + 4 <= g->D; i += 4)
-            vst1q_f32(y + i, vmulq_f32(vld1q_f32(h + i), gelu128(vld1q_f32(gate + i))));
-        if (i < g->D) {
-            const int n = g->D - i;
-            store_tail(y + i, vmulq_f32(load_tail(h + i, n), gelu128(load_tail(gate + i, n))), n);
-        }
-    }
-}
-
-void sdc_neon_geglu(sdc_backend *be, float *y, const float *x, int rows, int D) {
-    if (rows <= 0 || D <= 0) return;
-    int per = (int)(CHUNK / D);
-    geglu_ctx g = {y, x, rows, D, per < 1 ? 1 : per};
-    sdc_parallel_for(sdc_cpu_of(be)->pool, (rows + g.rows_per_task - 1) / g.rows_per_task,
-                     geglu_task, &g);
+void sdc_neon_geglu_row(float *y, const float *h, const float *gate, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(y + i, vmulq_f32(vld1q_f32(h + i), gelu128(vld1q_f32(gate + i))));
+    if (i < n)
+        store_tail(y + i, vmulq_f32(load_tail(h + i, n - i), gelu128(load_tail(gate + i, n - i))),
+                   n - i);
 }
 
 /* ---- statistics in double ------------------------------------------------ */
