@@ -243,6 +243,29 @@ static void test_conv_random(void) {
             }
 }
 
+/* GEMMs whose operands are packed once per call into the shared buffer
+ * (gemm.c: B when there are several m-tiles, a packed A when several
+ * n-tiles), with K not a multiple of its blocks (K 301: 2 blocks of 151,
+ * 302 deep in all) so that each tile's block regions are larger than K
+ * rows, and both operands shared at once (a region sized by K instead
+ * overran into the next: 3e6ecf8, found by a full-size image that changed
+ * with --low-memory).  1x1 conv with F16 weights: M = O = 240 in 2
+ * m-tiles, N = 24x24 = 576 in 4 n-tiles on 2 threads; then 3x3 stride 2
+ * (im2col B), after a small call. */
+static void test_gemm_shared_packs(void) {
+    /* N C H W O kh kw stride pad */
+    static const int shapes[][9] = {{1, 8, 4, 4, 8, 1, 1, 1, 0},
+                                    {1, 301, 24, 24, 240, 1, 1, 1, 0},
+                                    {1, 33, 48, 48, 240, 3, 3, 2, 1}};
+    int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int b = 0; b < g_nfast; b++)
+        for (int s = 0; s < ns; s++) {
+            const int *p = shapes[s];
+            check_conv(g_fast[b], g_fast_name[b], p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
+                       p[8], SDC_DT_F16, s % 2, s % 3);
+        }
+}
+
 /* 3x3 stride-1 pad-1 convs on the three conv paths, forced by SDC_WINOGRAD
  * (1: Winograd F(4x4,3x3), 2: F(2x2,3x3), 0: im2col GEMM) against the
  * reference: sizes
@@ -746,6 +769,7 @@ int main(void) {
     RUN(test_null_backend);
     RUN(test_ref_vs_pytorch);
     RUN(test_linear_random);
+    RUN(test_gemm_shared_packs);
     RUN(test_conv_random);
     RUN(test_conv_winograd);
     RUN(test_attention_random);

@@ -297,8 +297,10 @@ void sdc_gemm_run(const sdc_gemm *g) {
      * 16x16 38.4 -> 29.1, 1x1 convs 2-7% faster, linears with a packed A
      * (K 2560, 5120) 9-10%, the UNet's linears 203.0 -> 195.7 ms in all. */
     if (!g->cpu->bf16 && pl.nkb > 0) {
-        size_t nb = pl.n_mt > 1 ? (size_t)pl.n_nt * round_up(nt, NR) * g->K : 0;
-        size_t na = pl.n_nt > 1 && !inplace ? (size_t)pl.n_mt * round_up(mt, MR) * g->K : 0;
+        /* nkb blocks of kb each per tile (kb * nkb may exceed K) */
+        const size_t kbs = (size_t)pl.nkb * pl.kb;
+        size_t nb = pl.n_mt > 1 ? (size_t)pl.n_nt * round_up(nt, NR) * kbs : 0;
+        size_t na = pl.n_nt > 1 && !inplace ? (size_t)pl.n_mt * round_up(mt, MR) * kbs : 0;
         if (nb > SHARED_CAP) nb = 0;
         if (na > SHARED_CAP || deep) na = 0;
         float *buf = nb + na ? sdc_cpu_shared_buffer(g->cpu, nb + na) : NULL;
