@@ -227,8 +227,10 @@ const sdc_unet_config *sdc_unet_cfg(const sdc_unet *m) { return &m->cfg; }
 
 void sdc_unet_set_low_memory(sdc_unet *m, int on) { m->low_memory = on != 0; }
 
+/* with_kv: the cross-attention's k2, v2 too (not needed when the
+ * context's keys and values were made by sdc_unet_context) */
 static void page_transformer(const sdc_pager *pg, const transformer *T, int depth,
-                             sdc_page_advice advice) {
+                             sdc_page_advice advice, int with_kv) {
     if (!pg) return;
     sdc_page_norm(pg, &T->norm, advice);
     sdc_page_linear(pg, &T->proj_in, advice);
@@ -236,10 +238,11 @@ static void page_transformer(const sdc_pager *pg, const transformer *T, int dept
         const tblock *B = &T->blocks[d];
         const sdc_norm_w *norms[] = {&B->n1, &B->n2, &B->n3};
         const sdc_linear_w *lins[] = {&B->q1, &B->k1, &B->v1, &B->o1, &B->q2,
-                                      &B->k2, &B->v2, &B->o2, &B->ff1, &B->ff2};
+                                      &B->o2, &B->ff1, &B->ff2, &B->k2, &B->v2};
+        const size_t nl = sizeof lins / sizeof lins[0] - (with_kv ? 0 : 2);
         for (size_t i = 0; i < sizeof norms / sizeof norms[0]; i++)
             sdc_page_norm(pg, norms[i], advice);
-        for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++)
+        for (size_t i = 0; i < nl; i++)
             sdc_page_linear(pg, lins[i], advice);
     }
     sdc_page_linear(pg, &T->proj_out, advice);
@@ -349,9 +352,9 @@ static void run_resnet(const sdc_pager *pg, const sdc_resnet_w *r, sdc_backend *
 static void run_transformer(const sdc_pager *pg, const transformer *T, int depth, int heads,
                             int groups, sdc_backend *be, sdc_arena *a, float *x, int N, int HW,
                             const float *ctx, int S, const float *kv) {
-    page_transformer(pg, T, depth, SDC_PAGES_PREFETCH);
+    page_transformer(pg, T, depth, SDC_PAGES_PREFETCH, !kv);
     transformer_fwd(T, depth, heads, groups, be, a, x, N, HW, ctx, S, kv);
-    page_transformer(pg, T, depth, SDC_PAGES_RELEASE);
+    page_transformer(pg, T, depth, SDC_PAGES_RELEASE, !kv);
 }
 
 size_t sdc_unet_context_floats(const sdc_unet *m, int N, int S) {

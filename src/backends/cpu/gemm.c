@@ -20,7 +20,6 @@
  * 2026-11-27): M1024 N5120 K640 35.9 -> 32.4 ms, M2048 N640 K640 8.38 ->
  * 7.98, M8192 N320 K320 9.02 -> 8.87, M1024 N2560 K320 unchanged; deeper
  * K (>= 1280) measured no better that way (kc 320 + strips outer: -2%). */
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
