@@ -134,7 +134,8 @@ sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on);
  * then owns and frees) and adds up the wall time per (stage, op, shape).
  * Returns NULL if out of memory (inner is not freed then).  _stage names
  * the stage later ops count under; _report prints the table (stages in
- * first-use order, rows by time) and with reset != 0 clears it; _inner
+ * first-use order, rows by time) and with reset != 0 clears it (f NULL:
+ * clears without printing); _inner
  * gives the wrapped backend.  On a backend that is not a profiler, _stage
  * and _report do nothing and _inner returns it. */
 sdc_backend *sdc_backend_profile_wrap(sdc_backend *inner);

@@ -349,6 +349,11 @@ static int by_stage_then_time(const void *a, const void *b) {
 void sdc_backend_profile_report(sdc_backend *be, FILE *f, int reset) {
     prof *p = as_prof(be);
     if (!p) return;
+    if (!f) { /* clear only */
+        memset(p->e, 0, sizeof p->e);
+        p->overflow = 0;
+        return;
+    }
     prof_entry *rows[PROF_SLOTS];
     int n = 0;
     for (int i = 0; i < PROF_SLOTS; i++)

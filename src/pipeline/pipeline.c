@@ -572,6 +572,8 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
     }
 
     double t1 = now_s();
+    /* a failed generation's ops must not count into this one's table */
+    sdc_backend_profile_report(m->be, NULL, 1);
     sdc_backend_profile_stage(m->be, "text");
     st = encode_text(m, p, &g, B);
     if (st != SDC_OK) goto done;
