@@ -51,13 +51,6 @@ static inline __m512 exp2_512(__m512 x) {
     return _mm512_scalef_ps(y, n);
 }
 
-/* One query micro-tile's softmax state within a key block. */
-typedef struct qtile {
-    float *m, *l, *c; /* [QT] each: shift, sum, the block's pending O factor */
-    float *pt;        /* P^T [BK][QT] */
-    int first;        /* no key seen yet: m is unset */
-} qtile;
-
 /* Keys k0..k0+nk (nk <= R; R = 12 or 6 rows, all readable) against the
  * QT queries of panel qp ([dh][QT]): P^T rows done..done+nk of the block,
  * m, l and c updated.  kh: key k0's row (stride kvs); causal: kq0 = k0
@@ -144,14 +137,6 @@ qk_tile(const int R, const qtile *t, int done, const float *qp, const float *kh,
         }
     _mm512_storeu_ps(t->l, _mm512_fmadd_ps(_mm512_loadu_ps(t->l), c0, s0));
     _mm512_storeu_ps(t->l + 16, _mm512_fmadd_ps(_mm512_loadu_ps(t->l + 16), c1, s1));
-}
-
-/* Touches the lines of n rows (stride ld) of w floats each. */
-static void prefetch_rows(const float *base, int64_t ld, int n, int w) {
-    for (int i = 0; i < n; i++) {
-        uintptr_t a = (uintptr_t)(base + (int64_t)i * ld), e = a + (uintptr_t)w * sizeof(float);
-        for (a &= ~(uintptr_t)63; a < e; a += 64) _mm_prefetch((const char *)a, _MM_HINT_T0);
-    }
 }
 
 /* P^T rows 0..nk of the block for one query micro-tile.  kt: room for a
@@ -314,55 +299,24 @@ static void pack_q16(float *dst, const float *src, int64_t ld, int n, int dh, fl
     }
 }
 
-/* Head h of the query block at i0; prefetches head h + 1's Q and output
- * rows (of this block) along the way if next. */
-static void att_head(const att_ctx *A, int h, int i0, int next, int thread) {
-    const int BQ = A->bqt, bq = A->Sq - i0 < BQ ? A->Sq - i0 : BQ, dh = A->dh;
-    const int64_t kvs = A->kv_stride, ldo = (int64_t)A->heads * dh;
-    float *Qp = sdc_cpu_scratch(A->cpu, thread);
-    float *O = Qp + (size_t)BQ * dh, *Pt = O + (size_t)BQ * dh;
-    float *mrow = Pt + (size_t)BK * QT, *lrow = mrow + BQ, *crow = lrow + BQ, *Kt = crow + BQ;
-    float *out = A->out + (int64_t)i0 * ldo + (int64_t)h * dh;
-    const int ntiles = (bq + QT - 1) / QT;
-    for (int t = 0; t < ntiles; t++)
+static void att_pack_q(const att_ctx *A, float *Qp, int i0, int h, int bq) {
+    for (int t = 0; t * QT < bq; t++)
         for (int half = 0; half < 2; half++) {
             int j0 = t * QT + 16 * half, n = bq - j0 < 16 ? bq - j0 : 16;
-            pack_q16(Qp + (size_t)t * dh * QT + 16 * half,
-                     A->q + (int64_t)(i0 + j0) * A->q_stride + (int64_t)h * dh, A->q_stride,
-                     n < 0 ? 0 : n, dh, A->qscale);
+            pack_q16(Qp + (size_t)t * A->dh * QT + 16 * half,
+                     A->q + (int64_t)(i0 + j0) * A->q_stride + (int64_t)h * A->dh, A->q_stride,
+                     n < 0 ? 0 : n, A->dh, A->qscale);
         }
-    for (int i = 0; i < ntiles * QT; i++) mrow[i] = 0.0f, lrow[i] = 0.0f;
-    if (A->Sk <= 0) /* no keys: zeros, as the reference */
-        for (int i = 0; i < bq; i++) memset(out + i * ldo, 0, (size_t)dh * sizeof *out);
-    int kmax = A->Sk;
-    if (A->causal && i0 + bq < kmax) kmax = i0 + bq;
-    for (int j0 = 0; j0 < kmax; j0 += BK) {
-        const float *kh = A->k + (int64_t)j0 * kvs + (int64_t)h * dh;
-        const float *vh = A->v + (int64_t)j0 * kvs + (int64_t)h * dh;
-        for (int t = 0; t < ntiles; t++) {
-            const int q0 = t * QT, nrows = bq - q0 < QT ? bq - q0 : QT;
-            int kend = A->Sk; /* keys this micro-tile sees */
-            if (A->causal && i0 + q0 + QT < kend) kend = i0 + q0 + QT;
-            if (j0 >= kend) continue;
-            const int nk = kend - j0 < BK ? kend - j0 : BK, last = j0 + BK >= kend;
-            qtile qt = {mrow + q0, lrow + q0, crow + q0, Pt, j0 == 0};
-            for (int i = 0; i < QT; i++) crow[q0 + i] = 1.0f;
-            score_tiles(&qt, Qp + (size_t)t * dh * QT, kh, t == 0 ? vh : NULL, kvs, dh, nk,
-                        A->causal, j0 - (i0 + q0), Kt);
-            int scaled = 0;
-            for (int i = 0; i < QT; i++) scaled |= crow[q0 + i] != 1.0f;
-            if (last) /* l becomes 1/l */
-                for (int i = 0; i < QT; i++) lrow[q0 + i] = lrow[q0 + i] > 0.0f ? 1.0f / lrow[q0 + i] : 0.0f;
-            if (next && last) {
-                prefetch_rows(A->q + (int64_t)(i0 + q0) * A->q_stride + (int64_t)(h + 1) * dh,
-                              A->q_stride, nrows, dh);
-                prefetch_rows(out + q0 * ldo + dh, ldo, nrows, dh);
-            }
-            pv_qtile(dh, j0 ? O + (size_t)q0 * dh : NULL, scaled ? crow + q0 : NULL,
-                     last ? out + q0 * ldo : O + (size_t)q0 * dh, last ? ldo : dh,
-                     last ? lrow + q0 : NULL, last ? nrows : QT, Pt, nk, vh, kvs);
-        }
-    }
+}
+
+/* O [QT][dh] rows; the factors c are applied only when one is not 1 */
+static void att_pv(int dh, float *O, const float *c, int first, const float *l, int last,
+                   float *out, int64_t ldo, int nrows, const float *pt, int nk, const float *v,
+                   int64_t kvs) {
+    int scaled = 0;
+    for (int i = 0; i < QT; i++) scaled |= c[i] != 1.0f;
+    pv_qtile(dh, first ? NULL : O, scaled ? c : NULL, last ? out : O, last ? ldo : dh,
+             last ? l : NULL, last ? nrows : QT, pt, nk, v, kvs);
 }
 
 void sdc_avx512_attention(sdc_backend *be, float *out, const float *q, int q_stride,
