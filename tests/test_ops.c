@@ -266,6 +266,50 @@ static void test_gemm_shared_packs(void) {
         }
 }
 
+/* The ISA's panel packing (k.pack_rows: 16x16 register transposes on
+ * AVX-512) against the portable form, bit for bit: f32 rows in place and
+ * F32/F16/BF16 weights, panel widths of both kernels (14/32, 6/16) and odd
+ * ones, rows and depths around the 16-blocks, offsets into a wider matrix. */
+static void test_pack_rows(void) {
+    static const int wps[] = {14, 32, 6, 16, 5};
+    static const int rowss[] = {1, 13, 14, 15, 31, 33, 70};
+    static const int kcs[] = {1, 15, 16, 17, 100, 256, 640};
+    const int ld = 700, nrows = 90;
+    float *src = frand((size_t)nrows * ld, 1.0f);
+    float *got = fbuf((size_t)(70 + 32) * 640), *want = fbuf((size_t)(70 + 32) * 640);
+    for (int b = 0; b < g_nfast; b++) {
+        const sdc_cpu *cpu = sdc_cpu_of(g_fast[b]);
+        if (!cpu->k.pack_rows) continue;
+        sdc_cpu portable = *cpu;
+        portable.k.pack_rows = NULL;
+        for (int d = -1; d < 3; d++) {
+            sdc_weight w = wrand(d < 0 ? SDC_DT_F32 : k_dtypes[d], (int64_t)nrows * ld, 1.0f);
+            int bad = 0, cases = 0;
+            for (size_t i = 0; i < sizeof wps / sizeof *wps; i++)
+                for (size_t j = 0; j < sizeof rowss / sizeof *rowss; j++)
+                    for (size_t k = 0; k < sizeof kcs / sizeof *kcs; k++) {
+                        int wp = wps[i], rows = rowss[j], kc = kcs[k];
+                        int r0 = (int)(j % 3) * 7, k0 = kc <= 60 ? (int)k * 3 : 0;
+                        size_t n = (size_t)((rows + wp - 1) / wp) * wp * kc;
+                        memset(got, 0xff, n * sizeof *got);
+                        memset(want, 0, n * sizeof *want);
+                        const float *f32 = d < 0 ? src : NULL;
+                        cpu->k.pack_rows(got, wp, f32, &w, ld, r0, rows, k0, kc);
+                        sdc_gemm_pack_rows(&portable, want, wp, f32, &w, ld, r0, rows, k0, kc);
+                        bad += memcmp(got, want, n * sizeof *got) != 0;
+                        cases++;
+                    }
+            CHECKF(bad == 0, "%s pack_rows (%s): %d of %d cases differ from the portable form",
+                   g_fast_name[b], d < 0 ? "f32 rows" : d == 0 ? "F32" : d == 1 ? "F16" : "BF16",
+                   bad, cases);
+            t_weight_free(&w);
+        }
+    }
+    free(src);
+    free(got);
+    free(want);
+}
+
 /* 3x3 stride-1 pad-1 convs on the three conv paths, forced by SDC_WINOGRAD
  * (1: Winograd F(4x4,3x3), 2: F(2x2,3x3), 0: im2col GEMM) against the
  * reference: sizes
@@ -770,6 +814,7 @@ int main(void) {
     RUN(test_ref_vs_pytorch);
     RUN(test_linear_random);
     RUN(test_gemm_shared_packs);
+    RUN(test_pack_rows);
     RUN(test_conv_random);
     RUN(test_conv_winograd);
     RUN(test_attention_random);

@@ -448,6 +448,7 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
     case SDC_ISA_AVX2:
         cpu->k = kernels_6x16("avx2", sdc_gemm_kernel_avx2, sdc_cvt_f16_avx2, sdc_cvt_bf16_avx2);
         cpu->k.geglu_row = sdc_avx2_geglu_row;
+        cpu->k.pack_rows = sdc_pack_rows_avx2;
         fill_avx2(be);
         break;
     case SDC_ISA_AVX512:
@@ -455,7 +456,8 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
                                    .mr = SDC_AVX512_MR, .nr = SDC_AVX512_NR, .kc = 256,
                                    .mc = 16 * SDC_AVX512_MR, .inplace_a = 1,
                                    .gemm16 = sdc_gemm_kernel16_avx512, .f16 = sdc_cvt_f16_avx512,
-                                   .bf16 = sdc_cvt_bf16_avx512, .geglu_row = sdc_avx512_geglu_row};
+                                   .bf16 = sdc_cvt_bf16_avx512, .geglu_row = sdc_avx512_geglu_row,
+                                   .pack_rows = sdc_pack_rows_avx512};
         if (sdc_cpu_features_get()->avx512_bf16) {
             cpu->k.gemm_bf16 = sdc_gemm_kernel_bf16_avx512;
             cpu->k.bf16_pairs = sdc_bf16_pairs_avx512;

@@ -91,6 +91,9 @@ typedef struct sdc_cpu_kernels {
     /* y[i] = h[i] * gelu(gate[i]), i < n, on the calling thread (the
      * backend's geglu runs it over the pool; NULL: the reference) */
     void (*geglu_row)(float *y, const float *h, const float *gate, int n);
+    /* sdc_gemm_pack_rows's work (NULL: its portable form) */
+    void (*pack_rows)(float *dst, int wp, const float *src_f32, const sdc_weight *w, int64_t ld,
+                      int r0, int rows, int k0, int kc);
 } sdc_cpu_kernels;
 
 /* The ISAs in order; a backend runs one of them (SDC_CPU_ISA env var). */
@@ -234,6 +237,8 @@ void sdc_gemm_kernel_avx2(int kc, const float *a, int64_t rs_a, int64_t cs_a, co
                           int64_t rs_b, float *c, int64_t ldc, int mr, int nr);
 void sdc_cvt_f16_avx2(float *dst, const uint16_t *src, int64_t n);
 void sdc_cvt_bf16_avx2(float *dst, const uint16_t *src, int64_t n);
+void sdc_pack_rows_avx2(float *dst, int wp, const float *src_f32, const sdc_weight *w, int64_t ld,
+                        int r0, int rows, int k0, int kc);
 void sdc_avx2_attention(sdc_backend *be, float *out, const float *q, int q_stride,
                         const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
                         int dh, float scale, int causal); /* attention_avx2.c */
@@ -259,6 +264,8 @@ void sdc_gemm_kernel16_avx512(int kc, const float *a, int64_t rs_a, int64_t cs_a
                               int nr);
 void sdc_cvt_f16_avx512(float *dst, const uint16_t *src, int64_t n);
 void sdc_cvt_bf16_avx512(float *dst, const uint16_t *src, int64_t n);
+void sdc_pack_rows_avx512(float *dst, int wp, const float *src_f32, const sdc_weight *w,
+                          int64_t ld, int r0, int rows, int k0, int kc);
 /* AVX512_BF16 (gemm_avx512bf16.c): also needs avx512_bf16 */
 void sdc_gemm_kernel_bf16_avx512(int kc2, const uint32_t *a, int64_t rs_a, const uint32_t *b,
                                  float *c, int64_t ldc, int mr, int nr);

@@ -67,6 +67,10 @@ void sdc_gemm_kernel_generic(int kc, const float *a, int64_t rs_a, int64_t cs_a,
 
 void sdc_gemm_pack_rows(const sdc_cpu *cpu, float *dst, int wp, const float *src_f32,
                         const sdc_weight *w, int64_t ld, int r0, int rows, int k0, int kc) {
+    if (cpu->k.pack_rows) {
+        cpu->k.pack_rows(dst, wp, src_f32, w, ld, r0, rows, k0, kc);
+        return;
+    }
     float tmp[KC];
     int panels = ceil_div(rows, wp);
     for (int p = 0; p < panels; p++)

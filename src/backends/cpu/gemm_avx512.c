@@ -2,6 +2,7 @@
  * and F16C / BF16 widening to 16 lanes (gemm.c drives). */
 #include <immintrin.h>
 
+#include "backends/cpu/avx512_transpose.h"
 #include "backends/cpu/cpu_impl.h"
 
 /* c[14, 32] += A[14, kc] · B[kc, 32]: 28 accumulators (14 rows x 2 zmm),
@@ -106,4 +107,49 @@ void sdc_cvt_bf16_avx512(float *dst, const uint16_t *src, int64_t n) {
         __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + i));
         _mm512_mask_storeu_ps(dst + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
     }
+}
+
+/* 16 values of row `off` + k .. k+16 (those under mask m, the rest 0) as f32. */
+static inline __m512 load_row16(const float *src_f32, const sdc_weight *w, int64_t off,
+                                __mmask16 m) {
+    if (src_f32) return _mm512_maskz_loadu_ps(m, src_f32 + off);
+    switch (w->dtype) {
+    case SDC_DT_F32: return _mm512_maskz_loadu_ps(m, (const float *)w->data + off);
+    case SDC_DT_F16:
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w->data + off));
+    case SDC_DT_BF16: {
+        __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w->data + off);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    default: return _mm512_setzero_ps();
+    }
+}
+
+/* sdc_gemm_pack_rows on 16x16 blocks: 16 rows' next 16 values loaded (and
+ * widened) as 16 zmm, transposed in registers, stored as 16 k-rows of the
+ * panel (the scalar form stores each value alone, 32 rows apart: 1.8-2.2
+ * ops per value and the panel thrashing L1). */
+void sdc_pack_rows_avx512(float *dst, int wp, const float *src_f32, const sdc_weight *w,
+                          int64_t ld, int r0, int rows, int k0, int kc) {
+    const int panels = (rows + wp - 1) / wp;
+    for (int p = 0; p < panels; p++)
+        for (int j0 = 0; j0 < wp; j0 += 16) {
+            const int g = wp - j0 < 16 ? wp - j0 : 16; /* columns of the panel in this group */
+            const __mmask16 ms = (__mmask16)((1u << g) - 1);
+            int n = rows - p * wp - j0; /* rows of the source in this group */
+            n = n < 0 ? 0 : n > g ? g : n;
+            float *d = dst + (int64_t)p * kc * wp + j0;
+            const int64_t off = (int64_t)(r0 + p * wp + j0) * ld + k0;
+            for (int k = 0; k < kc; k += 16) {
+                const int kn = kc - k < 16 ? kc - k : 16;
+                const __mmask16 mk = (__mmask16)((1u << kn) - 1);
+                __m512i r[16];
+                for (int j = 0; j < 16; j++)
+                    r[j] = j < n ? _mm512_castps_si512(load_row16(src_f32, w, off + j * ld + k, mk))
+                                 : _mm512_setzero_si512();
+                sdc_avx512_transpose16(r);
+                for (int i = 0; i < kn; i++)
+                    _mm512_mask_storeu_ps(d + (int64_t)(k + i) * wp, ms, _mm512_castsi512_ps(r[i]));
+            }
+        }
 }

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "backends/cpu/avx512_transpose.h"
 #include "backends/cpu/cpu_impl.h"
 
 /* f32 -> bf16 round to nearest even, in the upper 16 bits of each lane
@@ -83,35 +84,6 @@ void sdc_bf16_row_f16_avx512(uint32_t *dst, const uint16_t *src, int kc) {
     }
 }
 
-/* 16x16 transpose of 32-bit words: r[i] = row i -> r[j] = column j. */
-static inline void transpose16(__m512i r[16]) {
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    /* each 128-bit lane of r[i] now holds a 4x4 block's column: move the
-     * lanes into place (two rounds of 128-bit shuffles) */
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
-        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
-        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
-    }
-}
-
 void sdc_bf16_panel_rows_avx512(uint32_t *dst, int nr, const sdc_weight *w, int64_t ld, int r0,
                                 int rows, int k0, int kc) {
     const int kc2 = (kc + 1) / 2;
@@ -136,7 +108,7 @@ void sdc_bf16_panel_rows_avx512(uint32_t *dst, int nr, const sdc_weight *w, int6
         for (int k = 0; k < kc2; k += 16) {
             __m512i r[16];
             for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_si512(&tmp[j][k]);
-            transpose16(r);
+            sdc_avx512_transpose16(r);
             int n = kc2 - k < 16 ? kc2 - k : 16;
             for (int i = 0; i < n; i++)
                 _mm512_storeu_si512(dst + (int64_t)(k + i) * nr + j0, r[i]);
