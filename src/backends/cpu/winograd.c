@@ -87,6 +87,9 @@ typedef void (*wino_in_fn)(const float *x, int C, int H, int W, int tw, int T, i
 typedef void (*wino_w_fn)(const float *g, int n, float *u, int64_t xs, int mr);
 typedef void (*wino_out_fn)(const float *m, int64_t ms, float *y, const float *acc, float bias,
                             int Ho, int Wo, int tw, int T, int NT, int t0, int64_t ys);
+/* the transforms of 16 filters (channels in a row, F16: 144 halfs) of one
+ * output channel: u[xi*xs + j], j < 16 (the panel path's U slices) */
+typedef void (*wino_w16_fn)(const uint16_t *h, float *u, int64_t xs);
 
 #define WINO_FN(name) name##_generic
 #include "backends/cpu/winograd_tf.h"
@@ -112,6 +115,8 @@ void sdc_wino2_output_avx2(const float *, int64_t, float *, const float *, float
 void sdc_wino2_input_avx512(const float *, int, int, int, int, int, int, int, float *, int64_t,
                             int64_t, int);
 void sdc_wino2_weight_avx512(const float *, int, float *, int64_t, int);
+void sdc_wino_weight16_f16_avx512(const uint16_t *, float *, int64_t);
+void sdc_wino2_weight16_f16_avx512(const uint16_t *, float *, int64_t);
 void sdc_wino2_output_avx512(const float *, int64_t, float *, const float *, float, int, int,
                              int, int, int, int, int64_t);
 #endif
@@ -245,6 +250,7 @@ typedef struct wino_panel {
     sdc_cpu *cpu;
     wino_in_fn in;
     wino_w_fn wt;
+    wino_w16_fn wt16; /* F16 filters, 16 channels at a time (or NULL) */
     wino_out_fn out;
     sdc_gemm_kernel_fn kern;
     int npt, ts;      /* F(4x4): 36 points, 4x4 tiles; F(2x2): 16, 2x2 */
@@ -297,9 +303,14 @@ static void wino_panel_task(void *ctx, int64_t task, int thread) {
                 for (int c = k0; c < k0 + kc; c += WB) {
                     float g[WB * 9];
                     int n = imin(WB, k0 + kc - c);
-                    sdc_cpu_weight_row(js->cpu, g, js->w, ((int64_t)(o0 + r) * C + c) * 9,
-                                       (int64_t)n * 9);
-                    js->wt(g, n, U + q * usz + (int64_t)r * kc + (c - k0), xs, 1);
+                    const int64_t off = ((int64_t)(o0 + r) * C + c) * 9;
+                    float *u = U + q * usz + (int64_t)r * kc + (c - k0);
+                    if (js->wt16 && n == WB) {
+                        js->wt16((const uint16_t *)js->w->data + off, u, xs);
+                        continue;
+                    }
+                    sdc_cpu_weight_row(js->cpu, g, js->w, off, (int64_t)n * 9);
+                    js->wt(g, n, u, xs, 1);
                 }
             }
         }
@@ -328,12 +339,13 @@ static void wino_panel_task(void *ctx, int64_t task, int thread) {
     }
 }
 
-static int wino_panel_run(sdc_cpu *cpu, int f2, wino_in_fn in, wino_w_fn wt, wino_out_fn out,
-                          float *y, const float *x, int N, int C, int H, int W,
+static int wino_panel_run(sdc_cpu *cpu, int f2, wino_in_fn in, wino_w_fn wt, wino_w16_fn wt16,
+                          wino_out_fn out, float *y, const float *x, int N, int C, int H, int W,
                           const sdc_weight *w, const sdc_weight *b, int O, const float *acc) {
     const sdc_cpu_kernels *K = &cpu->k;
     wino_panel js = {.cpu = cpu, .in = in, .wt = wt, .out = out, .x = x, .acc = acc, .y = y,
                      .w = w, .b = b, .C = C, .H = H, .W = W, .O = O};
+    if (w->dtype == SDC_DT_F16) js.wt16 = wt16;
     js.npt = f2 ? 16 : 36;
     js.ts = f2 ? 2 : 4;
     js.tw = ceil_div(W, js.ts);
@@ -382,9 +394,11 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
                    .H = H,
                    .W = W,
                    .O = O};
+    wino_w16_fn wt16 = NULL;
 #ifdef SDC_HAVE_X86
     if (strcmp(K->isa, "avx512") == 0) {
         jb.in = sdc_wino_input_avx512, jb.wt = sdc_wino_weight_avx512;
+        wt16 = sdc_wino_weight16_f16_avx512;
         jb.out = sdc_wino_output_avx512;
     } else if (strcmp(K->isa, "avx2") == 0) {
         jb.in = sdc_wino_input_avx2, jb.wt = sdc_wino_weight_avx2, jb.out = sdc_wino_output_avx2;
@@ -401,15 +415,16 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
     if (f2 && mr <= 16) {
         wino_in_fn in2 = sdc_wino2_input_generic;
         wino_w_fn wt2 = sdc_wino2_weight_generic;
+        wino_w16_fn wt2_16 = NULL;
         wino_out_fn out2 = sdc_wino2_output_generic;
 #ifdef SDC_HAVE_X86
         if (strcmp(K->isa, "avx512") == 0)
             in2 = sdc_wino2_input_avx512, wt2 = sdc_wino2_weight_avx512,
-            out2 = sdc_wino2_output_avx512;
+            wt2_16 = sdc_wino2_weight16_f16_avx512, out2 = sdc_wino2_output_avx512;
         else if (strcmp(K->isa, "avx2") == 0)
             in2 = sdc_wino2_input_avx2, wt2 = sdc_wino2_weight_avx2, out2 = sdc_wino2_output_avx2;
 #endif
-        if (wino_panel_run(cpu, 1, in2, wt2, out2, y, x, N, C, H, W, w, b, O, acc) == 0)
+        if (wino_panel_run(cpu, 1, in2, wt2, wt2_16, out2, y, x, N, C, H, W, w, b, O, acc) == 0)
             return 0;
     }
     /* the panel-task path (measured, see the table above) for small maps,
@@ -417,7 +432,7 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
      * its O-panel tasks */
     const int small = jb.NT <= WINO_PANEL_NT || (C >= 256 && O >= 64 && jb.NT <= 8192);
     if (small && mr <= 16 &&
-        wino_panel_run(cpu, 0, jb.in, jb.wt, jb.out, y, x, N, C, H, W, w, b, O, acc) == 0)
+        wino_panel_run(cpu, 0, jb.in, jb.wt, wt16, jb.out, y, x, N, C, H, W, w, b, O, acc) == 0)
         return 0;
     jb.x = x, jb.y = y, jb.acc = acc;
     /* Ob: a multiple of mr with 36*Ob*C <= WINO_U_CAP, at most WINO_OB_MAX */
