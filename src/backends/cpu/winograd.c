@@ -234,17 +234,22 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
  * every tile panel of the group.  Tiles go in groups of 64: V of the group
  * (36*C*64 floats) made first, shared read-only, then the panel tasks.
  * Larger groups would transform U fewer times but the products of a task,
- * M (pp*36*mr*64 floats per thread, 516 KiB at pp = 4, mr = 14), would
+ * M (pp*36*mr*64 floats per thread, 258 KiB at pp = 2, mr = 14), would
  * outgrow L2: measured (bench_ops, 2026-11-26), groups of up to 16 MiB of
  * V took the VAE's convolutions from 5.1 s to 6.3-6.7 s and gave the UNet's
  * nothing.  V and M live in the backend's shared buffer (cpu->shared).
- * Each V element loaded serves pp*mr output channels (56 at pp = 4:
- * 28 FLOP per byte; with pp = 1 the tasks streamed V from L3 at ~7 FLOP per
- * byte, and the GEMMs ran at ~45% of peak).  Up to 16 tiles use the 6x16
+ * Each V element loaded serves pp*mr output channels (28 at pp = 2: 14
+ * FLOP per byte).  pp = 4 (U slices and M 516 KiB each, the whole L2 with
+ * V streaming through it) measured 4-5% slower than 2 or 3 over the UNet's
+ * 14 shapes (bench cb, min of 5 interleaved rounds, 2026-11-27: 1342 ->
+ * 1285 ms per step's worth at pp = 2), the VAE's the same within 2%; pp =
+ * 1 with kc 64-256 within 2% of pp = 2 (an earlier measurement of pp = 1,
+ * GEMMs at ~45% of peak with V streamed from L3, does not hold on this
+ * code).  Up to 16 tiles use the 6x16
  * kernel (8x8 maps at N = 2: 8 tiles), more the ISA's main kernel. */
 #define WINO_PANEL_NT 64 /* tiles per group (a multiple of every nr) */
 #define WINO_PANEL_KC 64
-#define WINO_PANEL_PP 4
+#define WINO_PANEL_PP 2
 
 typedef struct wino_panel {
     sdc_cpu *cpu;
