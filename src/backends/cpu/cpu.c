@@ -473,6 +473,7 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
     case SDC_ISA_NEON:
         cpu->k = kernels_6x16("neon", sdc_gemm_kernel_neon, sdc_cvt_f16_neon, sdc_cvt_bf16_neon);
         cpu->k.geglu_row = sdc_neon_geglu_row;
+        cpu->k.pack_rows = sdc_pack_rows_neon;
         fill_neon(be);
         break;
 #endif

@@ -285,6 +285,8 @@ void sdc_gemm_kernel_neon(int kc, const float *a, int64_t rs_a, int64_t cs_a, co
                           int64_t rs_b, float *c, int64_t ldc, int mr, int nr);
 void sdc_cvt_f16_neon(float *dst, const uint16_t *src, int64_t n);
 void sdc_cvt_bf16_neon(float *dst, const uint16_t *src, int64_t n);
+void sdc_pack_rows_neon(float *dst, int wp, const float *src_f32, const sdc_weight *w, int64_t ld,
+                        int r0, int rows, int k0, int kc);
 void sdc_neon_attention(sdc_backend *be, float *out, const float *q, int q_stride,
                         const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
                         int dh, float scale, int causal); /* attention_neon.c */

@@ -3,6 +3,7 @@
 #include <arm_neon.h>
 
 #include "backends/cpu/cpu_impl.h"
+#include "backends/cpu/neon_transpose.h"
 
 #if SDC_GEMM_MR != 6 || SDC_GEMM_NR != 16
 #error "gemm_neon.c is written for a 6x16 register tile"
@@ -131,4 +132,55 @@ void sdc_cvt_bf16_neon(float *dst, const uint16_t *src, int64_t n) {
         vst1q_f32(dst + i + 4, vreinterpretq_f32_u32(vshll_high_n_u16(h, 16)));
     }
     for (; i < n; i++) dst[i] = sdc_bf16_to_f32(src[i]);
+}
+
+/* 4 values of row `off` .. off+4 as f32. */
+static inline float32x4_t load_row4(const float *src_f32, const sdc_weight *w, int64_t off) {
+    if (src_f32) return vld1q_f32(src_f32 + off);
+    switch (w->dtype) {
+    case SDC_DT_F32: return vld1q_f32((const float *)w->data + off);
+    case SDC_DT_F16:
+        return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)w->data + off)));
+    case SDC_DT_BF16:
+        return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)w->data + off), 16));
+    default: return vdupq_n_f32(0.0f);
+    }
+}
+
+/* sdc_gemm_pack_rows on 4x4 blocks (loaded, widened, transposed in
+ * registers, stored as 4 k-rows of the panel); the last kc % 4 columns
+ * one value at a time. */
+void sdc_pack_rows_neon(float *dst, int wp, const float *src_f32, const sdc_weight *w, int64_t ld,
+                        int r0, int rows, int k0, int kc) {
+    const int panels = (rows + wp - 1) / wp;
+    for (int p = 0; p < panels; p++)
+        for (int j0 = 0; j0 < wp; j0 += 4) {
+            const int g = wp - j0 < 4 ? wp - j0 : 4; /* columns of the panel in this group */
+            int n = rows - p * wp - j0;              /* rows of the source in this group */
+            n = n < 0 ? 0 : n > g ? g : n;
+            float *d = dst + (int64_t)p * kc * wp + j0;
+            const int64_t off = (int64_t)(r0 + p * wp + j0) * ld + k0;
+            int k = 0;
+            for (; k + 4 <= kc; k += 4) {
+                float32x4_t r[4];
+                for (int j = 0; j < 4; j++)
+                    r[j] = j < n ? load_row4(src_f32, w, off + j * ld + k) : vdupq_n_f32(0.0f);
+                sdc_neon_transpose4(r);
+                for (int i = 0; i < 4; i++) {
+                    float *di = d + (int64_t)(k + i) * wp;
+                    if (g == 4) {
+                        vst1q_f32(di, r[i]);
+                    } else {
+                        float t[4];
+                        vst1q_f32(t, r[i]);
+                        for (int j = 0; j < g; j++) di[j] = t[j];
+                    }
+                }
+            }
+            for (; k < kc; k++)
+                for (int j = 0; j < g; j++)
+                    d[(int64_t)k * wp + j] = j >= n    ? 0.0f
+                                             : src_f32 ? src_f32[off + j * ld + k]
+                                                       : sdc_wget(w, off + j * ld + k);
+        }
 }

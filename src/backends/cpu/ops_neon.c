@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_impl.h"
+#include "backends/cpu/neon_transpose.h"
 
 #define CHUNK ((int64_t)1 << 15)
 
@@ -303,16 +304,10 @@ typedef struct tr_ctx {
 } tr_ctx;
 
 static inline void transpose4(const float *x, int64_t ldx, float *y, int64_t ldy) {
-    const float32x4_t r0 = vld1q_f32(x), r1 = vld1q_f32(x + ldx), r2 = vld1q_f32(x + 2 * ldx),
-                      r3 = vld1q_f32(x + 3 * ldx);
-    const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1)),
-                      t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1)),
-                      t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3)),
-                      t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
-    vst1q_f32(y, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
-    vst1q_f32(y + ldy, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
-    vst1q_f32(y + 2 * ldy, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
-    vst1q_f32(y + 3 * ldy, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+    float32x4_t r[4];
+    for (int i = 0; i < 4; i++) r[i] = vld1q_f32(x + i * ldx);
+    sdc_neon_transpose4(r);
+    for (int i = 0; i < 4; i++) vst1q_f32(y + i * ldy, r[i]);
 }
 
 static void tr_task(void *p, int64_t task, int thread) {
