@@ -73,6 +73,50 @@ static inline void WINO_FN(segs)(wino_segs *sg, int C, int H, int W, int tw, int
 }
 
 /* d[r*a + s][j] = the a x a input tile (stride ts) of lane j, channel c. */
+#if defined(__AVX512F__) && WB == 16
+/* AVX-512: a segment's input row (ts*n + a - ts <= 80 values) in five zmm
+ * by masked loads (zero outside the image: the masked-off lanes are not
+ * read), then each tile column s picked out by permutes: lane j takes
+ * value ts*(j - j0) + s, from zmm 0-1, 2-3 or 4 (32-value windows).  The
+ * scalar form below copied and scattered the values one by one. */
+static inline __attribute__((always_inline)) void
+WINO_FN(gather)(const float *x, const wino_segs *sg, int c, int H, int W, int ts, int a,
+                float (*d)[WB]) {
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i w32 = _mm512_set1_epi32(32), w64 = _mm512_set1_epi32(64);
+    for (int g = 0; g < sg->n; g++) {
+        const float *p = x + sg->img[g] + (int64_t)c * H * W;
+        const int j0 = sg->j0[g], n = sg->j0[g + 1] - j0, xa = sg->x0[g], len = ts * n + a - ts;
+        const int lo = xa < 0 ? -xa : 0, hi = W - xa < len ? W - xa : len; /* values inside */
+        const __mmask16 mseg = (__mmask16)(((1u << n) - 1) << j0);
+        const __m512i pos0 = _mm512_mullo_epi32(_mm512_sub_epi32(lane, _mm512_set1_epi32(j0)),
+                                                _mm512_set1_epi32(ts));
+        for (int r = 0; r < a; r++) {
+            const int yy = sg->y0[g] + r;
+            __m512 b[5];
+            for (int q = 0; q < 5; q++) {
+                const int i0 = 16 * q, l0 = lo > i0 ? lo - i0 : 0, l1 = hi - i0 < 16 ? hi - i0 : 16;
+                __mmask16 m = l1 > l0 ? (__mmask16)(((1u << (l1 - l0)) - 1) << l0) : 0;
+                if (yy < 0 || yy >= H) m = 0;
+                /* value i0 + l at column xa + i0 + l of row yy (an address, not a
+                 * pointer into x, where xa + i0 < 0: lanes there are masked off) */
+                const uintptr_t at = (uintptr_t)(p + (int64_t)(yy < 0 ? 0 : yy) * W) +
+                                     (uintptr_t)((int64_t)(xa + i0) * (int64_t)sizeof(float));
+                b[q] = _mm512_maskz_loadu_ps(m, (const void *)at);
+            }
+            for (int s = 0; s < a; s++) {
+                const __m512i pos = _mm512_add_epi32(pos0, _mm512_set1_epi32(s));
+                __m512 t = _mm512_permutex2var_ps(b[0], pos, b[1]);
+                t = _mm512_mask_mov_ps(t, _mm512_cmpge_epi32_mask(pos, w32),
+                                       _mm512_permutex2var_ps(b[2], pos, b[3]));
+                t = _mm512_mask_mov_ps(t, _mm512_cmpge_epi32_mask(pos, w64),
+                                       _mm512_permutexvar_ps(pos, b[4]));
+                _mm512_mask_storeu_ps(d[r * a + s], mseg, t);
+            }
+        }
+    }
+}
+#else
 static inline __attribute__((always_inline)) void
 WINO_FN(gather)(const float *x, const wino_segs *sg, int c, int H, int W, int ts, int a,
                 float (*d)[WB]) {
@@ -96,6 +140,7 @@ WINO_FN(gather)(const float *x, const wino_segs *sg, int c, int H, int W, int ts
         }
     }
 }
+#endif
 
 /* V[xi*xs + c*cs + jofs + j] (xi = 6a + b) for the WB tiles t0 .. t0+WB
  * of the NT = N*T tiles of the images x [N][C, H, W] (tile t: image t / T,
