@@ -130,6 +130,16 @@ typedef struct gemm_plan {
     float *bsh, *ash;
 } gemm_plan;
 
+/* Tile t of n tiles over `len` rows or columns in whole strips of w (the
+ * register tile's side): strips split as evenly as they go, so that tiles
+ * differ by at most one strip. */
+static void tile_span(int t, int n, int len, int w, int *start, int *size) {
+    const int strips = ceil_div(len, w);
+    const int a = (int)((int64_t)t * strips / n), b = (int)((int64_t)(t + 1) * strips / n);
+    *start = a * w;
+    *size = imin(b * w, len) - *start;
+}
+
 /* The shared packs of tile (n-tile tn or m-tile tm) and K block kbi. */
 static float *plan_bsh(const gemm_plan *pl, int tn, int kbi) {
     const int nr = pl->g->cpu->k.nr;
@@ -151,12 +161,13 @@ static void gemm_pack_task(void *ctx, int64_t task, int thread) {
     if (!operand_b) task -= nb;
     const int t = (int)(task / pl->nkb), kbi = (int)(task % pl->nkb);
     const int k0 = kbi * pl->kb, kc = imin(pl->kb, g->K - k0);
+    int start, size;
     if (operand_b) {
-        const int n0 = t * pl->nt;
-        g->pack_b(g, plan_bsh(pl, t, kbi), n0, imin(pl->nt, g->N - n0), k0, kc);
+        tile_span(t, pl->n_nt, g->N, g->cpu->k.nr, &start, &size);
+        g->pack_b(g, plan_bsh(pl, t, kbi), start, size, k0, kc);
     } else {
-        const int m0 = t * pl->mt;
-        g->pack_a(g, plan_ash(pl, t, kbi), m0, imin(pl->mt, g->M - m0), k0, kc);
+        tile_span(t, pl->n_mt, g->M, g->cpu->k.mr, &start, &size);
+        g->pack_a(g, plan_ash(pl, t, kbi), start, size, k0, kc);
     }
 }
 
@@ -182,8 +193,9 @@ static void gemm_tile_deep(const gemm_plan *pl, int64_t task, int thread) {
     const sdc_cpu_kernels *K = &g->cpu->k;
     const int mr = K->mr, nr = K->nr, kc = g->K;
     float *bpack = sdc_cpu_scratch(g->cpu, thread);
-    int m0 = (int)(task / pl->n_nt) * pl->mt, n0 = (int)(task % pl->n_nt) * pl->nt;
-    int mt = imin(pl->mt, g->M - m0), nt = imin(pl->nt, g->N - n0);
+    int m0, mt, n0, nt;
+    tile_span((int)(task / pl->n_nt), pl->n_mt, g->M, mr, &m0, &mt);
+    tile_span((int)(task % pl->n_nt), pl->n_nt, g->N, nr, &n0, &nt);
     if (pl->bsh)
         bpack = plan_bsh(pl, (int)(task % pl->n_nt), 0);
     else
@@ -210,8 +222,9 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
     const int mr = K->mr, nr = K->nr, MCb = K->mc;
     float *apack = sdc_cpu_scratch(g->cpu, thread);
     float *bpack = apack + (size_t)SDC_GEMM_MC * KC;
-    int m0 = (int)(task / pl->n_nt) * pl->mt, n0 = (int)(task % pl->n_nt) * pl->nt;
-    int mt = imin(pl->mt, g->M - m0), nt = imin(pl->nt, g->N - n0);
+    int m0, mt, n0, nt;
+    tile_span((int)(task / pl->n_nt), pl->n_mt, g->M, mr, &m0, &mt);
+    tile_span((int)(task % pl->n_nt), pl->n_nt, g->N, nr, &n0, &nt);
     sdc_gemm_kernel_fn kern = K->gemm;
     const int bf = g->cpu->bf16; /* pair panels and the bf16 kernel */
     const float *ain = pl->a_inplace && !bf ? g->a : NULL;
@@ -285,8 +298,22 @@ void sdc_gemm_run(const sdc_gemm *g) {
         else
             break;
     }
-    gemm_plan pl = {g, mt, nt, ceil_div(g->M, mt), ceil_div(g->N, nt), inplace, deep, 0, 0,
-                    NULL, NULL};
+    /* a task count that is a multiple of the threads: with n equal tasks
+     * dynamic scheduling ends after ceil(n/T) of them, so 9 on 2 threads
+     * take as long as 10 (the last ran alone) */
+    int n_mt = ceil_div(g->M, mt), n_nt = ceil_div(g->N, nt);
+    const int strips_m = ceil_div(g->M, MR), strips_n = ceil_div(g->N, NR);
+    for (int d = 1; T > 1 && (n_mt * n_nt) % T != 0 && d < T; d++) {
+        const int wide = ceil_div(strips_n, n_nt) >= ceil_div(strips_m, n_mt);
+        if (wide && n_nt + d <= strips_n && (n_mt * (n_nt + d)) % T == 0) n_nt += d;
+        else if (n_mt + d <= strips_m && ((n_mt + d) * n_nt) % T == 0) n_mt += d;
+        else if (n_nt + d <= strips_n && (n_mt * (n_nt + d)) % T == 0) n_nt += d;
+    }
+    /* tiles of whole register strips, as even as they go (tile_span); mt,
+     * nt: the largest */
+    mt = ceil_div(strips_m, n_mt) * MR;
+    while ((nt = ceil_div(strips_n, n_nt) * NR) > ncap) n_nt++; /* deep: B within the scratch */
+    gemm_plan pl = {g, mt, nt, n_mt, n_nt, inplace, deep, 0, 0, NULL, NULL};
     /* K in equal blocks of at most kc (K = 320: 2 x 160, not 256 + 64) */
     pl.kb = deep || g->K <= 0 ? g->K : ceil_div(g->K, ceil_div(g->K, g->cpu->k.kc));
     pl.nkb = pl.kb > 0 ? ceil_div(g->K, pl.kb) : 0;
