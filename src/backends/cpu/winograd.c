@@ -260,7 +260,9 @@ typedef struct wino_panel {
     sdc_gemm_kernel_fn kern;
     int npt, ts;      /* F(4x4): 36 points, 4x4 tiles; F(2x2): 16, 2x2 */
     int mr, nr, n_tp; /* the kernel's tile; tile panels of nr tiles */
-    int pp;           /* output-channel panels per task */
+    int pp;           /* output-channel panels per task, at most */
+    int n_tasks;      /* tasks over the np panels (a multiple of the threads) */
+    int np;
     const float *x, *acc;
     float *y;
     const sdc_weight *w, *b;
@@ -283,8 +285,10 @@ static void wino_panel_input_task(void *ctx, int64_t task, int thread) {
 static void wino_panel_task(void *ctx, int64_t task, int thread) {
     const wino_panel *js = ctx;
     const int mr = js->mr, nr = js->nr, C = js->C, n_tp = js->n_tp, npt = js->npt;
-    const int o_first = (int)task * js->pp * mr;
-    const int pp = imin(js->pp, ceil_div(js->O - o_first, mr)); /* panels here */
+    /* panels pa .. pb, the np panels split as evenly as they go */
+    const int pa = (int)(task * js->np / js->n_tasks), pb = (int)((task + 1) * js->np / js->n_tasks);
+    const int o_first = pa * mr, pp = pb - pa; /* pp <= js->pp */
+    if (pp <= 0) return;
     const int64_t msz = (int64_t)n_tp * npt * mr * nr;           /* M of one panel */
     float *M = js->M + thread * js->m_stride;                   /* [pp][n_tp][npt][mr][nr] */
     float *U = sdc_cpu_scratch(js->cpu, thread);                 /* [pp][npt][mr][kc] */
@@ -367,6 +371,11 @@ static int wino_panel_run(sdc_cpu *cpu, int f2, wino_in_fn in, wino_w_fn wt, win
     const int np = ceil_div(O, js.mr);
     js.pp = WINO_PANEL_PP;
     while (js.pp > 1 && ceil_div(np, js.pp) < 3 * cpu->n_threads) js.pp--;
+    /* tasks: a multiple of the threads (n equal tasks end after ceil(n/T)
+     * of them), each of at most pp panels */
+    js.np = np;
+    js.n_tasks = ceil_div(ceil_div(np, js.pp), cpu->n_threads) * cpu->n_threads;
+    if (js.n_tasks > np) js.n_tasks = np;
     if ((size_t)js.pp * js.npt * js.mr * WINO_PANEL_KC > SDC_CPU_SCRATCH_FLOATS)
         return -1;
     const size_t nV = (size_t)max_tp * js.npt * C * js.nr;
@@ -377,7 +386,7 @@ static int wino_panel_run(sdc_cpu *cpu, int f2, wino_in_fn in, wino_w_fn wt, win
     for (js.t_base = 0; js.t_base < js.NT; js.t_base += group) {
         js.n_tp = ceil_div(imin(group, js.NT - js.t_base), js.nr);
         sdc_parallel_for(cpu->pool, (int64_t)js.n_tp * (js.nr / WB), wino_panel_input_task, &js);
-        sdc_parallel_for(cpu->pool, ceil_div(np, js.pp), wino_panel_task, &js);
+        sdc_parallel_for(cpu->pool, js.n_tasks, wino_panel_task, &js);
     }
     return 0;
 }
