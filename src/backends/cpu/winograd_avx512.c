@@ -51,7 +51,7 @@ static inline __attribute__((always_inline)) void taps16_f16(const uint16_t *h, 
 }
 
 /* F(4x4): the 6-point G of winograd_tf.h's sdc_wino_weight on three vectors */
-static inline __attribute__((always_inline)) void g6(__m512 a, __m512 b, __m512 c, __m512 o[6]) {
+static inline __attribute__((always_inline)) void g6(__m512 a, __m512 b, __m512 c, __m512 o[]) {
     const __m512 r6 = _mm512_set1_ps(1.0f / 6.0f), r12 = _mm512_set1_ps(1.0f / 12.0f),
                  r24 = _mm512_set1_ps(1.0f / 24.0f), neg = _mm512_set1_ps(-1.0f / 6.0f);
     __m512 ac = _mm512_add_ps(a, c), e = _mm512_fmadd_ps(a, r24, _mm512_mul_ps(c, r6));
@@ -64,19 +64,8 @@ static inline __attribute__((always_inline)) void g6(__m512 a, __m512 b, __m512 
     o[5] = c;
 }
 
-void sdc_wino_weight16_f16_avx512(const uint16_t *h, float *u, int64_t xs) {
-    __m512 g[9], hc[3][6];
-    taps16_f16(h, g);
-    for (int s = 0; s < 3; s++) g6(g[s], g[3 + s], g[6 + s], hc[s]); /* h = G g, by columns */
-    for (int r = 0; r < 6; r++) { /* row r of h G^T */
-        __m512 q[6];
-        g6(hc[0][r], hc[1][r], hc[2][r], q);
-        for (int s = 0; s < 6; s++) _mm512_storeu_ps(u + (r * 6 + s) * xs, q[s]);
-    }
-}
-
 /* F(2x2): the 4-point G of sdc_wino2_weight */
-static inline __attribute__((always_inline)) void g4(__m512 a, __m512 b, __m512 c, __m512 o[4]) {
+static inline __attribute__((always_inline)) void g4(__m512 a, __m512 b, __m512 c, __m512 o[]) {
     const __m512 half = _mm512_set1_ps(0.5f);
     __m512 ac = _mm512_mul_ps(half, _mm512_add_ps(a, c)), hb = _mm512_mul_ps(half, b);
     o[0] = a;
@@ -85,13 +74,25 @@ static inline __attribute__((always_inline)) void g4(__m512 a, __m512 b, __m512 
     o[3] = c;
 }
 
-void sdc_wino2_weight16_f16_avx512(const uint16_t *h, float *u, int64_t xs) {
-    __m512 g[9], hc[3][4];
+/* U = G g G^T of the 16 filters by the P-point column transform gcol
+ * (g6: F(4x4), g4: F(2x2)): over g's columns, then over the rows' */
+typedef void (*gcol_fn)(__m512 a, __m512 b, __m512 c, __m512 o[]);
+static inline __attribute__((always_inline)) void weight16(const uint16_t *h, float *u, int64_t xs,
+                                                           const int P, gcol_fn gcol) {
+    __m512 g[9], hc[3][6];
     taps16_f16(h, g);
-    for (int s = 0; s < 3; s++) g4(g[s], g[3 + s], g[6 + s], hc[s]);
-    for (int r = 0; r < 4; r++) {
-        __m512 q[4];
-        g4(hc[0][r], hc[1][r], hc[2][r], q);
-        for (int s = 0; s < 4; s++) _mm512_storeu_ps(u + (r * 4 + s) * xs, q[s]);
+    for (int s = 0; s < 3; s++) gcol(g[s], g[3 + s], g[6 + s], hc[s]); /* h = G g */
+    for (int r = 0; r < P; r++) { /* row r of h G^T */
+        __m512 q[6];
+        gcol(hc[0][r], hc[1][r], hc[2][r], q);
+        for (int s = 0; s < P; s++) _mm512_storeu_ps(u + (r * P + s) * xs, q[s]);
     }
+}
+
+void sdc_wino_weight16_f16_avx512(const uint16_t *h, float *u, int64_t xs) {
+    weight16(h, u, xs, 6, g6);
+}
+
+void sdc_wino2_weight16_f16_avx512(const uint16_t *h, float *u, int64_t xs) {
+    weight16(h, u, xs, 4, g4);
 }
