@@ -102,33 +102,14 @@ static inline __m256 load_row8(const float *src_f32, const sdc_weight *w, int64_
     }
 }
 
-/* sdc_gemm_pack_rows on 8x8 blocks (loaded, widened, transposed in
- * registers, stored as 8 k-rows of the panel); the last kc % 8 columns
- * one value at a time. */
-void sdc_pack_rows_avx2(float *dst, int wp, const float *src_f32, const sdc_weight *w, int64_t ld,
-                        int r0, int rows, int k0, int kc) {
-    const int panels = (rows + wp - 1) / wp;
-    for (int p = 0; p < panels; p++)
-        for (int j0 = 0; j0 < wp; j0 += 8) {
-            const int g = wp - j0 < 8 ? wp - j0 : 8; /* columns of the panel in this group */
-            int n = rows - p * wp - j0;              /* rows of the source in this group */
-            n = n < 0 ? 0 : n > g ? g : n;
-            const __m256i ms = _mm256_cmpgt_epi32(_mm256_set1_epi32(g),
-                                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-            float *d = dst + (int64_t)p * kc * wp + j0;
-            const int64_t off = (int64_t)(r0 + p * wp + j0) * ld + k0;
-            int k = 0;
-            for (; k + 8 <= kc; k += 8) {
-                __m256 r[8];
-                for (int j = 0; j < 8; j++)
-                    r[j] = j < n ? load_row8(src_f32, w, off + j * ld + k) : _mm256_setzero_ps();
-                sdc_avx2_transpose8(r);
-                for (int i = 0; i < 8; i++) _mm256_maskstore_ps(d + (int64_t)(k + i) * wp, ms, r[i]);
-            }
-            for (; k < kc; k++)
-                for (int j = 0; j < g; j++)
-                    d[(int64_t)k * wp + j] = j >= n    ? 0.0f
-                                             : src_f32 ? src_f32[off + j * ld + k]
-                                                       : sdc_wget(w, off + j * ld + k);
-        }
-}
+#define PR_FN sdc_pack_rows_avx2
+#define PR_L 8
+#define PR_VEC __m256
+#define PR_LOAD load_row8
+#define PR_ZERO _mm256_setzero_ps
+#define PR_TRANSPOSE sdc_avx2_transpose8
+#define PR_MASK_T __m256i
+#define PR_MASK(g)                                                                                 \
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(g), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define PR_STORE(d, v, m) _mm256_maskstore_ps(d, m, v)
+#include "backends/cpu/pack_rows_tf.h"

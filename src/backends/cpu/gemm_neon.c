@@ -147,40 +147,24 @@ static inline float32x4_t load_row4(const float *src_f32, const sdc_weight *w, i
     }
 }
 
-/* sdc_gemm_pack_rows on 4x4 blocks (loaded, widened, transposed in
- * registers, stored as 4 k-rows of the panel); the last kc % 4 columns
- * one value at a time. */
-void sdc_pack_rows_neon(float *dst, int wp, const float *src_f32, const sdc_weight *w, int64_t ld,
-                        int r0, int rows, int k0, int kc) {
-    const int panels = (rows + wp - 1) / wp;
-    for (int p = 0; p < panels; p++)
-        for (int j0 = 0; j0 < wp; j0 += 4) {
-            const int g = wp - j0 < 4 ? wp - j0 : 4; /* columns of the panel in this group */
-            int n = rows - p * wp - j0;              /* rows of the source in this group */
-            n = n < 0 ? 0 : n > g ? g : n;
-            float *d = dst + (int64_t)p * kc * wp + j0;
-            const int64_t off = (int64_t)(r0 + p * wp + j0) * ld + k0;
-            int k = 0;
-            for (; k + 4 <= kc; k += 4) {
-                float32x4_t r[4];
-                for (int j = 0; j < 4; j++)
-                    r[j] = j < n ? load_row4(src_f32, w, off + j * ld + k) : vdupq_n_f32(0.0f);
-                sdc_neon_transpose4(r);
-                for (int i = 0; i < 4; i++) {
-                    float *di = d + (int64_t)(k + i) * wp;
-                    if (g == 4) {
-                        vst1q_f32(di, r[i]);
-                    } else {
-                        float t[4];
-                        vst1q_f32(t, r[i]);
-                        for (int j = 0; j < g; j++) di[j] = t[j];
-                    }
-                }
-            }
-            for (; k < kc; k++)
-                for (int j = 0; j < g; j++)
-                    d[(int64_t)k * wp + j] = j >= n    ? 0.0f
-                                             : src_f32 ? src_f32[off + j * ld + k]
-                                                       : sdc_wget(w, off + j * ld + k);
-        }
+/* the first g lanes of v to d */
+static inline void store_lanes4(float *d, float32x4_t v, int g) {
+    if (g == 4) {
+        vst1q_f32(d, v);
+        return;
+    }
+    float t[4];
+    vst1q_f32(t, v);
+    for (int j = 0; j < g; j++) d[j] = t[j];
 }
+
+#define PR_FN sdc_pack_rows_neon
+#define PR_L 4
+#define PR_VEC float32x4_t
+#define PR_LOAD load_row4
+#define PR_ZERO() vdupq_n_f32(0.0f)
+#define PR_TRANSPOSE sdc_neon_transpose4
+#define PR_MASK_T int
+#define PR_MASK(g) (g)
+#define PR_STORE store_lanes4
+#include "backends/cpu/pack_rows_tf.h"
