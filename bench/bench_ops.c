@@ -56,13 +56,13 @@
 typedef enum {
     OP_LINEAR, OP_CONV, OP_ATTN, OP_GN, OP_LN, OP_SILU, OP_GELU, OP_QGELU, OP_GEGLU, OP_ADD,
     OP_LERP, OP_AXPBY, OP_ADDCH, OP_UPS, OP_PAD, OP_TRANSPOSE, OP_CONCAT, OP_COPY, OP_EMBED,
-    OP_TEMB, OP_KINDS
+    OP_TEMB, OP_LINMAP, OP_KINDS
 } op_kind;
 
 static const char *const k_op_name[OP_KINDS] = {
     "linear", "conv2d", "attention", "group_norm", "layer_norm", "silu", "gelu",
     "quick_gelu", "geglu", "add", "lerp", "axpby", "add_channel", "upsample2x", "pad2d",
-    "transpose", "concat", "copy", "embed", "timestep_emb"};
+    "transpose", "concat", "copy", "embed", "timestep_emb", "linear_map"};
 
 enum { ST_TEXT, ST_UNET, ST_VAE, ST_COUNT };
 static const char *const k_stage[ST_COUNT] = {"text", "unet", "vae"};
@@ -83,6 +83,7 @@ static const char *const k_stage_what[ST_COUNT] = {
 #define F_CAUSAL 8
 #define F_Z 16  /* axpby with z */
 #define F_POS 32 /* embed with positions */
+#define F_TOK 64 /* linear_map to tokens */
 
 typedef struct op_rec {
     op_kind kind;
@@ -132,6 +133,13 @@ static void r_linear(sdc_backend *be, float *y, const float *x, const sdc_weight
                      const sdc_weight *b, const float *acc, int M, int N, int K) {
     (void)be, (void)y, (void)x;
     REC(OP_LINEAR, W->dtype, (b ? F_BIAS : 0) | (acc ? F_ACC : 0), M, N, K);
+}
+static void r_linear_map(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                         const sdc_weight *b, const float *acc, int N, int HW, int C, int O,
+                         int to_tokens) {
+    (void)be, (void)y, (void)x;
+    REC(OP_LINMAP, W->dtype, (b ? F_BIAS : 0) | (acc ? F_ACC : 0) | (to_tokens ? F_TOK : 0), N,
+        HW, C, O);
 }
 static void r_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                      const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
@@ -226,7 +234,7 @@ static void r_timestep_embed(sdc_backend *be, float *y, const float *t, int n, i
 static sdc_backend recording_backend(void) {
     sdc_backend b = *sdc_backend_null();
     b.name = "recording";
-    b.linear = r_linear, b.conv2d = r_conv2d, b.group_norm = r_group_norm;
+    b.linear = r_linear, b.linear_map = r_linear_map, b.conv2d = r_conv2d, b.group_norm = r_group_norm;
     b.layer_norm = r_layer_norm, b.attention = r_attention, b.silu = r_silu;
     b.gelu = r_gelu, b.quick_gelu = r_quick_gelu, b.add = r_add, b.lerp = r_lerp;
     b.axpby = r_axpby, b.add_channel = r_add_channel, b.geglu = r_geglu;
@@ -368,6 +376,14 @@ static void bufs_make(bufs *B, op_rec *r) {
         r->flop = 2.0 * p[0] * p[1] * p[2];
         break;
     }
+    case OP_LINMAP: { /* N HW C O */
+        B->a = frand((size_t)(p[0] * p[1] * p[2])), B->y = frand((size_t)(p[0] * p[1] * p[3]));
+        B->w = wrand(r->wdt, p[3] * p[2]);
+        if (r->flags & F_BIAS) B->bias = wrand(SDC_DT_F32, p[3]), NEED(B->bias.data);
+        NEED(B->a), NEED(B->y), NEED(B->w.data);
+        r->flop = 2.0 * p[0] * p[1] * p[2] * p[3];
+        break;
+    }
     case OP_CONV: { /* N C H W O kh kw stride pad */
         int64_t Ho = (p[2] + 2 * p[8] - p[5]) / p[7] + 1, Wo = (p[3] + 2 * p[8] - p[6]) / p[7] + 1;
         B->a = frand((size_t)(p[0] * p[1] * p[2] * p[3])), B->y = frand((size_t)(p[0] * p[4] * Ho * Wo));
@@ -466,6 +482,10 @@ static void run_op(sdc_backend *be, const op_rec *r, bufs *B) {
         be->linear(be, B->y, B->a, &B->w, bias, r->flags & F_ACC ? B->y : NULL, (int)p[0],
                    (int)p[1], (int)p[2]);
         break;
+    case OP_LINMAP:
+        be->linear_map(be, B->y, B->a, &B->w, bias, r->flags & F_ACC ? B->y : NULL, (int)p[0],
+                       (int)p[1], (int)p[2], (int)p[3], !!(r->flags & F_TOK));
+        break;
     case OP_CONV:
         be->conv2d(be, B->y, B->a, (int)p[0], (int)p[1], (int)p[2], (int)p[3], &B->w, bias,
                    (int)p[4], (int)p[5], (int)p[6], (int)p[7], (int)p[8],
@@ -539,6 +559,11 @@ static void shape_str(const op_rec *r, char *s, size_t n) {
     case OP_LINEAR:
         snprintf(s, n, "M%lld N%lld K%lld%s%s%s", (long long)p[0], (long long)p[1], (long long)p[2],
                  dt, r->flags & F_BIAS ? " +b" : "", r->flags & F_ACC ? " +res" : "");
+        break;
+    case OP_LINMAP:
+        snprintf(s, n, "N%lld HW%lld C%lld O%lld %s%s%s%s", (long long)p[0], (long long)p[1],
+                 (long long)p[2], (long long)p[3], r->flags & F_TOK ? "to tok" : "to map", dt,
+                 r->flags & F_BIAS ? " +b" : "", r->flags & F_ACC ? " +res" : "");
         break;
     case OP_CONV:
         snprintf(s, n, "N%lld C%lld %lldx%lld O%lld k%lld%s%s%s%s", (long long)p[0], (long long)p[1],

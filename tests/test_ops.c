@@ -202,6 +202,65 @@ static void test_linear_random(void) {
                              k_dtypes[d], (s + d) % 2, (s + d + b) % 3);
 }
 
+/* linear_map in both directions against the reference (acc_mode as in
+ * check_linear; to tokens takes none). */
+static void check_linear_map(sdc_backend *be, const char *bn, int N, int HW, int C, int O,
+                             int to_tokens, sdc_dtype dt, int bias, int acc_mode) {
+    const size_t nx = (size_t)N * HW * C, ny = (size_t)N * HW * O;
+    float *x = frand(nx, 1.0f), *y = fbuf(ny), *yr = fbuf(ny);
+    float *acc = acc_mode && !to_tokens ? frand(ny, 1.0f) : NULL;
+    sdc_weight W = wrand(dt, (int64_t)O * C, 0.5f), b = wrand(dt, O, 1.0f);
+    const sdc_weight *bp = bias ? &b : NULL;
+    if (acc && acc_mode == 2) { /* y = y + ... (the residual in place) */
+        memcpy(y, acc, ny * sizeof *y);
+        memcpy(yr, acc, ny * sizeof *y);
+        be->linear_map(be, y, x, &W, bp, y, N, HW, C, O, 0);
+        g_ref->linear_map(g_ref, yr, x, &W, bp, yr, N, HW, C, O, 0);
+    } else {
+        be->linear_map(be, y, x, &W, bp, acc, N, HW, C, O, to_tokens);
+        g_ref->linear_map(g_ref, yr, x, &W, bp, acc, N, HW, C, O, to_tokens);
+    }
+    char what[256];
+    snprintf(what, sizeof what, "%s linear_map %s N%d HW%d C%d O%d %s bias%d acc%d", bn,
+             to_tokens ? "to tokens" : "to map", N, HW, C, O, sdc_dtype_name(dt), bias,
+             acc ? acc_mode : 0);
+    expect_close(what, y, yr, ny, TOL);
+    free(x), free(y), free(yr), free(acc), t_weight_free(&W), t_weight_free(&b);
+}
+
+static void test_linear_map_random(void) {
+    /* the reference against its definition: transpose, then linear (+ acc) */
+    {
+        const int N = 2, HW = 21, C = 13, O = 9;
+        const size_t nx = (size_t)N * HW * C, ny = (size_t)N * HW * O;
+        float *x = frand(nx, 1.0f), *t = fbuf(nx), *y = fbuf(ny), *yr = fbuf(ny), *u = fbuf(ny);
+        float *acc = frand(ny, 1.0f);
+        sdc_weight W = wrand(SDC_DT_F16, (int64_t)O * C, 0.5f), b = wrand(SDC_DT_F16, O, 1.0f);
+        g_ref->linear_map(g_ref, y, x, &W, &b, NULL, N, HW, C, O, 1);
+        g_ref->transpose(g_ref, t, x, N, C, HW);
+        g_ref->linear(g_ref, yr, t, &W, &b, NULL, N * HW, O, C);
+        expect_equal("ref linear_map to tokens = transpose + linear", y, yr, ny);
+        g_ref->linear_map(g_ref, y, x, &W, &b, acc, N, HW, C, O, 0); /* x as [N, HW, C] */
+        g_ref->linear(g_ref, u, x, &W, &b, NULL, N * HW, O, C);
+        g_ref->transpose(g_ref, yr, u, N, HW, O);
+        g_ref->add(g_ref, yr, yr, acc, (int64_t)ny);
+        expect_close("ref linear_map to map = linear + transpose + add", y, yr, ny, 1e-6);
+        free(x), free(t), free(y), free(yr), free(u), free(acc), t_weight_free(&W), t_weight_free(&b);
+    }
+    static const int shapes[][4] = {{1, 1, 1, 1},   {2, 37, 20, 24},  {2, 64, 32, 40},
+                                    {1, 100, 17, 33}, {3, 15, 50, 64}, {2, 300, 64, 96},
+                                    {2, 29, 320, 7}};
+    int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int b = 0; b < g_nfast; b++)
+        for (int s = 0; s < ns; s++)
+            for (int tt = 0; tt < 2; tt++) {
+                int d = (s + tt + b) % 3;
+                check_linear_map(g_fast[b], g_fast_name[b], shapes[s][0], shapes[s][1],
+                                 shapes[s][2], shapes[s][3], tt, k_dtypes[d], (s + tt) % 2,
+                                 (s + b) % 3);
+            }
+}
+
 static void check_conv(sdc_backend *be, const char *bn, int N, int C, int H, int W, int O, int kh,
                        int kw, int stride, int pad, sdc_dtype dt, int bias, int acc_mode) {
     int Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
@@ -608,6 +667,45 @@ static void sd_linear(sdc_backend *be, int M, int N, int K, sdc_dtype dt) {
     free(x), free(y), free(yr), free(acc), t_weight_free(&W), t_weight_free(&b);
 }
 
+/* linear_map on a real shape, both ways; the reference on 5 pixels. */
+static void sd_linear_map(sdc_backend *be, int N, int HW, int C, sdc_dtype dt) {
+    const int O = C;
+    const size_t n = (size_t)N * HW * C;
+    float *x = frand(n, 1.0f), *y = fbuf(n), *acc = frand(n, 1.0f);
+    float *row = fbuf((size_t)C), *yr = fbuf((size_t)O), *got = fbuf((size_t)O);
+    sdc_weight W = wrand(dt, (int64_t)O * C, 0.05f), b = wrand(dt, O, 0.1f);
+    for (int to_tokens = 1; to_tokens >= 0; to_tokens--) {
+        double t0 = t_seconds();
+        be->linear_map(be, y, x, &W, &b, to_tokens ? NULL : acc, N, HW, C, O, to_tokens);
+        double t1 = t_seconds();
+        int pix[5] = {0, HW / 3, HW / 2 + 1, HW - 7, HW - 1};
+        double worst = 0;
+        for (int i = 0; i < 5; i++) {
+            const int nn = i % N, p = pix[i] < 0 ? 0 : pix[i];
+            /* the pixel's input row, its reference output and the op's */
+            for (int c = 0; c < C; c++)
+                row[c] = to_tokens ? x[((size_t)nn * C + c) * HW + p] : x[((size_t)nn * HW + p) * C + c];
+            g_ref->linear(g_ref, yr, row, &W, &b, NULL, 1, O, C);
+            for (int o = 0; o < O; o++) {
+                if (to_tokens) {
+                    got[o] = y[((size_t)nn * HW + p) * O + o];
+                } else {
+                    got[o] = y[((size_t)nn * O + o) * HW + p];
+                    yr[o] += acc[((size_t)nn * O + o) * HW + p];
+                }
+            }
+            double e = t_rel_l2(got, yr, (size_t)O);
+            if (e > worst) worst = e;
+        }
+        CHECKF(worst <= TOL, "%s SD linear_map %s N%d HW%d C%d %s: rel L2 %.3g", be->name,
+               to_tokens ? "to tokens" : "to map", N, HW, C, sdc_dtype_name(dt), worst);
+        printf("  linear_map %-9s N%d HW%-5d C%-5d %-4s %7.2f ms %6.1f GFLOP/s  rel L2 %.2g\n",
+               to_tokens ? "to tokens" : "to map", N, HW, C, sdc_dtype_name(dt), (t1 - t0) * 1e3,
+               2.0 * N * HW * C * O / (t1 - t0) * 1e-9, worst);
+    }
+    free(x), free(y), free(acc), free(row), free(yr), free(got), t_weight_free(&W), t_weight_free(&b);
+}
+
 static void sd_conv(sdc_backend *be, int N, int C, int H, int W, int O, int k, int stride, int pad, sdc_dtype dt) {
     int Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
     size_t P = (size_t)Ho * Wo, ny = (size_t)N * O * P;
@@ -670,6 +768,9 @@ static void test_sd_shapes(void) {
         sd_linear(be, 154, 320, 768, SDC_DT_F16);   /* cross-attn k/v from the text */
         sd_linear(be, 77, 3072, 768, SDC_DT_F16);   /* CLIP MLP */
         sd_linear(be, 2, 1280, 320, SDC_DT_F32);    /* time embedding */
+        sd_linear_map(be, 2, 4096, 320, SDC_DT_F16); /* proj_in/out, 64x64 */
+        sd_linear_map(be, 2, 256, 1280, SDC_DT_F16); /* 16x16 */
+        sd_linear_map(be, 1, 4096, 512, SDC_DT_F32); /* VAE mid-block q/k/v/out */
         sd_conv(be, 2, 4, 64, 64, 320, 3, 1, 1, SDC_DT_F16);    /* conv_in */
         sd_conv(be, 1, 320, 64, 64, 320, 3, 1, 1, SDC_DT_F16);  /* resnet 64x64 */
         sd_conv(be, 1, 320, 64, 64, 320, 3, 2, 1, SDC_DT_F16);  /* downsample */
@@ -698,6 +799,8 @@ static void test_null_backend(void) {
     int32_t id = 0;
     float t = 1;
     n->linear(n, NULL, NULL, &w, &w, NULL, 4096, 320, 320);
+    n->linear_map(n, NULL, NULL, &w, &w, NULL, 2, 4096, 320, 320, 1);
+    n->linear_map(n, NULL, NULL, &w, &w, NULL, 2, 4096, 320, 320, 0);
     n->conv2d(n, NULL, NULL, 2, 4, 64, 64, &w, &w, 320, 3, 3, 1, 1, NULL);
     n->group_norm(n, NULL, NULL, 2, 320, 4096, 32, &w, &w, 1e-5f, 1);
     n->layer_norm(n, NULL, NULL, 77, 768, &w, &w, 1e-5f);
@@ -813,6 +916,7 @@ int main(void) {
     RUN(test_null_backend);
     RUN(test_ref_vs_pytorch);
     RUN(test_linear_random);
+    RUN(test_linear_map_random);
     RUN(test_gemm_shared_packs);
     RUN(test_pack_rows);
     RUN(test_conv_random);

@@ -33,6 +33,17 @@ struct sdc_backend {
     void (*linear)(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
                    const sdc_weight *b, const float *acc, int M, int N, int K);
 
+    /* A Linear between the feature-map and the token layouts, the transpose
+     * absorbed into the product (Transformer2DModel's proj_in/proj_out, the
+     * VAE attention's projections).  W [O, C], b [O] or NULL.
+     * to_tokens != 0: y [N, HW, O] = x^T · W^T + b for x [N, C, HW] (acc
+     *   must be NULL);
+     * to_tokens == 0: y [N, O, HW] = acc + (x · W^T + b)^T for x [N, HW, C]
+     *   (acc [N, O, HW] or NULL; may alias y: the residual). */
+    void (*linear_map)(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                       const sdc_weight *b, const float *acc, int N, int HW, int C, int O,
+                       int to_tokens);
+
     /* 2-D convolution, PyTorch Conv2d semantics, zero padding:
      * x [N, C, H, W], w [O, C, kh, kw], b [O] or NULL,
      * y [N, O, Ho, Wo] with Ho = (H + 2*pad - kh)/stride + 1 (same for Wo).

@@ -10,6 +10,13 @@ static void null_linear(sdc_backend *be, float *y, const float *x, const sdc_wei
     (void)be, (void)y, (void)x, (void)W, (void)b, (void)acc, (void)M, (void)N, (void)K;
 }
 
+static void null_linear_map(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                            const sdc_weight *b, const float *acc, int N, int HW, int C, int O,
+                            int to_tokens) {
+    (void)be, (void)y, (void)x, (void)W, (void)b, (void)acc, (void)N, (void)HW, (void)C;
+    (void)O, (void)to_tokens;
+}
+
 static void null_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                         const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw,
                         int stride, int pad, const float *acc) {
@@ -102,6 +109,7 @@ static sdc_backend g_null = {
     .name = "null",
     .impl = NULL,
     .linear = null_linear,
+    .linear_map = null_linear_map,
     .conv2d = null_conv2d,
     .group_norm = null_group_norm,
     .layer_norm = null_layer_norm,

@@ -90,6 +90,19 @@ static void p_linear(sdc_backend *be, float *y, const float *x, const sdc_weight
     prof_add(be, k, t, 2e-9 * M * N * K);
 }
 
+static void p_linear_map(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                         const sdc_weight *b, const float *acc, int N, int HW, int C, int O,
+                         int to_tokens) {
+    sdc_backend *in = INNER(be);
+    double t = prof_now();
+    in->linear_map(in, y, x, W, b, acc, N, HW, C, O, to_tokens);
+    t = prof_now() - t;
+    char k[PROF_KEY];
+    snprintf(k, sizeof k, "linear_map\tN%d HW%d C%d O%d %s %s%s%s", N, HW, C, O,
+             to_tokens ? "to tokens" : "to map", wdt(W), b ? " +b" : "", acc ? " +acc" : "");
+    prof_add(be, k, t, 2e-9 * N * HW * (double)C * O);
+}
+
 static void p_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                      const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw,
                      int stride, int pad, const float *acc) {
@@ -293,6 +306,7 @@ sdc_backend *sdc_backend_profile_wrap(sdc_backend *inner) {
     be->name = prof_name;
     be->impl = p;
     be->linear = p_linear;
+    be->linear_map = p_linear_map;
     be->conv2d = p_conv2d;
     be->group_norm = p_group_norm;
     be->layer_norm = p_layer_norm;

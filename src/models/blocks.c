@@ -118,6 +118,11 @@ void sdc_linear_fwd(sdc_backend *be, const sdc_linear_w *l, float *y, const floa
     be->linear(be, y, x, l->w, l->b, acc, M, l->out, l->in);
 }
 
+void sdc_linear_map_fwd(sdc_backend *be, const sdc_linear_w *l, float *y, const float *x, int N,
+                        int HW, const float *acc, int to_tokens) {
+    be->linear_map(be, y, x, l->w, l->b, acc, N, HW, l->in, l->out, to_tokens);
+}
+
 void sdc_conv_fwd(sdc_backend *be, const sdc_conv_w *c, float *y, const float *x, int N, int H,
                   int W, int stride, const float *acc) {
     be->conv2d(be, y, x, N, c->in, H, W, c->w, c->b, c->out, c->k, c->k, stride, c->k / 2, acc);
@@ -208,23 +213,20 @@ void sdc_vae_attn_fwd(const sdc_vae_attn_w *w, sdc_backend *be, sdc_arena *a, fl
     size_t mark = sdc_arena_mark(a);
     int C = w->C;
     size_t n = (size_t)N * C * HW;
-    float *t = sdc_arena_alloc(a, n);   /* [N, C, HW], later [N, HW, C] */
-    float *tok = sdc_arena_alloc(a, n); /* [N, HW, C] */
+    float *t = sdc_arena_alloc(a, n); /* [N, C, HW], later [N, HW, C] */
     float *q = sdc_arena_alloc(a, n), *k = sdc_arena_alloc(a, n), *v = sdc_arena_alloc(a, n);
     be->group_norm(be, t, x, N, C, HW, w->groups, w->norm.g, w->norm.b, w->eps, 0);
-    be->transpose(be, tok, t, N, C, HW);
-    sdc_linear_fwd(be, &w->q, q, tok, N * HW, NULL);
-    sdc_linear_fwd(be, &w->k, k, tok, N * HW, NULL);
-    sdc_linear_fwd(be, &w->v, v, tok, N * HW, NULL);
+    /* q, k, v as tokens [N, HW, C] straight from the map */
+    sdc_linear_map_fwd(be, &w->q, q, t, N, HW, NULL, 1);
+    sdc_linear_map_fwd(be, &w->k, k, t, N, HW, NULL, 1);
+    sdc_linear_map_fwd(be, &w->v, v, t, N, HW, NULL, 1);
     float scale = 1.0f / sqrtf((float)C);
     for (int i = 0; i < N; i++) {
         size_t o = (size_t)i * HW * C;
         be->attention(be, sdc_at(t, o), sdc_at(q, o), C, sdc_at(k, o), sdc_at(v, o), C, HW, HW, 1,
                       C, scale, 0);
     }
-    sdc_linear_fwd(be, &w->out, tok, t, N * HW, NULL);
-    be->transpose(be, t, tok, N, HW, C);
-    be->add(be, x, x, t, (int64_t)n);
+    sdc_linear_map_fwd(be, &w->out, x, t, N, HW, x, 0); /* x += out(t), back in the map */
     sdc_arena_reset(a, mark);
 }
 

@@ -60,6 +60,11 @@ void sdc_bind_norm(sdc_binder *b, sdc_norm_w *n, int C, const char *fmt, ...) SD
 /* y [M, out] = x [M, in] · W^T + b (+ acc) */
 void sdc_linear_fwd(sdc_backend *be, const sdc_linear_w *l, float *y, const float *x, int M,
                     const float *acc);
+/* The same Linear between layouts (backend.h's linear_map): to_tokens:
+ * y [N, HW, out] from the map x [N, in, HW]; else y [N, out, HW] (+ acc)
+ * from the tokens x [N, HW, in] */
+void sdc_linear_map_fwd(sdc_backend *be, const sdc_linear_w *l, float *y, const float *x, int N,
+                        int HW, const float *acc, int to_tokens);
 /* y [N, out, Ho, Wo] = conv(x [N, in, H, W]) (+ acc); pad = k/2 */
 void sdc_conv_fwd(sdc_backend *be, const sdc_conv_w *c, float *y, const float *x, int N, int H,
                   int W, int stride, const float *acc);

@@ -15,7 +15,9 @@
  *              ff = ff.net.2(geglu(ff.net.0.proj(.)))
  *   x += transpose(proj_out(t))
  * proj_in/proj_out as a 1x1 conv on [N, C, HW] equal the Linear on the
- * transposed tokens, so one path serves use_linear_projection 0 and 1. */
+ * transposed tokens, so one path serves use_linear_projection 0 and 1; the
+ * backend's linear_map does each with its transpose (and proj_out's
+ * residual add) inside the GEMM, no pass of their own. */
 #include <assert.h>
 #include <math.h>
 #include <stdio.h>
@@ -320,20 +322,16 @@ static void transformer_fwd(const transformer *T, int depth, int heads, int grou
     size_t mark = sdc_arena_mark(a);
     int C = T->C;
     size_t n = (size_t)N * C * HW;
-    float *t = sdc_arena_alloc(a, n); /* [N, C, HW] */
-    size_t tok_mark = sdc_arena_mark(a);
-    float *tok = sdc_arena_alloc(a, n); /* [N, HW, C] */
-    be->group_norm(be, t, x, N, C, HW, groups, T->norm.g, T->norm.b, GN_EPS_TRANSFORMER, 0);
-    be->transpose(be, tok, t, N, C, HW);
-    sdc_linear_fwd(be, &T->proj_in, t, tok, N * HW, NULL); /* t: tokens [N*HW, C] */
-    /* tok is dead while the blocks run: they use its space */
-    sdc_arena_reset(a, tok_mark);
+    float *t = sdc_arena_alloc(a, n); /* tokens [N, HW, C] */
+    size_t gn_mark = sdc_arena_mark(a);
+    float *g = sdc_arena_alloc(a, n); /* [N, C, HW] */
+    be->group_norm(be, g, x, N, C, HW, groups, T->norm.g, T->norm.b, GN_EPS_TRANSFORMER, 0);
+    sdc_linear_map_fwd(be, &T->proj_in, t, g, N, HW, NULL, 1); /* the transpose in its packing */
+    /* g is dead while the blocks run: they use its space */
+    sdc_arena_reset(a, gn_mark);
     for (int d = 0; d < depth; d++)
         tblock_fwd(&T->blocks[d], be, a, t, N, HW, C, heads, ctx, S, kv);
-    tok = sdc_arena_alloc(a, n);
-    sdc_linear_fwd(be, &T->proj_out, tok, t, N * HW, NULL);
-    be->transpose(be, t, tok, N, HW, C);
-    be->add(be, x, x, t, (int64_t)n);
+    sdc_linear_map_fwd(be, &T->proj_out, x, t, N, HW, x, 0); /* x += proj_out(t), in the map */
     sdc_arena_reset(a, mark);
 }
 

@@ -302,6 +302,7 @@ static void cpu_geglu(sdc_backend *be, float *y, const float *x, int rows, int D
 
 static void fill_ref(sdc_backend *be) {
     be->linear = sdc_ref_linear;
+    be->linear_map = sdc_ref_linear_map;
     be->conv2d = sdc_ref_conv2d;
     be->group_norm = sdc_ref_group_norm;
     be->layer_norm = sdc_ref_layer_norm;
@@ -328,6 +329,7 @@ static void fill_ref(sdc_backend *be) {
 static void fill_portable(sdc_backend *be) {
     fill_ref(be);
     be->linear = sdc_cpu_linear;
+    be->linear_map = sdc_cpu_linear_map;
     be->conv2d = sdc_cpu_conv2d;
     be->silu = cpu_silu;
     be->gelu = cpu_gelu;

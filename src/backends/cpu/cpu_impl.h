@@ -177,6 +177,9 @@ void sdc_cvt_bf16_generic(float *dst, const uint16_t *src, int64_t n);
 /* ---- threaded ops built on the GEMM (gemm.c) --------------------------- */
 void sdc_cpu_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
                     const sdc_weight *b, const float *acc, int M, int N, int K);
+void sdc_cpu_linear_map(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                        const sdc_weight *b, const float *acc, int N, int HW, int C, int O,
+                        int to_tokens);
 void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                     const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
                     int pad, const float *acc);
@@ -196,6 +199,9 @@ int sdc_cpu_use_winograd(int C, int H, int W, int O);
 /* ---- reference ops (ops_ref.c): obviously right, single-threaded -------- */
 void sdc_ref_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
                     const sdc_weight *b, const float *acc, int M, int N, int K);
+void sdc_ref_linear_map(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                        const sdc_weight *b, const float *acc, int N, int HW, int C, int O,
+                        int to_tokens);
 void sdc_ref_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                     const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
                     int pad, const float *acc);

@@ -505,3 +505,85 @@ void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int
         sdc_gemm_run(&g);
     }
 }
+
+/* ---- linear_map: a Linear between the feature-map and the token layouts --
+ *
+ * To tokens: one GEMM over the N*HW rows, A = x^T packed straight from the
+ * channel-major map (a panel's row k is mr consecutive pixels of channel
+ * k: contiguous copies, no transpose), B = W^T as in linear.  To the map:
+ * per image the 1x1 convolution's GEMM (A = W, C = y [O, HW], init = bias
+ * + residual) with B = the tokens' transpose, packed by pack_rows from the
+ * token rows (the panel packer's register transposes).  Either way the
+ * transpose costs no pass over memory of its own. */
+
+/* linear_pack_b and linear_init read the linear_ctx at the start */
+typedef struct map_ctx {
+    linear_ctx L;
+    const float *x; /* [N, C, HW] */
+    int C, HW;
+} map_ctx;
+
+/* Panels [kc][mr] of rows m0 .. m0+mc (row m: image m / HW, pixel m % HW)
+ * and channels k0 .. k0+kc of x^T; rows past mc zero. */
+static void map_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, int kc) {
+    const map_ctx *mp = g->ctx;
+    const int mr = g->cpu->k.mr;
+    for (int ir = 0; ir < mc; ir += mr, dst += (int64_t)kc * mr) {
+        const int rows = imin(mr, mc - ir);
+        if (rows < mr)
+            for (int k = 0; k < kc; k++) memset(dst + (int64_t)k * mr + rows, 0, (size_t)(mr - rows) * sizeof *dst);
+        for (int i = 0; i < rows;) { /* a run of rows within one image */
+            const int m = m0 + ir + i, n = m / mp->HW, p = m % mp->HW;
+            const int run = imin(rows - i, mp->HW - p);
+            const float *src = mp->x + ((int64_t)n * mp->C + k0) * mp->HW + p;
+            for (int k = 0; k < kc; k++)
+                memcpy(dst + (int64_t)k * mr + i, src + (int64_t)k * mp->HW, (size_t)run * sizeof *dst);
+            i += run;
+        }
+    }
+}
+
+/* Panels [kc][nr] of B = t^T (t [HW, C] token rows n0 .. n0+nc, channels
+ * k0 .. k0+kc): pack_rows over the token rows. */
+static void tokens_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
+    const conv_ctx *cv = g->ctx;
+    sdc_gemm_pack_rows(g->cpu, dst, g->cpu->k.nr, cv->x, NULL, cv->C, n0, nc, k0, kc);
+}
+
+void sdc_cpu_linear_map(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                        const sdc_weight *b, const float *acc, int N, int HW, int C, int O,
+                        int to_tokens) {
+    sdc_cpu *cpu = sdc_cpu_of(be);
+    if (N <= 0 || HW <= 0 || O <= 0) return;
+    if (to_tokens) {
+        if (cpu->bf16) {
+            /* the bf16 mode converts A from row-major rows: per image the
+             * transpose as a pass of its own, then the Linear (the plain C
+             * reference if even one image's buffer cannot be had) */
+            float *t = malloc((size_t)HW * C * sizeof *t);
+            if (!t) {
+                sdc_ref_linear_map(be, y, x, W, b, NULL, N, HW, C, O, 1);
+                return;
+            }
+            for (int n = 0; n < N; n++) {
+                be->transpose(be, t, x + (int64_t)n * C * HW, 1, C, HW);
+                sdc_cpu_linear(be, y + (int64_t)n * HW * O, t, W, b, NULL, HW, O, C);
+            }
+            free(t);
+            return;
+        }
+        map_ctx mp = {{NULL, NULL, W, b}, x, C, HW};
+        sdc_gemm g = {cpu, N * HW, O, C, y, O, NULL, C, map_pack_a, linear_pack_b, linear_init, &mp,
+                      NULL, W};
+        sdc_gemm_run(&g);
+        return;
+    }
+    for (int n = 0; n < N; n++) {
+        conv_ctx cv = {x + (int64_t)n * HW * C, acc ? acc + (int64_t)n * O * HW : NULL,
+                       W, b, C, 1, HW, 1, 1, 1, 0, 1, HW};
+        sdc_gemm g = {cpu, O, HW, C, y + (int64_t)n * O * HW, HW,
+                      W->dtype == SDC_DT_F32 ? (const float *)W->data : NULL, C,
+                      conv_pack_a, tokens_pack_b, conv_init, &cv, W, NULL};
+        sdc_gemm_run(&g);
+    }
+}

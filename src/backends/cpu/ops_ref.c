@@ -20,6 +20,25 @@ void sdc_ref_linear(sdc_backend *be, float *y, const float *x, const sdc_weight 
     }
 }
 
+void sdc_ref_linear_map(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
+                        const sdc_weight *b, const float *acc, int N, int HW, int C, int O,
+                        int to_tokens) {
+    (void)be;
+    for (int n = 0; n < N; n++)
+        for (int p = 0; p < HW; p++)
+            for (int o = 0; o < O; o++) {
+                double s = b ? sdc_wget(b, o) : 0.0;
+                for (int c = 0; c < C; c++) {
+                    /* x [N, C, HW] (to tokens) or [N, HW, C] */
+                    float xv = to_tokens ? x[((int64_t)n * C + c) * HW + p]
+                                         : x[((int64_t)n * HW + p) * C + c];
+                    s += (double)xv * sdc_wget(W, (int64_t)o * C + c);
+                }
+                int64_t i = to_tokens ? ((int64_t)n * HW + p) * O + o : ((int64_t)n * O + o) * HW + p;
+                y[i] = acc && !to_tokens ? acc[i] + (float)s : (float)s;
+            }
+}
+
 void sdc_ref_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                     const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
                     int pad, const float *acc) {
