@@ -148,9 +148,11 @@ static void r_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, in
     REC(OP_CONV, w->dtype, (b ? F_BIAS : 0) | (acc ? F_ACC : 0), N, C, H, W, O, kh, kw, stride,
         pad);
 }
-static void r_group_norm(sdc_backend *be, float *y, const float *x, int N, int C, int HW, int G,
-                         const sdc_weight *gamma, const sdc_weight *beta, float eps, int silu) {
-    (void)be, (void)y, (void)x, (void)gamma, (void)beta, (void)eps;
+static void r_group_norm(sdc_backend *be, float *y, const float *x, const float *add, int N, int C,
+                         int HW, int G, const sdc_weight *gamma, const sdc_weight *beta, float eps,
+                         int silu) {
+    /* add is NULL while recording (planning pointers), as acc is */
+    (void)be, (void)y, (void)x, (void)add, (void)gamma, (void)beta, (void)eps;
     REC(OP_GN, SDC_DT_F32, silu ? F_SILU : 0, N, C, HW, G);
 }
 static void r_layer_norm(sdc_backend *be, float *y, const float *x, int rows, int D,
@@ -496,7 +498,7 @@ static void run_op(sdc_backend *be, const op_rec *r, bufs *B) {
                       (int)p[2], (int)p[3], 1.0f / sqrtf((float)p[3]), r->flags & F_CAUSAL);
         break;
     case OP_GN:
-        be->group_norm(be, B->y, B->a, (int)p[0], (int)p[1], (int)p[2], (int)p[3], &B->g2,
+        be->group_norm(be, B->y, B->a, NULL, (int)p[0], (int)p[1], (int)p[2], (int)p[3], &B->g2,
                        &B->bias, 1e-5f, r->flags & F_SILU);
         break;
     case OP_LN: be->layer_norm(be, B->y, B->a, (int)p[0], (int)p[1], &B->g2, &B->bias, 1e-5f); break;

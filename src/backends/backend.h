@@ -55,10 +55,12 @@ struct sdc_backend {
     /* GroupNorm over x [N, C, HW] with G groups (C % G == 0), biased variance,
      * y = (x - mean) / sqrt(var + eps) * gamma[c] + beta[c]; gamma/beta may be
      * NULL (1 and 0).  silu != 0 applies y = y * sigmoid(y) afterwards.
-     * y may alias x. */
-    void (*group_norm)(sdc_backend *be, float *y, const float *x, int N, int C, int HW,
-                       int G, const sdc_weight *gamma, const sdc_weight *beta, float eps,
-                       int silu);
+     * add [N, C] or NULL: normalises x[n, c, :] + add[n*C + c] instead (a
+     * ResNet block's timestep embedding, fused; x itself is not changed
+     * unless y aliases it).  y may alias x. */
+    void (*group_norm)(sdc_backend *be, float *y, const float *x, const float *add, int N,
+                       int C, int HW, int G, const sdc_weight *gamma, const sdc_weight *beta,
+                       float eps, int silu);
 
     /* LayerNorm over the last dim D of x [rows, D]; biased variance.
      * gamma/beta may be NULL.  y may alias x. */

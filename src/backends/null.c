@@ -24,10 +24,10 @@ static void null_conv2d(sdc_backend *be, float *y, const float *x, int N, int C,
     (void)O, (void)kh, (void)kw, (void)stride, (void)pad, (void)acc;
 }
 
-static void null_group_norm(sdc_backend *be, float *y, const float *x, int N, int C, int HW,
-                            int G, const sdc_weight *gamma, const sdc_weight *beta, float eps,
-                            int silu) {
-    (void)be, (void)y, (void)x, (void)N, (void)C, (void)HW, (void)G, (void)gamma;
+static void null_group_norm(sdc_backend *be, float *y, const float *x, const float *add, int N,
+                            int C, int HW, int G, const sdc_weight *gamma,
+                            const sdc_weight *beta, float eps, int silu) {
+    (void)be, (void)y, (void)x, (void)add, (void)N, (void)C, (void)HW, (void)G, (void)gamma;
     (void)beta, (void)eps, (void)silu;
 }
 

@@ -117,15 +117,16 @@ static void p_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, in
     prof_add(be, k, t, 2e-9 * N * O * Ho * Wo * (double)C * kh * kw);
 }
 
-static void p_group_norm(sdc_backend *be, float *y, const float *x, int N, int C, int HW, int G,
-                         const sdc_weight *gamma, const sdc_weight *beta, float eps, int silu) {
+static void p_group_norm(sdc_backend *be, float *y, const float *x, const float *add, int N, int C,
+                         int HW, int G, const sdc_weight *gamma, const sdc_weight *beta, float eps,
+                         int silu) {
     sdc_backend *in = INNER(be);
     double t = prof_now();
-    in->group_norm(in, y, x, N, C, HW, G, gamma, beta, eps, silu);
+    in->group_norm(in, y, x, add, N, C, HW, G, gamma, beta, eps, silu);
     t = prof_now() - t;
     char k[PROF_KEY];
-    snprintf(k, sizeof k, "group_norm\t[%d,%d,%d] G%d%s%s", N, C, HW, G, silu ? " silu" : "",
-             y == x ? " inplace" : "");
+    snprintf(k, sizeof k, "group_norm\t[%d,%d,%d] G%d%s%s%s", N, C, HW, G, add ? " +add" : "",
+             silu ? " silu" : "", y == x ? " inplace" : "");
     prof_add(be, k, t, 0);
 }
 

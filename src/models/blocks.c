@@ -152,16 +152,16 @@ static float *resnet_inner(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a,
     int64_t HW = (int64_t)H * W;
     float *h = sdc_arena_alloc(a, (size_t)N * r->out * HW); /* [N, out, H, W] */
     sdc_conv_fwd(be, &r->conv1, h, xn, N, H, W, 1, NULL);
+    float *e = NULL; /* [N, out]: the timestep embedding's projection */
     if (r->temb.w) {
         /* allocated whenever the block has the weights: temb_act is NULL
          * while planning, and planning and running must allocate alike */
-        float *e = sdc_arena_alloc(a, (size_t)N * r->out); /* [N, out] */
-        if (temb_act) {
-            sdc_linear_fwd(be, &r->temb, e, temb_act, N, NULL);
-            be->add_channel(be, h, h, e, N, r->out, HW);
-        }
+        e = sdc_arena_alloc(a, (size_t)N * r->out);
+        if (temb_act) sdc_linear_fwd(be, &r->temb, e, temb_act, N, NULL);
+        else e = NULL;
     }
-    be->group_norm(be, h, h, N, r->out, (int)HW, r->groups, r->norm2.g, r->norm2.b, r->eps, 1);
+    /* h + e[n, c], normalised: the add fused into GroupNorm's passes */
+    be->group_norm(be, h, h, e, N, r->out, (int)HW, r->groups, r->norm2.g, r->norm2.b, r->eps, 1);
     return h;
 }
 
@@ -171,7 +171,7 @@ void sdc_resnet_fwd(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a, float 
     size_t mark = sdc_arena_mark(a);
     int64_t HW = (int64_t)H * W;
     float *t = sdc_arena_alloc(a, (size_t)N * r->in * HW);  /* [N, in, H, W] */
-    be->group_norm(be, t, x, N, r->in, (int)HW, r->groups, r->norm1.g, r->norm1.b, r->eps, 1);
+    be->group_norm(be, t, x, NULL, N, r->in, (int)HW, r->groups, r->norm1.g, r->norm1.b, r->eps, 1);
     float *h = resnet_inner(r, be, a, t, N, H, W, temb_act);
     const float *res = x;
     if (r->shortcut.w) {
@@ -190,7 +190,7 @@ void sdc_resnet_fwd_consume(const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a
     size_t mark = sdc_arena_mark(a);
     int64_t HW = (int64_t)H * W;
     sdc_conv_fwd(be, &r->shortcut, y, x, N, H, W, 1, NULL);
-    be->group_norm(be, x, x, N, r->in, (int)HW, r->groups, r->norm1.g, r->norm1.b, r->eps, 1);
+    be->group_norm(be, x, x, NULL, N, r->in, (int)HW, r->groups, r->norm1.g, r->norm1.b, r->eps, 1);
     float *h = resnet_inner(r, be, a, x, N, H, W, temb_act);
     sdc_conv_fwd(be, &r->conv2, y, h, N, H, W, 1, y);
     sdc_arena_reset(a, mark);
@@ -215,7 +215,7 @@ void sdc_vae_attn_fwd(const sdc_vae_attn_w *w, sdc_backend *be, sdc_arena *a, fl
     size_t n = (size_t)N * C * HW;
     float *t = sdc_arena_alloc(a, n); /* [N, C, HW], later [N, HW, C] */
     float *q = sdc_arena_alloc(a, n), *k = sdc_arena_alloc(a, n), *v = sdc_arena_alloc(a, n);
-    be->group_norm(be, t, x, N, C, HW, w->groups, w->norm.g, w->norm.b, w->eps, 0);
+    be->group_norm(be, t, x, NULL, N, C, HW, w->groups, w->norm.g, w->norm.b, w->eps, 0);
     /* q, k, v as tokens [N, HW, C] straight from the map */
     sdc_linear_map_fwd(be, &w->q, q, t, N, HW, NULL, 1);
     sdc_linear_map_fwd(be, &w->k, k, t, N, HW, NULL, 1);

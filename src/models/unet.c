@@ -325,7 +325,7 @@ static void transformer_fwd(const transformer *T, int depth, int heads, int grou
     float *t = sdc_arena_alloc(a, n); /* tokens [N, HW, C] */
     size_t gn_mark = sdc_arena_mark(a);
     float *g = sdc_arena_alloc(a, n); /* [N, C, HW] */
-    be->group_norm(be, g, x, N, C, HW, groups, T->norm.g, T->norm.b, GN_EPS_TRANSFORMER, 0);
+    be->group_norm(be, g, x, NULL, N, C, HW, groups, T->norm.g, T->norm.b, GN_EPS_TRANSFORMER, 0);
     sdc_linear_map_fwd(be, &T->proj_in, t, g, N, HW, NULL, 1); /* the transpose in its packing */
     /* g is dead while the blocks run: they use its space */
     sdc_arena_reset(a, gn_mark);
@@ -478,7 +478,7 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
     }
     assert(ns == 0 && H == h && W == w);
 
-    be->group_norm(be, cur, cur, N, C0, H * W, G, m->norm_out.g, m->norm_out.b, c->eps, 1);
+    be->group_norm(be, cur, cur, NULL, N, C0, H * W, G, m->norm_out.g, m->norm_out.b, c->eps, 1);
     sdc_conv_fwd(be, &m->conv_out, out, cur, N, H, W, 1, NULL);
     sdc_page_norm(pg, &m->norm_out, SDC_PAGES_RELEASE);
     sdc_page_conv(pg, &m->conv_out, SDC_PAGES_RELEASE);

@@ -195,7 +195,7 @@ void sdc_vae_decode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float
         }
     }
     int C0 = c->channels[0];
-    be->group_norm(be, cur, cur, N, C0, H * W, G, m->d_norm_out.g, m->d_norm_out.b, VAE_EPS, 1);
+    be->group_norm(be, cur, cur, NULL, N, C0, H * W, G, m->d_norm_out.g, m->d_norm_out.b, VAE_EPS, 1);
     sdc_conv_fwd(be, &m->d_conv_out, img, cur, N, H, W, 1, NULL);
     sdc_page_norm(pg, &m->d_norm_out, SDC_PAGES_RELEASE);
     sdc_page_conv(pg, &m->d_conv_out, SDC_PAGES_RELEASE);
@@ -231,7 +231,7 @@ void sdc_vae_encode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float
         }
     }
     mid_fwd(&m->e_mid, NULL, be, a, cur, N, H, W);
-    be->group_norm(be, cur, cur, N, C, H * W, G, m->e_norm_out.g, m->e_norm_out.b, VAE_EPS, 1);
+    be->group_norm(be, cur, cur, NULL, N, C, H * W, G, m->e_norm_out.g, m->e_norm_out.b, VAE_EPS, 1);
     float *t = sdc_arena_alloc(a, (size_t)N * 2 * Z * H * W);
     sdc_conv_fwd(be, &m->e_conv_out, t, cur, N, H, W, 1, NULL);
     sdc_conv_fwd(be, &m->quant_conv, moments, t, N, H, W, 1, NULL);

@@ -205,8 +205,9 @@ void sdc_ref_linear_map(sdc_backend *be, float *y, const float *x, const sdc_wei
 void sdc_ref_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                     const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
                     int pad, const float *acc);
-void sdc_ref_group_norm(sdc_backend *be, float *y, const float *x, int N, int C, int HW, int G,
-                        const sdc_weight *gamma, const sdc_weight *beta, float eps, int silu);
+void sdc_ref_group_norm(sdc_backend *be, float *y, const float *x, const float *add, int N, int C,
+                        int HW, int G, const sdc_weight *gamma, const sdc_weight *beta,
+                        float eps, int silu);
 void sdc_ref_layer_norm(sdc_backend *be, float *y, const float *x, int rows, int D,
                         const sdc_weight *gamma, const sdc_weight *beta, float eps);
 void sdc_ref_attention(sdc_backend *be, float *out, const float *q, int q_stride,
@@ -248,8 +249,9 @@ void sdc_pack_rows_avx2(float *dst, int wp, const float *src_f32, const sdc_weig
 void sdc_avx2_attention(sdc_backend *be, float *out, const float *q, int q_stride,
                         const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
                         int dh, float scale, int causal); /* attention_avx2.c */
-void sdc_avx2_group_norm(sdc_backend *be, float *y, const float *x, int N, int C, int HW, int G,
-                         const sdc_weight *gamma, const sdc_weight *beta, float eps, int silu);
+void sdc_avx2_group_norm(sdc_backend *be, float *y, const float *x, const float *add, int N, int C,
+                         int HW, int G, const sdc_weight *gamma, const sdc_weight *beta,
+                         float eps, int silu);
 void sdc_avx2_layer_norm(sdc_backend *be, float *y, const float *x, int rows, int D,
                          const sdc_weight *gamma, const sdc_weight *beta, float eps);
 void sdc_avx2_silu(sdc_backend *be, float *y, const float *x, int64_t n);
@@ -296,8 +298,9 @@ void sdc_pack_rows_neon(float *dst, int wp, const float *src_f32, const sdc_weig
 void sdc_neon_attention(sdc_backend *be, float *out, const float *q, int q_stride,
                         const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
                         int dh, float scale, int causal); /* attention_neon.c */
-void sdc_neon_group_norm(sdc_backend *be, float *y, const float *x, int N, int C, int HW, int G,
-                         const sdc_weight *gamma, const sdc_weight *beta, float eps, int silu);
+void sdc_neon_group_norm(sdc_backend *be, float *y, const float *x, const float *add, int N, int C,
+                         int HW, int G, const sdc_weight *gamma, const sdc_weight *beta,
+                         float eps, int silu);
 void sdc_neon_layer_norm(sdc_backend *be, float *y, const float *x, int rows, int D,
                          const sdc_weight *gamma, const sdc_weight *beta, float eps);
 void sdc_neon_silu(sdc_backend *be, float *y, const float *x, int64_t n);

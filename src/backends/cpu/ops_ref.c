@@ -66,26 +66,32 @@ void sdc_ref_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int
                 }
 }
 
-void sdc_ref_group_norm(sdc_backend *be, float *y, const float *x, int N, int C, int HW, int G,
-                        const sdc_weight *gamma, const sdc_weight *beta, float eps, int silu) {
+void sdc_ref_group_norm(sdc_backend *be, float *y, const float *x, const float *add, int N, int C,
+                        int HW, int G, const sdc_weight *gamma, const sdc_weight *beta,
+                        float eps, int silu) {
     (void)be;
     int cg = C / G;
     for (int n = 0; n < N; n++)
         for (int g = 0; g < G; g++) {
             int64_t base = ((int64_t)n * C + (int64_t)g * cg) * HW, cnt = (int64_t)cg * HW;
+            /* the value normalised: x + a, a = add[n, c] (0 without add) */
+#define GN_A(i) (add ? (double)add[(int64_t)n * C + g * cg + (i) / HW] : 0.0)
             double mean = 0, var = 0;
-            for (int64_t i = 0; i < cnt; i++) mean += x[base + i];
+            for (int64_t i = 0; i < cnt; i++) mean += x[base + i] + GN_A(i);
             mean /= (double)cnt;
             for (int64_t i = 0; i < cnt; i++) {
-                double d = x[base + i] - mean;
+                double d = x[base + i] + GN_A(i) - mean;
                 var += d * d;
             }
+#undef GN_A
             var /= (double)cnt;
-            float fmean = (float)mean, rstd = (float)(1.0 / sqrt(var + eps));
+            float rstd = (float)(1.0 / sqrt(var + eps));
             for (int cc = 0; cc < cg; cc++) {
                 int c = g * cg + cc;
                 float ga = gamma ? sdc_wget(gamma, c) : 1.0f;
                 float be_ = beta ? sdc_wget(beta, c) : 0.0f;
+                /* x + a - mean as x - (mean - a) */
+                float fmean = (float)(mean - (add ? (double)add[(int64_t)n * C + c] : 0.0));
                 for (int64_t i = 0; i < HW; i++) {
                     int64_t j = base + (int64_t)cc * HW + i;
                     float v = (x[j] - fmean) * rstd * ga + be_;
