@@ -219,46 +219,7 @@ static void norm_span(float *y, const float *x, int64_t n, float mean, float a, 
 
 /* ---- group norm: one task per (image, group) ----------------------------- */
 
-typedef struct gn_ctx {
-    float *y;
-    const float *x, *add; /* add [N, C] or NULL */
-    int C, HW, G, silu;
-    const sdc_weight *gamma, *beta;
-    float eps;
-} gn_ctx;
-
-static void gn_task(void *p, int64_t task, int thread) {
-    (void)thread;
-    const gn_ctx *g = p;
-    int n = (int)(task / g->G), grp = (int)(task % g->G), cg = g->C / g->G;
-    int64_t base = ((int64_t)n * g->C + (int64_t)grp * cg) * g->HW, cnt = (int64_t)cg * g->HW;
-    const float *a = g->add ? g->add + (int64_t)n * g->C + (int64_t)grp * cg : NULL;
-    double mean = 0.0, var = 0.0;
-    /* one statistics pass, then one normalise pass */
-    if (!a) {
-        stats_d(g->x + base, cnt, &mean, &var);
-    } else { /* x + a[c]: each channel's statistics, shifted by a[c], merged (Chan et al.) */
-        double m2 = 0.0;
-        for (int cc = 0; cc < cg; cc++) {
-            double mc, vc;
-            stats_d(g->x + base + (int64_t)cc * g->HW, g->HW, &mc, &vc);
-            const double n0 = (double)cc * g->HW, n1 = g->HW, d = mc + a[cc] - mean;
-            mean += d * n1 / (n0 + n1);
-            m2 += vc * n1 + d * d * n0 * n1 / (n0 + n1);
-        }
-        var = m2 / (double)cnt;
-    }
-    float rstd = (float)(1.0 / sqrt(var + g->eps));
-    for (int cc = 0; cc < cg; cc++) {
-        int c = grp * cg + cc;
-        float ga = g->gamma ? sdc_wget(g->gamma, c) : 1.0f;
-        float be = g->beta ? sdc_wget(g->beta, c) : 0.0f;
-        int64_t off = base + (int64_t)cc * g->HW;
-        /* x + a - mean as x - (mean - a) */
-        norm_span(g->y + off, g->x + off, g->HW, (float)(mean - (a ? a[cc] : 0.0f)), rstd * ga,
-                  be, g->silu);
-    }
-}
+#include "backends/cpu/group_norm_task.h"
 
 void sdc_avx2_group_norm(sdc_backend *be, float *y, const float *x, const float *add, int N, int C,
                          int HW, int G, const sdc_weight *gamma, const sdc_weight *beta,
