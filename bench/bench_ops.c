@@ -55,13 +55,13 @@
 
 typedef enum {
     OP_LINEAR, OP_CONV, OP_ATTN, OP_GN, OP_LN, OP_SILU, OP_GELU, OP_QGELU, OP_GEGLU, OP_ADD,
-    OP_LERP, OP_AXPBY, OP_ADDCH, OP_UPS, OP_PAD, OP_TRANSPOSE, OP_CONCAT, OP_COPY, OP_EMBED,
+    OP_LERP, OP_AXPBY, OP_UPS, OP_PAD, OP_TRANSPOSE, OP_CONCAT, OP_COPY, OP_EMBED,
     OP_TEMB, OP_LINMAP, OP_KINDS
 } op_kind;
 
 static const char *const k_op_name[OP_KINDS] = {
     "linear", "conv2d", "attention", "group_norm", "layer_norm", "silu", "gelu",
-    "quick_gelu", "geglu", "add", "lerp", "axpby", "add_channel", "upsample2x", "pad2d",
+    "quick_gelu", "geglu", "add", "lerp", "axpby", "upsample2x", "pad2d",
     "transpose", "concat", "copy", "embed", "timestep_emb", "linear_map"};
 
 enum { ST_TEXT, ST_UNET, ST_VAE, ST_COUNT };
@@ -192,11 +192,6 @@ static void r_axpby(sdc_backend *be, float *y, float a, const float *x, float b,
     (void)be, (void)y, (void)a, (void)x, (void)b;
     REC(OP_AXPBY, SDC_DT_F32, z ? F_Z : 0, n);
 }
-static void r_add_channel(sdc_backend *be, float *y, const float *x, const float *v, int N, int C,
-                          int64_t HW) {
-    (void)be, (void)y, (void)x, (void)v;
-    REC(OP_ADDCH, SDC_DT_F32, 0, N, C, HW);
-}
 static void r_geglu(sdc_backend *be, float *y, const float *x, int rows, int D) {
     (void)be, (void)y, (void)x;
     REC(OP_GEGLU, SDC_DT_F32, 0, rows, D);
@@ -239,7 +234,7 @@ static sdc_backend recording_backend(void) {
     b.linear = r_linear, b.linear_map = r_linear_map, b.conv2d = r_conv2d, b.group_norm = r_group_norm;
     b.layer_norm = r_layer_norm, b.attention = r_attention, b.silu = r_silu;
     b.gelu = r_gelu, b.quick_gelu = r_quick_gelu, b.add = r_add, b.lerp = r_lerp;
-    b.axpby = r_axpby, b.add_channel = r_add_channel, b.geglu = r_geglu;
+    b.axpby = r_axpby, b.geglu = r_geglu;
     b.upsample2x = r_upsample2x, b.pad2d = r_pad2d, b.transpose = r_transpose;
     b.concat = r_concat, b.copy = r_copy, b.embed = r_embed;
     b.timestep_embed = r_timestep_embed;
@@ -422,12 +417,6 @@ static void bufs_make(bufs *B, op_rec *r) {
         NEED(B->a), NEED(B->b), NEED(B->y);
         r->bytes = (r->kind == OP_AXPBY && !(r->flags & F_Z) ? 2.0 : 3.0) * p[0] * F;
         break;
-    case OP_ADDCH: /* N C HW */
-        B->a = frand((size_t)(p[0] * p[1] * p[2])), B->b = frand((size_t)(p[0] * p[1]));
-        B->y = frand((size_t)(p[0] * p[1] * p[2]));
-        NEED(B->a), NEED(B->b), NEED(B->y);
-        r->bytes = 2.0 * p[0] * p[1] * p[2] * F;
-        break;
     case OP_GEGLU: /* rows D */
         B->a = frand((size_t)(p[0] * 2 * p[1])), B->y = frand((size_t)(p[0] * p[1]));
         NEED(B->a), NEED(B->y);
@@ -509,7 +498,6 @@ static void run_op(sdc_backend *be, const op_rec *r, bufs *B) {
     case OP_ADD: be->add(be, B->y, B->a, B->b, p[0]); break;
     case OP_LERP: be->lerp(be, B->y, B->a, B->b, 7.5f, p[0]); break;
     case OP_AXPBY: be->axpby(be, B->y, 0.5f, B->a, 0.25f, r->flags & F_Z ? B->b : NULL, p[0]); break;
-    case OP_ADDCH: be->add_channel(be, B->y, B->a, B->b, (int)p[0], (int)p[1], p[2]); break;
     case OP_GEGLU: be->geglu(be, B->y, B->a, (int)p[0], (int)p[1]); break;
     case OP_UPS: be->upsample2x(be, B->y, B->a, (int)p[0], (int)p[1], (int)p[2], (int)p[3]); break;
     case OP_PAD:
@@ -584,7 +572,7 @@ static void shape_str(const op_rec *r, char *s, size_t n) {
     case OP_LN: case OP_GEGLU: case OP_TEMB:
         snprintf(s, n, "[%lld,%lld]", (long long)p[0], (long long)p[1]);
         break;
-    case OP_ADDCH: case OP_TRANSPOSE:
+    case OP_TRANSPOSE:
         snprintf(s, n, "[%lld,%lld,%lld]", (long long)p[0], (long long)p[1], (long long)p[2]);
         break;
     case OP_UPS: case OP_PAD:

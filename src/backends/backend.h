@@ -87,11 +87,6 @@ struct sdc_backend {
     void (*axpby)(sdc_backend *be, float *y, float a, const float *x, float b, const float *z,
                   int64_t n);
 
-    /* y[n, c, :] = x[n, c, :] + v[n*C + c] over x [N, C, HW] (per-channel add,
-     * e.g. the timestep embedding in a ResNet block).  y may alias x. */
-    void (*add_channel)(sdc_backend *be, float *y, const float *x, const float *v, int N,
-                        int C, int64_t HW);
-
     /* GEGLU: x [rows, 2*D] = [h | gate];  y [rows, D] = h * gelu(gate). */
     void (*geglu)(sdc_backend *be, float *y, const float *x, int rows, int D);
 

@@ -61,11 +61,6 @@ static void null_axpby(sdc_backend *be, float *y, float a, const float *x, float
     (void)be, (void)y, (void)a, (void)x, (void)b, (void)z, (void)n;
 }
 
-static void null_add_channel(sdc_backend *be, float *y, const float *x, const float *v, int N,
-                             int C, int64_t HW) {
-    (void)be, (void)y, (void)x, (void)v, (void)N, (void)C, (void)HW;
-}
-
 static void null_geglu(sdc_backend *be, float *y, const float *x, int rows, int D) {
     (void)be, (void)y, (void)x, (void)rows, (void)D;
 }
@@ -120,7 +115,6 @@ static sdc_backend g_null = {
     .add = null_add,
     .lerp = null_lerp,
     .axpby = null_axpby,
-    .add_channel = null_add_channel,
     .geglu = null_geglu,
     .upsample2x = null_upsample2x,
     .pad2d = null_pad2d,

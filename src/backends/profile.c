@@ -204,17 +204,6 @@ static void p_axpby(sdc_backend *be, float *y, float a, const float *x, float b,
     prof_add(be, k, t, 0);
 }
 
-static void p_add_channel(sdc_backend *be, float *y, const float *x, const float *v, int N, int C,
-                          int64_t HW) {
-    sdc_backend *in = INNER(be);
-    double t = prof_now();
-    in->add_channel(in, y, x, v, N, C, HW);
-    t = prof_now() - t;
-    char k[PROF_KEY];
-    snprintf(k, sizeof k, "add_channel\t[%d,%d,%lld]", N, C, (long long)HW);
-    prof_add(be, k, t, 0);
-}
-
 static void p_geglu(sdc_backend *be, float *y, const float *x, int rows, int D) {
     sdc_backend *in = INNER(be);
     double t = prof_now();
@@ -318,7 +307,6 @@ sdc_backend *sdc_backend_profile_wrap(sdc_backend *inner) {
     be->add = p_add;
     be->lerp = p_lerp;
     be->axpby = p_axpby;
-    be->add_channel = p_add_channel;
     be->geglu = p_geglu;
     be->upsample2x = p_upsample2x;
     be->pad2d = p_pad2d;

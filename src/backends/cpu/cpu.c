@@ -107,12 +107,12 @@ typedef struct plane_ctx {
     sdc_backend *be;
     int kind;
     float *y;
-    const float *x, *v;
+    const float *x;
     int64_t planes, per_task, HW;
     int H, W, top, bottom, left, right;
 } plane_ctx;
 
-enum { PL_ADD_CHANNEL, PL_UPSAMPLE, PL_PAD };
+enum { PL_UPSAMPLE, PL_PAD };
 
 static void plane_task(void *p, int64_t task, int thread) {
     (void)thread;
@@ -120,9 +120,6 @@ static void plane_task(void *p, int64_t task, int thread) {
     int64_t p0 = task * c->per_task;
     int cnt = (int)(c->planes - p0 < c->per_task ? c->planes - p0 : c->per_task);
     switch (c->kind) {
-    case PL_ADD_CHANNEL:
-        sdc_ref_add_channel(c->be, c->y + p0 * c->HW, c->x + p0 * c->HW, c->v + p0, 1, cnt, c->HW);
-        break;
     case PL_UPSAMPLE: /* each input row -> two equal output rows of pairs */
         for (int64_t pl = p0; pl < p0 + cnt; pl++)
             for (int iy = 0; iy < c->H; iy++) {
@@ -147,13 +144,6 @@ static void plane_run(plane_ctx *c) {
     c->per_task = per < 1 ? 1 : per;
     sdc_parallel_for(sdc_cpu_of(c->be)->pool, (c->planes + c->per_task - 1) / c->per_task,
                      plane_task, c);
-}
-
-static void cpu_add_channel(sdc_backend *be, float *y, const float *x, const float *v, int N,
-                            int C, int64_t HW) {
-    plane_ctx c = {.be = be, .kind = PL_ADD_CHANNEL, .y = y, .x = x, .v = v,
-                   .planes = (int64_t)N * C, .HW = HW};
-    plane_run(&c);
 }
 
 static void cpu_upsample2x(sdc_backend *be, float *y, const float *x, int N, int C, int H,
@@ -313,7 +303,6 @@ static void fill_ref(sdc_backend *be) {
     be->add = sdc_ref_add;
     be->lerp = sdc_ref_lerp;
     be->axpby = sdc_ref_axpby;
-    be->add_channel = sdc_ref_add_channel;
     be->geglu = sdc_ref_geglu;
     be->upsample2x = sdc_ref_upsample2x;
     be->pad2d = sdc_ref_pad2d;
@@ -337,7 +326,6 @@ static void fill_portable(sdc_backend *be) {
     be->add = cpu_add;
     be->lerp = cpu_lerp;
     be->axpby = cpu_axpby;
-    be->add_channel = cpu_add_channel;
     be->upsample2x = cpu_upsample2x;
     be->pad2d = cpu_pad2d;
     be->transpose = cpu_transpose;

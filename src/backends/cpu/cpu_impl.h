@@ -221,8 +221,6 @@ void sdc_ref_lerp(sdc_backend *be, float *y, const float *a, const float *b, flo
                   int64_t n);
 void sdc_ref_axpby(sdc_backend *be, float *y, float a, const float *x, float b, const float *z,
                    int64_t n);
-void sdc_ref_add_channel(sdc_backend *be, float *y, const float *x, const float *v, int N, int C,
-                         int64_t HW);
 void sdc_ref_geglu(sdc_backend *be, float *y, const float *x, int rows, int D);
 void sdc_ref_upsample2x(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W);
 void sdc_ref_pad2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,

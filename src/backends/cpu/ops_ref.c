@@ -195,13 +195,6 @@ void sdc_ref_axpby(sdc_backend *be, float *y, float a, const float *x, float b, 
         for (int64_t i = 0; i < n; i++) y[i] = a * x[i];
 }
 
-void sdc_ref_add_channel(sdc_backend *be, float *y, const float *x, const float *v, int N, int C,
-                         int64_t HW) {
-    (void)be;
-    for (int64_t nc = 0; nc < (int64_t)N * C; nc++)
-        for (int64_t i = 0; i < HW; i++) y[nc * HW + i] = x[nc * HW + i] + v[nc];
-}
-
 void sdc_ref_geglu(sdc_backend *be, float *y, const float *x, int rows, int D) {
     (void)be;
     for (int r = 0; r < rows; r++) {
