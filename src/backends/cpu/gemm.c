@@ -285,14 +285,19 @@ void sdc_gemm_run(const sdc_gemm *g) {
     const int inplace = g->cpu->k.inplace_a && g->a && a_rows_spread(g->lda, MR);
     const int deep = inplace && !g->cpu->bf16 && g->K > 0 && g->K <= 640;
     int ncap = deep ? imin(NC, (int)(SDC_CPU_SCRATCH_FLOATS / 2 / g->K) / NR * NR) : NC;
-    /* K a little over kc with A packed: columns cut so that K fits one
-     * block (below): linear_map at C = 320, both ways, 9-10% faster
-     * (harness, 2 threads, min of 7, two runs: into tokens 10.23-10.35 ->
-     * 9.2-9.5 ms, back to the map 11.1-11.6 -> 10.0-10.1) */
-    if (!deep && !g->cpu->bf16 && g->K > g->cpu->k.kc && g->K <= 640) {
-        const int64_t c1 = ((int64_t)SDC_CPU_SCRATCH_FLOATS - (int64_t)SDC_GEMM_MC * g->K) / g->K / NR * NR;
-        if (c1 >= 4 * NR) ncap = imin(ncap, (int)c1);
-    }
+    /* K a little over kc with A packed: all of K in one block (below), so
+     * that C is written once, not once per block, when A's block and B's
+     * fit the scratch together: nc1 columns of B do; the columns are cut
+     * to that where it leaves at least 4 strips.  linear_map at C = 320
+     * (harness, 2 threads, min of 7, two runs): into tokens 10.23-10.35 ->
+     * 9.2-9.5 ms, back to the map 11.1-11.6 -> 10.0-10.1 (the one block
+     * alone, before the cut: a step's 26 calls into tokens 144.2 / 144.3 ->
+     * 140.1 / 138.0 ms) */
+    const int one_block = !deep && !g->cpu->bf16 && g->K > g->cpu->k.kc && g->K <= 640;
+    const int64_t nc1 =
+        one_block ? ((int64_t)SDC_CPU_SCRATCH_FLOATS - (int64_t)SDC_GEMM_MC * g->K) / g->K / NR * NR
+                  : 0;
+    if (nc1 >= 4 * NR) ncap = imin(ncap, (int)nc1);
     if (ncap < NR) ncap = NR;
     int nt = round_up(ceil_div(g->N, ceil_div(g->N, ncap)), NR);
     int mt = round_up(ceil_div(g->M, ceil_div(g->M, MT_MAX)), MR);
@@ -324,14 +329,7 @@ void sdc_gemm_run(const sdc_gemm *g) {
     gemm_plan pl = {g, mt, nt, n_mt, n_nt, inplace, deep, 0, 0, NULL, NULL};
     /* K in equal blocks of at most kc (K = 320: 2 x 160, not 256 + 64) */
     pl.kb = deep || g->K <= 0 ? g->K : ceil_div(g->K, ceil_div(g->K, g->cpu->k.kc));
-    /* K in one block even when A is packed, if A's and B's blocks fit the
-     * scratch (K a little over KC: 320), so that C is written once, not
-     * once per block: linear_map into tokens at C = 320 (harness, 2
-     * threads, min of 7, two runs: 144.2 / 144.3 -> 140.1 / 138.0 ms per
-     * step's 26 calls of all levels) */
-    if (!deep && !g->cpu->bf16 && g->K > pl.kb && g->K <= 640 &&
-        (size_t)SDC_GEMM_MC * g->K + (size_t)g->K * round_up(nt, NR) <= SDC_CPU_SCRATCH_FLOATS)
-        pl.kb = g->K;
+    if (one_block && round_up(nt, NR) <= nc1) pl.kb = g->K; /* (above) */
     pl.nkb = pl.kb > 0 ? ceil_div(g->K, pl.kb) : 0;
     /* An operand that several tiles would pack alike (B when there are
      * several m-tiles, a packed A when several n-tiles) is packed once, by
@@ -595,8 +593,10 @@ void sdc_cpu_linear_map(sdc_backend *be, float *y, const float *x, const sdc_wei
         return;
     }
     for (int n = 0; n < N; n++) {
-        conv_ctx cv = {x + (int64_t)n * HW * C, acc ? acc + (int64_t)n * O * HW : NULL,
-                       W, b, C, 1, HW, 1, 1, 1, 0, 1, HW};
+        /* a 1x1 conv over the image as one row of HW pixels; x: its tokens */
+        conv_ctx cv = {.x = x + (int64_t)n * HW * C, .acc = acc ? acc + (int64_t)n * O * HW : NULL,
+                       .w = W, .b = b, .C = C, .H = 1, .W = HW, .kh = 1, .kw = 1, .stride = 1,
+                       .pad = 0, .Ho = 1, .Wo = HW};
         sdc_gemm g = {cpu, O, HW, C, y + (int64_t)n * O * HW, HW,
                       W->dtype == SDC_DT_F32 ? (const float *)W->data : NULL, C,
                       conv_pack_a, tokens_pack_b, conv_init, &cv, W, NULL};
