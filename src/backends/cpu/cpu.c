@@ -445,6 +445,7 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
         cpu->k = (sdc_cpu_kernels){.isa = "avx512", .gemm = sdc_gemm_kernel_avx512,
                                    .mr = SDC_AVX512_MR, .nr = SDC_AVX512_NR, .kc = 256,
                                    .mc = 16 * SDC_AVX512_MR, .inplace_a = 1,
+                                   .gemm_pf = sdc_gemm_kernel_pf_avx512,
                                    .gemm16 = sdc_gemm_kernel16_avx512, .f16 = sdc_cvt_f16_avx512,
                                    .bf16 = sdc_cvt_bf16_avx512, .geglu_row = sdc_avx512_geglu_row,
                                    .pack_rows = sdc_pack_rows_avx512};

@@ -57,6 +57,25 @@
 typedef void (*sdc_gemm_kernel_fn)(int kc, const float *a, int64_t rs_a, int64_t cs_a,
                                    const float *b, int64_t rs_b, float *c, int64_t ldc, int mr,
                                    int nr);
+/* Cache lines a micro-kernel call fetches for the next call while it runs,
+ * one of each kind per k step, spread among its FMAs: `rows` rows of
+ * `lines` 64-byte lines from `p` (row stride `rs` bytes), column by column
+ * (every row's first line, then every row's second, ...: the order the
+ * next call reads A in).  a: the next A strip (read), c: the next C tile
+ * (written).  rows 0 or p NULL: nothing. */
+typedef struct sdc_gemm_pf_lines {
+    const char *p;
+    int64_t rs;
+    int rows, lines;
+} sdc_gemm_pf_lines;
+typedef struct sdc_gemm_pf {
+    sdc_gemm_pf_lines a, c;
+} sdc_gemm_pf;
+/* The micro-kernel with those prefetches (same operands as
+ * sdc_gemm_kernel_fn). */
+typedef void (*sdc_gemm_kernel_pf_fn)(int kc, const float *a, int64_t rs_a, int64_t cs_a,
+                                      const float *b, int64_t rs_b, float *c, int64_t ldc,
+                                      int mr, int nr, const sdc_gemm_pf *pf);
 /* The bf16 micro-kernel: c[mr, nr] (row stride ldc) += A · B over kc2
  * pairs of k: A(i, pair k2) = a[i*rs_a + k2] (bf16 rows, bf16_row_*), b
  * the [kc2][NR] pair panel of B (bf16_pairs), products summed in f32. */
@@ -71,6 +90,7 @@ typedef struct sdc_cpu_kernels {
     int mr, nr;              /* mr <= 16, nr <= NR_MAX, NC % nr == 0 */
     int kc, mc;              /* block depth (<= KC) and rows (<= MC, multiple of mr) */
     int inplace_a;           /* 1: f32 A may be read in place (cs_a 1) */
+    sdc_gemm_kernel_pf_fn gemm_pf; /* gemm with prefetches for the next call (or NULL) */
     sdc_gemm_kernel_fn gemm16; /* a 6x16 kernel (MR x NR), for narrow products */
     sdc_cvt16_fn f16, bf16;
     /* The bf16 mode (NULL where the ISA has no bf16 dot products): the
@@ -265,6 +285,9 @@ void sdc_avx2_transpose(sdc_backend *be, float *y, const float *x, int N, int H,
 #define SDC_AVX512_NR 32
 void sdc_gemm_kernel_avx512(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
                             int64_t rs_b, float *c, int64_t ldc, int mr, int nr);
+void sdc_gemm_kernel_pf_avx512(int kc, const float *a, int64_t rs_a, int64_t cs_a,
+                               const float *b, int64_t rs_b, float *c, int64_t ldc, int mr,
+                               int nr, const sdc_gemm_pf *pf);
 void sdc_gemm_kernel16_avx512(int kc, const float *a, int64_t rs_a, int64_t cs_a,
                               const float *b, int64_t rs_b, float *c, int64_t ldc, int mr,
                               int nr);

@@ -19,7 +19,21 @@
  * once.  bench lb (the UNet's linears, 2 threads, min of 3 rounds,
  * 2026-11-27): M1024 N5120 K640 35.9 -> 32.4 ms, M2048 N640 K640 8.38 ->
  * 7.98, M8192 N320 K320 9.02 -> 8.87, M1024 N2560 K320 unchanged; deeper
- * K (>= 1280) measured no better that way (kc 320 + strips outer: -2%). */
+ * K (>= 1280) measured no better that way (kc 320 + strips outer: -2%).
+ *
+ * Prefetch (where the ISA has a gemm_pf kernel: AVX-512).  Each call of the
+ * micro-kernel fetches, one cache line per k step among its FMAs, what the
+ * next call will first need from memory: the next tile's C (which init_c
+ * writes next; prefetchw) and, in a strip's first panel, the next strip of
+ * A where it comes from memory (read in place, or the shared pack).  The
+ * kernel alone on the deep path's pattern with A and C beyond L2 (1 thread,
+ * M 8190, K 320, 2026-11-27) ran at 80.4% of peak, 87.3% with A's lines
+ * fetched, 93.5% with C's too; the UNet's linears on the cold harness
+ * (every call on operands out of cache; 2 threads, min of 3 interleaved
+ * rounds) 2480 -> 2416 ms per step, M8192 N320 K320 8.79 -> 7.95 ms; a UNet
+ * pass on the full-size stand-in 2.1% faster (median of 8 paired passes,
+ * with Winograd's prefetch, winograd.c).  The AVX2 kernel with the same
+ * scheme measured 1.1% slower (2555 -> 2584 ms), so it has none. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,6 +202,17 @@ static int a_rows_spread(int64_t lda, int mr) {
     return 1;
 }
 
+/* rows x cols floats from p (row stride ld floats) as prefetch lines:
+ * enough 64-byte lines per row to cover the first row's span (one more
+ * where rows differ in alignment) */
+static sdc_gemm_pf_lines pf_rows(const float *p, int64_t ld, int rows, int cols) {
+    const int off = (int)((uintptr_t)p % 64), bytes = cols * (int)sizeof(float);
+    int lines = (off + bytes + 63) / 64;
+    if ((ld * (int64_t)sizeof(float)) % 64 != 0) lines++;
+    sdc_gemm_pf_lines l = {(const char *)p - off, ld * (int64_t)sizeof(float), rows, lines};
+    return l;
+}
+
 static void gemm_tile_deep(const gemm_plan *pl, int64_t task, int thread) {
     const sdc_gemm *g = pl->g;
     const sdc_cpu_kernels *K = &g->cpu->k;
@@ -202,11 +227,26 @@ static void gemm_tile_deep(const gemm_plan *pl, int64_t task, int thread) {
         g->pack_b(g, bpack, n0, nt, 0, kc);
     for (int ir = 0; ir < mt; ir += mr) {
         const float *a = g->a + (int64_t)(m0 + ir) * g->lda;
+        const int next_rows = imin(mr, mt - ir - mr); /* of the next strip (<= 0: none) */
         for (int jr = 0; jr < nt; jr += nr) {
             float *c = g->C + (int64_t)(m0 + ir) * g->ldc + n0 + jr;
             g->init_c(g, m0 + ir, imin(mr, mt - ir), n0 + jr, imin(nr, nt - jr));
-            K->gemm(kc, a, g->lda, 1, bpack + (int64_t)(jr / nr) * kc * nr, nr, c, g->ldc,
-                    imin(mr, mt - ir), imin(nr, nt - jr));
+            const float *b = bpack + (int64_t)(jr / nr) * kc * nr;
+            if (!K->gemm_pf) {
+                K->gemm(kc, a, g->lda, 1, b, nr, c, g->ldc, imin(mr, mt - ir), imin(nr, nt - jr));
+                continue;
+            }
+            /* the first panel's call fetches the next strip's A rows; every
+             * call the next tile's C (this strip's next panel, or the next
+             * strip's first) */
+            sdc_gemm_pf pf = {{NULL, 0, 0, 0}, {NULL, 0, 0, 0}};
+            if (jr == 0 && next_rows > 0)
+                pf.a = pf_rows(a + (int64_t)mr * g->lda, g->lda, next_rows, kc);
+            if (jr + nr < nt)
+                pf.c = pf_rows(c + nr, g->ldc, imin(mr, mt - ir), imin(nr, nt - jr - nr));
+            else if (next_rows > 0)
+                pf.c = pf_rows(c - jr + (int64_t)mr * g->ldc, g->ldc, next_rows, imin(nr, nt));
+            K->gemm_pf(kc, a, g->lda, 1, b, nr, c, g->ldc, imin(mr, mt - ir), imin(nr, nt - jr), &pf);
         }
     }
 }
@@ -264,7 +304,30 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
                                      (const uint32_t *)(const void *)apack + (int64_t)ir * ((kc + 1) / 2),
                                      (kc + 1) / 2, (const uint32_t *)(const void *)b, c, g->ldc,
                                      imin(mr, mc - ir), imin(nr, nt - jr));
-                    else if (ain)
+                    else if (K->gemm_pf) {
+                        /* prefetched: the next tile's C (this panel's next
+                         * strip, or the next panel's first), and in the
+                         * first panel the next strip of A where it comes
+                         * from memory (in place, or the shared pack) */
+                        sdc_gemm_pf pf = {{NULL, 0, 0, 0}, {NULL, 0, 0, 0}};
+                        const int next_rows = imin(mr, mc - ir - mr);
+                        if (next_rows > 0)
+                            pf.c = pf_rows(c + (int64_t)mr * g->ldc, g->ldc, next_rows, imin(nr, nt - jr));
+                        else if (jr + nr < nt)
+                            pf.c = pf_rows(g->C + (int64_t)(m0 + mm) * g->ldc + n0 + jr + nr, g->ldc,
+                                           imin(mr, mc), imin(nr, nt - jr - nr));
+                        if (jr == 0 && next_rows > 0 && ain)
+                            pf.a = pf_rows(ain + (int64_t)(m0 + mm + ir + mr) * g->lda + k0, g->lda,
+                                           next_rows, kc);
+                        else if (jr == 0 && next_rows > 0 && pl->ash)
+                            pf.a = pf_rows(apack + (int64_t)(ir / mr + 1) * kc * mr, 0, 1, kc * mr);
+                        if (ain)
+                            K->gemm_pf(kc, ain + (int64_t)(m0 + mm + ir) * g->lda + k0, g->lda, 1, b,
+                                       nr, c, g->ldc, imin(mr, mc - ir), imin(nr, nt - jr), &pf);
+                        else
+                            K->gemm_pf(kc, apack + (int64_t)(ir / mr) * kc * mr, 1, mr, b, nr, c,
+                                       g->ldc, imin(mr, mc - ir), imin(nr, nt - jr), &pf);
+                    } else if (ain)
                         kern(kc, ain + (int64_t)(m0 + mm + ir) * g->lda + k0, g->lda, 1, b, nr, c,
                              g->ldc, imin(mr, mc - ir), imin(nr, nt - jr));
                     else

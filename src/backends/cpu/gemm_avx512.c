@@ -5,10 +5,40 @@
 #include "backends/cpu/avx512_transpose.h"
 #include "backends/cpu/cpu_impl.h"
 
+/* Walking an sdc_gemm_pf_lines (cpu_impl.h) one cache line per k step:
+ * the line at p, the same line of the next row, ...; after the last row
+ * the next line of the first. */
+typedef struct pf_walk {
+    const char *p;
+    int64_t rs, back; /* row stride; from the last row to the next line of the first */
+    int rows, row, left;
+} pf_walk;
+
+static inline __attribute__((always_inline)) void pf_start(pf_walk *w, const sdc_gemm_pf_lines *l) {
+    w->p = l->p, w->rs = l->rs, w->rows = l->rows, w->row = 0;
+    w->back = 64 - (int64_t)(l->rows - 1) * l->rs;
+    w->left = l->p && l->rows > 0 && l->lines > 0 ? l->rows * l->lines : 0;
+}
+
+static inline __attribute__((always_inline)) void pf_next(pf_walk *w) {
+    w->left--;
+    if (++w->row == w->rows) w->row = 0, w->p += w->back;
+    else w->p += w->rs;
+}
+
+/* One step of both walks: A's line for reading, C's for writing. */
+#define PF_STEP(wa, wc)                                                                            \
+    do {                                                                                           \
+        if ((wa).left) __builtin_prefetch((wa).p, 0, 3), pf_next(&(wa));                           \
+        if ((wc).left) __builtin_prefetch((wc).p, 1, 3), pf_next(&(wc));                           \
+    } while (0)
+
 /* c[14, 32] += A[14, kc] · B[kc, 32]: 28 accumulators (14 rows x 2 zmm),
  * 2 loads of B and 14 broadcasts of A (memory operands) per k, 28 FMAs.
  * A(i, k) = a[i*rs + k*astep] (rows >= mr repeat row mr-1: computed, not
- * stored; rows >= mr_read are not read), B(k, :) = b + k*bstep. */
+ * stored; rows >= mr_read are not read), B(k, :) = b + k*bstep.
+ * With pf, its lines for the next call are fetched one per k step (see
+ * gemm.c for what they are and what it gained). */
 #define ROWS14(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
 #define DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
 #define FMA(i)                                                                                 \
@@ -28,10 +58,21 @@
 
 static inline __attribute__((always_inline)) void
 kernel_14x32(int kc, const float *a, int64_t rs, int64_t astep, const float *b, int64_t bstep,
-             float *c, int64_t ldc, int mr_read, int mr, int nr) {
+             float *c, int64_t ldc, int mr_read, int mr, int nr, const sdc_gemm_pf *pf) {
     ROWS14(OFF)
     ROWS14(DECL)
-    for (int64_t k = 0, ka = 0; k < kc; k++, ka += astep, b += bstep) {
+    int64_t k = 0, ka = 0;
+    if (pf) { /* the k steps that prefetch, then the plain loop */
+        pf_walk wa, wc;
+        pf_start(&wa, &pf->a), pf_start(&wc, &pf->c);
+        const int64_t n_pf = wa.left > wc.left ? wa.left : wc.left;
+        for (; k < kc && k < n_pf; k++, ka += astep, b += bstep) {
+            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+            PF_STEP(wa, wc);
+            ROWS14(FMA)
+        }
+    }
+    for (; k < kc; k++, ka += astep, b += bstep) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         ROWS14(FMA)
     }
@@ -49,9 +90,19 @@ kernel_14x32(int kc, const float *a, int64_t rs, int64_t astep, const float *b, 
 void sdc_gemm_kernel_avx512(int kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
                             int64_t rs_b, float *c, int64_t ldc, int mr, int nr) {
     if (rs_a == 1 && cs_a == SDC_AVX512_MR && rs_b == SDC_AVX512_NR)
-        kernel_14x32(kc, a, 1, SDC_AVX512_MR, b, SDC_AVX512_NR, c, ldc, SDC_AVX512_MR, mr, nr);
+        kernel_14x32(kc, a, 1, SDC_AVX512_MR, b, SDC_AVX512_NR, c, ldc, SDC_AVX512_MR, mr, nr, NULL);
     else
-        kernel_14x32(kc, a, rs_a, cs_a, b, rs_b, c, ldc, mr, mr, nr);
+        kernel_14x32(kc, a, rs_a, cs_a, b, rs_b, c, ldc, mr, mr, nr, NULL);
+}
+
+/* The same with the next call's lines prefetched (pf non-NULL). */
+void sdc_gemm_kernel_pf_avx512(int kc, const float *a, int64_t rs_a, int64_t cs_a,
+                               const float *b, int64_t rs_b, float *c, int64_t ldc, int mr,
+                               int nr, const sdc_gemm_pf *pf) {
+    if (rs_a == 1 && cs_a == SDC_AVX512_MR && rs_b == SDC_AVX512_NR)
+        kernel_14x32(kc, a, 1, SDC_AVX512_MR, b, SDC_AVX512_NR, c, ldc, SDC_AVX512_MR, mr, nr, pf);
+    else
+        kernel_14x32(kc, a, rs_a, cs_a, b, rs_b, c, ldc, mr, mr, nr, pf);
 }
 
 /* c[6, 16] += A[6, kc] · B[kc, 16], one zmm per row; for attention's tiles,

@@ -3,6 +3,30 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
+
+/* A job's start and end are handed over by spinning first, then by the
+ * condition variables: a worker that has run out of tasks polls for the
+ * next job for up to spin_us before it sleeps, and the caller polls for
+ * the workers' end as long.  A futex wake-up cost ~30 us per
+ * parallel_for in a VM (measured 34 ms per 512x512 UNet step at ~1100
+ * calls per step), and the woken worker started late into each job. */
+#define SPIN_US_DEFAULT 200
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+static double now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec * 1e-3;
+}
 
 struct sdc_threadpool {
     int n;              /* threads including the caller */
@@ -10,9 +34,10 @@ struct sdc_threadpool {
     int started;        /* workers successfully created */
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    uint64_t generation; /* bumped for each job (under mu) */
-    int busy;            /* workers still in the current job (under mu) */
+    atomic_ullong generation; /* bumped for each job (written under mu) */
+    atomic_int busy;          /* workers still in the current job (written under mu) */
     int quit;
+    int spin_us;              /* polling before sleeping (above) */
     atomic_int in_job;   /* a parallel_for is running: nested calls run inline */
     /* the current job */
     sdc_task_fn fn;
@@ -34,6 +59,25 @@ static void run_tasks(sdc_threadpool *p, int thread) {
     }
 }
 
+/* Polls until *v != old (generation) or *n == 0 (busy), at most us. */
+static void spin_while_gen(atomic_ullong *v, uint64_t old, int us) {
+    if (us <= 0) return;
+    double t0 = now_us();
+    for (int i = 1; atomic_load_explicit(v, memory_order_acquire) == old; i++) {
+        CPU_RELAX();
+        if ((i & 63) == 0 && now_us() - t0 > us) return;
+    }
+}
+
+static void spin_while_busy(atomic_int *n, int us) {
+    if (us <= 0) return;
+    double t0 = now_us();
+    for (int i = 1; atomic_load_explicit(n, memory_order_acquire) > 0; i++) {
+        CPU_RELAX();
+        if ((i & 63) == 0 && now_us() - t0 > us) return;
+    }
+}
+
 static void *worker_main(void *argp) {
     worker_arg *arg = argp;
     sdc_threadpool *p = arg->p;
@@ -42,6 +86,11 @@ static void *worker_main(void *argp) {
     uint64_t seen = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
+        if (!p->quit && p->generation == seen) {
+            pthread_mutex_unlock(&p->mu);
+            spin_while_gen(&p->generation, seen, p->spin_us);
+            pthread_mutex_lock(&p->mu);
+        }
         while (!p->quit && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
         if (p->quit) break;
         seen = p->generation;
@@ -59,6 +108,9 @@ sdc_threadpool *sdc_threadpool_create(int n_threads) {
     sdc_threadpool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->n = n_threads;
+    p->spin_us = SPIN_US_DEFAULT;
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->busy, 0);
     atomic_init(&p->next, 0);
     atomic_init(&p->in_job, 0);
     pthread_mutex_init(&p->mu, NULL);
@@ -101,6 +153,10 @@ void sdc_threadpool_free(sdc_threadpool *p) {
 
 int sdc_threadpool_size(const sdc_threadpool *p) { return p ? p->n : 1; }
 
+void sdc_threadpool_set_spin(sdc_threadpool *p, int us) {
+    if (p) p->spin_us = us < 0 ? 0 : us;
+}
+
 void sdc_parallel_for(sdc_threadpool *p, int64_t n_tasks, sdc_task_fn fn, void *ctx) {
     if (n_tasks <= 0) return;
     if (!p || p->n == 1 || n_tasks == 1 || atomic_load(&p->in_job)) {
@@ -120,6 +176,7 @@ void sdc_parallel_for(sdc_threadpool *p, int64_t n_tasks, sdc_task_fn fn, void *
 
     run_tasks(p, 0);
 
+    spin_while_busy(&p->busy, p->spin_us);
     pthread_mutex_lock(&p->mu);
     while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
     atomic_store(&p->in_job, 0);

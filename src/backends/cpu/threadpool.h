@@ -20,6 +20,9 @@ typedef void (*sdc_task_fn)(void *ctx, int64_t task, int thread);
 sdc_threadpool *sdc_threadpool_create(int n_threads);
 void sdc_threadpool_free(sdc_threadpool *p); /* NULL allowed */
 int sdc_threadpool_size(const sdc_threadpool *p);
+/* How long a thread polls for the next job, or for the end of one, before
+ * it sleeps on a condition variable (microseconds; 0: never polls). */
+void sdc_threadpool_set_spin(sdc_threadpool *p, int us);
 
 void sdc_parallel_for(sdc_threadpool *p, int64_t n_tasks, sdc_task_fn fn, void *ctx);
 

@@ -246,7 +246,13 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
  * 1 with kc 64-256 within 2% of pp = 2 (an earlier measurement of pp = 1,
  * GEMMs at ~45% of peak with V streamed from L3, does not hold on this
  * code).  Up to 16 tiles use the 6x16
- * kernel (8x8 maps at N = 2: 8 tiles), more the ISA's main kernel. */
+ * kernel (8x8 maps at N = 2: 8 tiles), more the ISA's main kernel.
+ * With a prefetching kernel (gemm.c) the pp calls on one V panel fetch
+ * the next panel's lines between them: V (36*C*64 floats: 2.9 MB at C =
+ * 320) lives in L3.  bench cb (2 threads, min of 3 interleaved rounds,
+ * 2026-11-27): a step's worth 1227 -> 1211 ms, C 1920 32x32 81.2 -> 67.2
+ * ms, C 2560 16x16 48.4 -> 43.8, C 1280 32x32 86.4 -> 83.0, the rest
+ * within +-2%. */
 #define WINO_PANEL_NT 64 /* tiles per group (a multiple of every nr) */
 #define WINO_PANEL_KC 64
 #define WINO_PANEL_PP 2
@@ -258,6 +264,7 @@ typedef struct wino_panel {
     wino_w16_fn wt16; /* F16 filters, 16 channels at a time (or NULL) */
     wino_out_fn out;
     sdc_gemm_kernel_fn kern;
+    sdc_gemm_kernel_pf_fn kern_pf; /* kern with prefetches, or NULL */
     int npt, ts;      /* F(4x4): 36 points, 4x4 tiles; F(2x2): 16, 2x2 */
     int mr, nr, n_tp; /* the kernel's tile; tile panels of nr tiles */
     int pp;           /* output-channel panels per task, at most */
@@ -326,10 +333,23 @@ static void wino_panel_task(void *ctx, int64_t task, int thread) {
         for (int xi = 0; xi < npt; xi++)
             for (int tp = 0; tp < n_tp; tp++) {
                 const float *v = js->V + (((int64_t)tp * npt + xi) * C + k0) * nr;
+                /* the next V panel (tp + 1, or the next point's first),
+                 * fetched in parts by this panel's pp calls */
+                const int ntp = tp + 1 < n_tp ? tp + 1 : 0, nxi = tp + 1 < n_tp ? xi : xi + 1;
+                const float *vn = nxi < npt ? js->V + (((int64_t)ntp * npt + nxi) * C + k0) * nr : NULL;
+                const int vlines = kc * nr * (int)sizeof(float) / 64, part = ceil_div(vlines, pp);
                 for (int q = 0; q < pp; q++) {
                     const int rows = imin(mr, js->O - (o_first + q * mr));
                     float *m = M + q * msz + ((int64_t)tp * npt + xi) * mr * nr;
-                    js->kern(kc, U + q * usz + xi * xs, kc, 1, v, nr, m, nr, rows, nr);
+                    if (!js->kern_pf) {
+                        js->kern(kc, U + q * usz + xi * xs, kc, 1, v, nr, m, nr, rows, nr);
+                        continue;
+                    }
+                    sdc_gemm_pf pf = {{NULL, 0, 0, 0}, {NULL, 0, 0, 0}};
+                    if (vn && q * part < vlines)
+                        pf.a = (sdc_gemm_pf_lines){(const char *)vn + (int64_t)q * part * 64, 0, 1,
+                                                   imin(part, vlines - q * part)};
+                    js->kern_pf(kc, U + q * usz + xi * xs, kc, 1, v, nr, m, nr, rows, nr, &pf);
                 }
             }
     }
@@ -363,7 +383,7 @@ static int wino_panel_run(sdc_cpu *cpu, int f2, wino_in_fn in, wino_w_fn wt, win
     if (js.NT <= SDC_GEMM_NR && K->gemm16)
         js.kern = K->gemm16, js.mr = SDC_GEMM_MR, js.nr = SDC_GEMM_NR;
     else
-        js.kern = K->gemm, js.mr = K->mr, js.nr = K->nr;
+        js.kern = K->gemm, js.kern_pf = K->gemm_pf, js.mr = K->mr, js.nr = K->nr;
     const int group = imin(WINO_PANEL_NT, js.NT); /* tiles per group */
     const int max_tp = ceil_div(group, js.nr);
     /* pp panels per task, fewer while there would be under 3 tasks per
