@@ -158,10 +158,14 @@ typedef struct sdc_gen_params {
 
 sdc_gen_params sdc_gen_params_default(void);
 
-/* Timings of the last sdc_generate, seconds. */
+/* Timings of the last sdc_generate, seconds.  sample is the whole sampling
+ * stage; sample_steps the part of it spent in its steps (the rest: planning
+ * the UNet's activations, mapping its weights in, the prompt's
+ * cross-attention keys and values, letting the weights go after). */
 typedef struct sdc_timings {
     double text, sample, decode, total;
     int steps;
+    double sample_steps;
 } sdc_timings;
 
 typedef struct sdc_image {

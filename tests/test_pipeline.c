@@ -513,6 +513,7 @@ static void test_params_and_progress(void) {
     CHECK(log.calls[SDC_STAGE_SAMPLE] == 3 && log.last_total[SDC_STAGE_SAMPLE] == 3);
     CHECK(log.calls[SDC_STAGE_DECODE] == 1);
     CHECK(tm.steps == 3 && tm.total >= tm.sample && tm.sample > 0);
+    CHECK(tm.sample_steps > 0 && tm.sample_steps <= tm.sample);
     CHECK(out.data && out.width == 32 && out.height == 32 && out.channels == 3);
 
     /* same seed, same image; another seed, another image */

@@ -283,6 +283,7 @@ typedef struct gen_state {
     float *ctx;      /* host [B, S, D]: uncond then cond */
     float *img;      /* host [3, H, W] */
     uint8_t *rgb;    /* host [H, W, 3]; handed to the caller on success */
+    double steps_s;  /* seconds in the denoising steps themselves */
 } gen_state;
 
 static void gen_free(gen_state *g) {
@@ -416,6 +417,7 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
     for (int64_t i = 0; i < n; i++) g->x[i] *= sigma0;
 
     const int len = sdc_sched_len(g->sched);
+    const double t_steps = now_s();
     for (int i = 0; i < len; i++) {
         for (int b = 0; b < B; b++) be->copy_in(be, in + b * n, g->x, n);
         float s = sdc_sched_input_scale(g->sched, i);
@@ -430,6 +432,7 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
         sdc_sched_step(g->sched, i, g->eps, g->x, &rng);
         if (report(p, SDC_STAGE_SAMPLE, i + 1, len)) return cancelled();
     }
+    g->steps_s = now_s() - t_steps;
     sdc_arena_free(a);
     release_weights(m, "unet.");
     return SDC_OK;
@@ -601,6 +604,7 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
         timings->decode = t4 - t3;
         timings->total = t4 - t0;
         timings->steps = sdc_sched_len(g.sched);
+        timings->sample_steps = g.steps_s;
     }
 
 done:

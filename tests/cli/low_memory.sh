@@ -5,7 +5,7 @@
 # is in the help.
 . "$(dirname "$0")/common.bash"
 
-timing_line='^sdc: timings: text [0-9.]+ s, [0-9.]+ s/step \([0-9]+ steps, [0-9.]+ s\), decode [0-9.]+ s, total [0-9.]+ s, peak RSS [0-9]+ MiB \([0-9.]+ GB\)$'
+timing_line='^sdc: timings: text [0-9.]+ s, [0-9.]+ s/step \([0-9]+ steps, [0-9.]+ s; sampling stage [0-9.]+ s\), decode [0-9.]+ s, total [0-9.]+ s, peak RSS [0-9]+ MiB \([0-9.]+ GB\)$'
 
 for model in tiny-sd tiny-sd.safetensors; do
     for cfg in 7.5 1; do

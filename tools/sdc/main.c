@@ -99,10 +99,10 @@ static double peak_rss_mib(void) {
 static void print_timings(const sdc_timings *tm) {
     double rss = peak_rss_mib();
     fprintf(stderr,
-            "sdc: timings: text %.2f s, %.2f s/step (%d steps, %.2f s), decode %.2f s, "
-            "total %.2f s, peak RSS ",
-            tm->text, tm->steps ? tm->sample / tm->steps : 0.0, tm->steps, tm->sample,
-            tm->decode, tm->total);
+            "sdc: timings: text %.2f s, %.2f s/step (%d steps, %.2f s; sampling stage %.2f s), "
+            "decode %.2f s, total %.2f s, peak RSS ",
+            tm->text, tm->steps ? tm->sample_steps / tm->steps : 0.0, tm->steps, tm->sample_steps,
+            tm->sample, tm->decode, tm->total);
     if (rss >= 0)
         fprintf(stderr, "%.0f MiB (%.2f GB)\n", rss, rss * 1048576.0 / 1e9);
     else
