@@ -213,6 +213,17 @@ static sdc_gemm_pf_lines pf_rows(const float *p, int64_t ld, int rows, int cols)
     return l;
 }
 
+/* One micro-kernel call, with pf's prefetches where the ISA's kernel
+ * takes them. */
+static inline void kernel_call(const sdc_cpu_kernels *K, int kc, const float *a, int64_t rs_a,
+                               int64_t cs_a, const float *b, float *c, int64_t ldc, int mr,
+                               int nr, const sdc_gemm_pf *pf) {
+    if (K->gemm_pf)
+        K->gemm_pf(kc, a, rs_a, cs_a, b, K->nr, c, ldc, mr, nr, pf);
+    else
+        K->gemm(kc, a, rs_a, cs_a, b, K->nr, c, ldc, mr, nr);
+}
+
 static void gemm_tile_deep(const gemm_plan *pl, int64_t task, int thread) {
     const sdc_gemm *g = pl->g;
     const sdc_cpu_kernels *K = &g->cpu->k;
@@ -231,22 +242,20 @@ static void gemm_tile_deep(const gemm_plan *pl, int64_t task, int thread) {
         for (int jr = 0; jr < nt; jr += nr) {
             float *c = g->C + (int64_t)(m0 + ir) * g->ldc + n0 + jr;
             g->init_c(g, m0 + ir, imin(mr, mt - ir), n0 + jr, imin(nr, nt - jr));
-            const float *b = bpack + (int64_t)(jr / nr) * kc * nr;
-            if (!K->gemm_pf) {
-                K->gemm(kc, a, g->lda, 1, b, nr, c, g->ldc, imin(mr, mt - ir), imin(nr, nt - jr));
-                continue;
-            }
             /* the first panel's call fetches the next strip's A rows; every
              * call the next tile's C (this strip's next panel, or the next
              * strip's first) */
             sdc_gemm_pf pf = {{NULL, 0, 0, 0}, {NULL, 0, 0, 0}};
-            if (jr == 0 && next_rows > 0)
-                pf.a = pf_rows(a + (int64_t)mr * g->lda, g->lda, next_rows, kc);
-            if (jr + nr < nt)
-                pf.c = pf_rows(c + nr, g->ldc, imin(mr, mt - ir), imin(nr, nt - jr - nr));
-            else if (next_rows > 0)
-                pf.c = pf_rows(c - jr + (int64_t)mr * g->ldc, g->ldc, next_rows, imin(nr, nt));
-            K->gemm_pf(kc, a, g->lda, 1, b, nr, c, g->ldc, imin(mr, mt - ir), imin(nr, nt - jr), &pf);
+            if (K->gemm_pf) {
+                if (jr == 0 && next_rows > 0)
+                    pf.a = pf_rows(a + (int64_t)mr * g->lda, g->lda, next_rows, kc);
+                if (jr + nr < nt)
+                    pf.c = pf_rows(c + nr, g->ldc, imin(mr, mt - ir), imin(nr, nt - jr - nr));
+                else if (next_rows > 0)
+                    pf.c = pf_rows(c - jr + (int64_t)mr * g->ldc, g->ldc, next_rows, imin(nr, nt));
+            }
+            kernel_call(K, kc, a, g->lda, 1, bpack + (int64_t)(jr / nr) * kc * nr, c, g->ldc,
+                        imin(mr, mt - ir), imin(nr, nt - jr), &pf);
         }
     }
 }
@@ -265,7 +274,6 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
     int m0, mt, n0, nt;
     tile_span((int)(task / pl->n_nt), pl->n_mt, g->M, mr, &m0, &mt);
     tile_span((int)(task % pl->n_nt), pl->n_nt, g->N, nr, &n0, &nt);
-    sdc_gemm_kernel_fn kern = K->gemm;
     const int bf = g->cpu->bf16; /* pair panels and the bf16 kernel */
     const float *ain = pl->a_inplace && !bf ? g->a : NULL;
     if (g->K <= 0) {
@@ -304,35 +312,33 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
                                      (const uint32_t *)(const void *)apack + (int64_t)ir * ((kc + 1) / 2),
                                      (kc + 1) / 2, (const uint32_t *)(const void *)b, c, g->ldc,
                                      imin(mr, mc - ir), imin(nr, nt - jr));
-                    else if (K->gemm_pf) {
+                    else {
                         /* prefetched: the next tile's C (this panel's next
                          * strip, or the next panel's first), and in the
                          * first panel the next strip of A where it comes
                          * from memory (in place, or the shared pack) */
                         sdc_gemm_pf pf = {{NULL, 0, 0, 0}, {NULL, 0, 0, 0}};
                         const int next_rows = imin(mr, mc - ir - mr);
-                        if (next_rows > 0)
-                            pf.c = pf_rows(c + (int64_t)mr * g->ldc, g->ldc, next_rows, imin(nr, nt - jr));
-                        else if (jr + nr < nt)
-                            pf.c = pf_rows(g->C + (int64_t)(m0 + mm) * g->ldc + n0 + jr + nr, g->ldc,
-                                           imin(mr, mc), imin(nr, nt - jr - nr));
-                        if (jr == 0 && next_rows > 0 && ain)
-                            pf.a = pf_rows(ain + (int64_t)(m0 + mm + ir + mr) * g->lda + k0, g->lda,
-                                           next_rows, kc);
-                        else if (jr == 0 && next_rows > 0 && pl->ash)
-                            pf.a = pf_rows(apack + (int64_t)(ir / mr + 1) * kc * mr, 0, 1, kc * mr);
+                        if (K->gemm_pf) {
+                            if (next_rows > 0)
+                                pf.c = pf_rows(c + (int64_t)mr * g->ldc, g->ldc, next_rows,
+                                               imin(nr, nt - jr));
+                            else if (jr + nr < nt)
+                                pf.c = pf_rows(g->C + (int64_t)(m0 + mm) * g->ldc + n0 + jr + nr,
+                                               g->ldc, imin(mr, mc), imin(nr, nt - jr - nr));
+                            if (jr == 0 && next_rows > 0 && ain)
+                                pf.a = pf_rows(ain + (int64_t)(m0 + mm + ir + mr) * g->lda + k0,
+                                               g->lda, next_rows, kc);
+                            else if (jr == 0 && next_rows > 0 && pl->ash)
+                                pf.a = pf_rows(apack + (int64_t)(ir / mr + 1) * kc * mr, 0, 1, kc * mr);
+                        }
                         if (ain)
-                            K->gemm_pf(kc, ain + (int64_t)(m0 + mm + ir) * g->lda + k0, g->lda, 1, b,
-                                       nr, c, g->ldc, imin(mr, mc - ir), imin(nr, nt - jr), &pf);
+                            kernel_call(K, kc, ain + (int64_t)(m0 + mm + ir) * g->lda + k0, g->lda,
+                                        1, b, c, g->ldc, imin(mr, mc - ir), imin(nr, nt - jr), &pf);
                         else
-                            K->gemm_pf(kc, apack + (int64_t)(ir / mr) * kc * mr, 1, mr, b, nr, c,
-                                       g->ldc, imin(mr, mc - ir), imin(nr, nt - jr), &pf);
-                    } else if (ain)
-                        kern(kc, ain + (int64_t)(m0 + mm + ir) * g->lda + k0, g->lda, 1, b, nr, c,
-                             g->ldc, imin(mr, mc - ir), imin(nr, nt - jr));
-                    else
-                        kern(kc, apack + (int64_t)(ir / mr) * kc * mr, 1, mr, b, nr, c, g->ldc,
-                             imin(mr, mc - ir), imin(nr, nt - jr));
+                            kernel_call(K, kc, apack + (int64_t)(ir / mr) * kc * mr, 1, mr, b, c,
+                                        g->ldc, imin(mr, mc - ir), imin(nr, nt - jr), &pf);
+                    }
                 }
             }
         }
