@@ -74,6 +74,17 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 kill -INT "$pid"
+# it stops after the current step: well within a minute, even where the
+# launcher had blocked SIGINT (sdc unblocks it; a blocked mask is how CI
+# timed out here once)
+for _ in $(seq 600); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+done
+if kill -0 "$pid" 2>/dev/null; then
+    fail "SIGINT: still running a minute later: $(tail -1 "$WORK/stderr")"
+    kill -KILL "$pid"
+fi
 rc=0
 wait "$pid" || rc=$?
 [ "$rc" -eq 130 ] || fail "SIGINT: status $rc, want 130: $(tail -3 "$WORK/stderr")"

@@ -1,5 +1,6 @@
 #include "progress.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +24,15 @@ void interrupt_install(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* A blocked mask is inherited through exec: a launcher (a CI runner,
+     * a supervisor) that blocks SIGINT would leave the signal pending
+     * while every step runs.  The caller's thread takes them from here on
+     * (the worker threads start later, with this mask). */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
 int interrupted(void) { return g_interrupted != 0; }

@@ -27,7 +27,8 @@ void progress_done(progress *p);
 
 /* Installs the SIGINT/SIGTERM handler: the first signal asks the pipeline
  * to stop after the current step; a second one ends the program at once
- * (the default action). */
+ * (the default action).  Both signals are also unblocked: a blocked mask
+ * inherited from the launcher would hold them pending to the last step. */
 void interrupt_install(void);
 int interrupted(void);
 
