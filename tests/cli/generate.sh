@@ -69,7 +69,9 @@ CHECKS=$((CHECKS + 1))
 (cd "$WORK" && exec "$SDC" -m "$FIX/tiny-sd" -p x -W 64 -H 64 --steps 1000 --sampler euler \
     -o d.png) >"$WORK/stdout" 2>"$WORK/stderr" &
 pid=$!
-for _ in $(seq 600); do
+# the signal goes after the first step: before the handler is installed, a
+# background job of this script ignores SIGINT (bash sets SIG_IGN)
+for _ in $(seq 3000); do
     grep -q "sample 1/" "$WORK/stderr" 2>/dev/null && break
     sleep 0.1
 done
