@@ -1,11 +1,14 @@
 /* bench_unet: whole UNet passes, timed one by one, as the sampling loop runs
  * them (the op-by-op table is bench_ops).
  *
- *   bench_unet --model PATH [--threads N] [--passes P] [--size PX] [--json FILE]
+ *   bench_unet --model PATH [--threads N] [--passes P] [--size PX] [--distinct]
+ *              [--json FILE]
  *
  * One pass = one sampling step with CFG: batch 2, a (PX/8)x(PX/8) latent, a
  * 77-token context whose cross-attention keys and values are made once
- * beforehand (as the pipeline does), t = 500.  Inputs are fixed
+ * beforehand (as the pipeline does), t = 500, the two rows sharing one
+ * latent as CFG's do (sdc_unet_forward's shared; --distinct: two latents,
+ * every op on both rows).  Inputs are fixed
  * pseudo-random numbers (speed does not depend on them).  A first pass
  * (weights mapped in, caches cold) is timed apart; then P passes.  Each
  * pass's operands come and go through memory the way they do in a run of
@@ -34,16 +37,18 @@ static int cmp_double(const void *a, const void *b) {
 
 static int usage(const char *argv0) {
     fprintf(stderr,
-            "usage: %s --model PATH [--threads N] [--passes P] [--size PX] [--json FILE]\n"
+            "usage: %s --model PATH [--threads N] [--passes P] [--size PX] [--distinct]\n"
+            "       [--json FILE]\n"
             "  P UNet passes (default 5, at most %d) after a first one timed apart;\n"
-            "  PX a multiple of 64 in [64, 2048] (default 512)\n",
+            "  PX a multiple of 64 in [64, 2048] (default 512); --distinct: the two rows\n"
+            "  with their own latents (no work shared before the prompt enters)\n",
             argv0, MAX_PASSES);
     return 2;
 }
 
 int main(int argc, char **argv) {
     const char *model = NULL, *json = NULL;
-    int threads = 0, passes = 5, px = 512;
+    int threads = 0, passes = 5, px = 512, shared = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--model") && v) model = v, i++;
@@ -51,6 +56,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--passes") && v) passes = atoi(v), i++;
         else if (!strcmp(a, "--size") && v) px = atoi(v), i++;
         else if (!strcmp(a, "--json") && v) json = v, i++;
+        else if (!strcmp(a, "--distinct")) shared = 0;
         else return usage(argv[0]);
     }
     if (!model || passes < 1 || passes > MAX_PASSES || px < 64 || px > 2048 || px % 64 ||
@@ -81,7 +87,7 @@ int main(int argc, char **argv) {
     float *x = sdc_arena_alloc(&a, nx), *ctx = sdc_arena_alloc(&a, nc);
     float *kv = sdc_arena_alloc(&a, nkv), *out = sdc_arena_alloc(&a, no);
     size_t mark = sdc_arena_mark(&a);
-    sdc_unet_forward(unet, sdc_backend_null(), &a, x, N, h, w, t, ctx, S, kv, out);
+    sdc_unet_forward(unet, sdc_backend_null(), &a, x, N, shared, h, w, t, ctx, S, kv, out);
     sdc_arena_reset(&a, 0);
     sdc_backend *be = NULL;
     float *host = malloc((nx > nc ? nx : nc) * sizeof *host);
@@ -111,13 +117,13 @@ int main(int argc, char **argv) {
     double peak = bm_peak_gflops(pk, threads);
     printf("%s\nbackend: %s; cpu: %s; peak %s %.1f GFLOP/s (%d threads)\n", sdc_build_info(),
            be->name, cpu, bm_kind_name(pk), peak, threads);
-    printf("model %s, %dx%d (latent %dx%d), batch 2 (CFG), %d passes after a first\n", model, px,
-           px, w, h, passes);
+    printf("model %s, %dx%d (latent %dx%d), batch 2 (CFG, %s), %d passes after a first\n",
+           model, px, px, w, h, shared ? "one latent" : "two latents", passes);
 
     double ms[MAX_PASSES], first = 0;
     for (int p = -1; p < passes; p++) {
         double t0 = bm_now();
-        sdc_unet_forward(unet, be, &a, x, N, h, w, t, ctx, S, kv, out);
+        sdc_unet_forward(unet, be, &a, x, N, shared, h, w, t, ctx, S, kv, out);
         double dt = (bm_now() - t0) * 1e3;
         sdc_arena_reset(&a, mark);
         if (p < 0) {
@@ -154,6 +160,7 @@ int main(int argc, char **argv) {
         }
         fprintf(f, "{\n  \"build\": \"%s\",\n  \"threads\": %d,\n  \"image_px\": %d,\n", sdc_build_info(),
                 threads, px);
+        fprintf(f, "  \"rows_share_latent\": %s,\n", shared ? "true" : "false");
         fprintf(f, "  \"peak_gflops\": %.1f,\n  \"first_ms\": %.1f,\n  \"pass_ms\": [", peak, first);
         for (int p = 0; p < passes; p++) fprintf(f, "%s%.1f", p ? ", " : "", ms[p]);
         fprintf(f, "],\n  \"min_ms\": %.1f,\n  \"median_ms\": %.1f,\n  \"mean_ms\": %.1f", mn, med, mean);

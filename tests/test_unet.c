@@ -2,6 +2,7 @@
  * model (tests/fixtures/unet_ref.safetensors, scripts/fixtures_lib/models.py),
  * in both layouts (single file F16, diffusers folder F32), with the fast and
  * the reference CPU ops.  Tolerance: relative L2 error <= 1e-4. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +19,11 @@
 #define TOL 1e-4
 
 /* One forward pass with its inputs and output in activation memory; with
- * use_kv, the context's keys and values made first by sdc_unet_context. */
-static void pass(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N, int h,
-                 int w, const float *t, const float *ctx, int S, int use_kv, float *out) {
+ * use_kv, the context's keys and values made first by sdc_unet_context;
+ * shared as sdc_unet_forward's. */
+static void pass_shared(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N,
+                        int shared, int h, int w, const float *t, const float *ctx, int S,
+                        int use_kv, float *out) {
     const sdc_unet_config *c = sdc_unet_cfg(m);
     size_t mark = sdc_arena_mark(a);
     size_t nx = (size_t)N * c->in_channels * h * w, nc = (size_t)N * S * c->cross_dim;
@@ -30,9 +33,59 @@ static void pass(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *
     be->copy_in(be, xd, x, (int64_t)nx);
     be->copy_in(be, cd, ctx, (int64_t)nc);
     if (use_kv) sdc_unet_context(m, be, cd, N, S, kv);
-    sdc_unet_forward(m, be, a, xd, N, h, w, t, cd, S, kv, od);
+    sdc_unet_forward(m, be, a, xd, N, shared, h, w, t, cd, S, kv, od);
     be->copy_out(be, out, od, (int64_t)no);
     sdc_arena_reset(a, mark);
+}
+
+static void pass(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N, int h,
+                 int w, const float *t, const float *ctx, int S, int use_kv, float *out) {
+    pass_shared(m, be, a, x, N, 0, h, w, t, ctx, S, use_kv, out);
+}
+
+/* CFG's form: both rows take x's first image and t[0].  The shared pass
+ * (the part before the prompt enters run once) against the plain pass on
+ * x's first image twice, which the diffusers check above covers: equal to
+ * rounding (1e-6; the GEMMs may block a 1-image M differently). */
+static void check_shared(const sdc_unet *m, const char *fixture, const float *x, const float *t,
+                         const float *ctx, int N, int H, int W, int S) {
+    const size_t per = (size_t)4 * H * W, no = (size_t)N * per;
+    float *x2 = malloc(sizeof(float) * no), *want = malloc(sizeof(float) * no);
+    float *got = malloc(sizeof(float) * no), t2[2] = {t[0], t[0]};
+    CHECK(N == 2 && x2 && want && got);
+    for (int force_ref = 0; force_ref <= 1 && N == 2 && x2 && want && got; force_ref++) {
+        for (int i = 0; i < N; i++) memcpy(x2 + i * per, x, sizeof(float) * per);
+        sdc_backend *be = sdc_backend_cpu_create(2, force_ref);
+        CHECK(be != NULL);
+        if (!be) continue;
+        double e[2] = {0, 0};
+        for (int shared = 0; shared <= 1; shared++) {
+            sdc_arena a = {0};
+            sdc_arena_plan(&a);
+            pass_shared(m, sdc_backend_null(), &a, NULL, N, shared, H, W, t2, NULL, S, 1, NULL);
+            size_t peak = a.peak;
+            CHECK(!a.overflow && sdc_arena_commit(&a, 0) == SDC_OK);
+            if (shared) /* only the first image is read: the second is poisoned */
+                for (size_t i = per; i < no; i++) x2[i] = NAN;
+            memset(got, 0, sizeof(float) * no);
+            pass_shared(m, be, &a, x2, N, shared, H, W, t2, ctx, S, 1, shared ? got : want);
+            CHECK(!a.overflow && a.top == 0 && a.peak == peak);
+            sdc_arena_free(&a);
+        }
+        e[0] = t_rel_l2(got, want, per);
+        e[1] = t_rel_l2(got + per, want + per, per);
+        CHECKF(e[0] <= 1e-6 && e[1] <= 1e-6, "%s shared force_ref=%d: rel L2 %.3g, %.3g",
+               fixture, force_ref, e[0], e[1]);
+        /* the rows differ (their prompts do): the shared part was not
+         * copied past the cross-attention */
+        CHECK(t_rel_l2(got, got + per, per) > 1e-3);
+        printf("  %-20s %-10s %-4s shared    rel L2 %.2e, %.2e\n", fixture, "x[0] twice",
+               force_ref ? "ref" : "fast", e[0], e[1]);
+        be->free(be);
+    }
+    free(x2);
+    free(want);
+    free(got);
 }
 
 static void check_layout(const char *fixture) {
@@ -96,6 +149,8 @@ static void check_layout(const char *fixture) {
     free(got);
     free(prev[0]);
     free(prev[1]);
+    const float *t0 = t_ref_f32(ref, "t", N);
+    if (x && ctx && t0) check_shared(m, fixture, x, t0, ctx, N, H, W, S);
 done:
     sdc_unet_free(m);
     sdc_st_close(ref);

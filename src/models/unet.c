@@ -17,7 +17,13 @@
  * proj_in/proj_out as a 1x1 conv on [N, C, HW] equal the Linear on the
  * transposed tokens, so one path serves use_linear_projection 0 and 1; the
  * backend's linear_map does each with its transpose (and proj_out's
- * residual add) inside the GEMM, no pass of their own. */
+ * residual add) inside the GEMM, no pass of their own.
+ *
+ * Classifier-free guidance runs the same latent and timestep under two
+ * prompts, and the prompt enters only at the first cross-attention: with
+ * a shared input (sdc_unet_forward's shared), conv_in, the first resnet
+ * and the first transformer block's self-attention run once, on one
+ * image, and their results are copied to the other rows there. */
 #include <assert.h>
 #include <math.h>
 #include <stdio.h>
@@ -262,24 +268,33 @@ static void mha(sdc_backend *be, float *o, const float *q, const float *k, const
     }
 }
 
+/* Images 1..N-1 of x [N, per] made copies of image 0. */
+static void broadcast(sdc_backend *be, float *x, size_t per, int N) {
+    for (int i = 1; i < N; i++) be->copy(be, sdc_at(x, i * per), x, (int64_t)per);
+}
+
 /* x [N*HW, C] tokens, updated in place; ctx [N, S, cross_dim]; kv: the
- * context's keys and values of every block (sdc_unet_context) or NULL. */
+ * context's keys and values of every block (sdc_unet_context) or NULL.
+ * shared: only x's first image is set, and the N images are equal up to
+ * here; the self-attention runs on that one and its result is copied to
+ * the others before the cross-attention makes them differ. */
 static void tblock_fwd(const tblock *B, sdc_backend *be, sdc_arena *a, float *x, int N, int HW,
-                       int C, int heads, const float *ctx, int S, const float *kv) {
+                       int C, int heads, const float *ctx, int S, const float *kv, int shared) {
     size_t mark = sdc_arena_mark(a);
-    int T = N * HW;
+    int T = N * HW, Ts = shared ? HW : T;
     size_t tc = (size_t)T * C;
     /* the normalised input n is dead once q, k, v exist: the attention
      * output goes there */
     float *n = sdc_arena_alloc(a, tc), *q = sdc_arena_alloc(a, tc);
     float *k = sdc_arena_alloc(a, tc), *v = sdc_arena_alloc(a, tc);
     /* self-attention */
-    be->layer_norm(be, n, x, T, C, B->n1.g, B->n1.b, LN_EPS);
-    sdc_linear_fwd(be, &B->q1, q, n, T, NULL);
-    sdc_linear_fwd(be, &B->k1, k, n, T, NULL);
-    sdc_linear_fwd(be, &B->v1, v, n, T, NULL);
-    mha(be, n, q, k, v, N, HW, HW, C, heads);
-    sdc_linear_fwd(be, &B->o1, x, n, T, x);
+    be->layer_norm(be, n, x, Ts, C, B->n1.g, B->n1.b, LN_EPS);
+    sdc_linear_fwd(be, &B->q1, q, n, Ts, NULL);
+    sdc_linear_fwd(be, &B->k1, k, n, Ts, NULL);
+    sdc_linear_fwd(be, &B->v1, v, n, Ts, NULL);
+    mha(be, n, q, k, v, shared ? 1 : N, HW, HW, C, heads);
+    sdc_linear_fwd(be, &B->o1, x, n, Ts, x);
+    if (shared) broadcast(be, x, (size_t)HW * C, N);
     /* cross-attention; k, v of the context [N*S, C] */
     sdc_arena_reset(a, mark);
     n = sdc_arena_alloc(a, tc), q = sdc_arena_alloc(a, tc);
@@ -315,22 +330,25 @@ static void tblock_fwd(const tblock *B, sdc_backend *be, sdc_arena *a, float *x,
     sdc_arena_reset(a, mark);
 }
 
-/* x [N, C, HW], updated in place. */
+/* x [N, C, HW], updated in place.  shared: only x's first image is set
+ * and stands for all N (tblock_fwd); all N are set on return. */
 static void transformer_fwd(const transformer *T, int depth, int heads, int groups,
                             sdc_backend *be, sdc_arena *a, float *x, int N, int HW,
-                            const float *ctx, int S, const float *kv) {
+                            const float *ctx, int S, const float *kv, int shared) {
     size_t mark = sdc_arena_mark(a);
-    int C = T->C;
+    int C = T->C, Ns = shared ? 1 : N;
     size_t n = (size_t)N * C * HW;
     float *t = sdc_arena_alloc(a, n); /* tokens [N, HW, C] */
     size_t gn_mark = sdc_arena_mark(a);
     float *g = sdc_arena_alloc(a, n); /* [N, C, HW] */
-    be->group_norm(be, g, x, NULL, N, C, HW, groups, T->norm.g, T->norm.b, GN_EPS_TRANSFORMER, 0);
-    sdc_linear_map_fwd(be, &T->proj_in, t, g, N, HW, NULL, 1); /* the transpose in its packing */
+    be->group_norm(be, g, x, NULL, Ns, C, HW, groups, T->norm.g, T->norm.b, GN_EPS_TRANSFORMER,
+                   0);
+    sdc_linear_map_fwd(be, &T->proj_in, t, g, Ns, HW, NULL, 1); /* the transpose in its packing */
+    if (shared) broadcast(be, x, (size_t)C * HW, N); /* proj_out's residual, per image */
     /* g is dead while the blocks run: they use its space */
     sdc_arena_reset(a, gn_mark);
     for (int d = 0; d < depth; d++)
-        tblock_fwd(&T->blocks[d], be, a, t, N, HW, C, heads, ctx, S, kv);
+        tblock_fwd(&T->blocks[d], be, a, t, N, HW, C, heads, ctx, S, kv, shared && d == 0);
     sdc_linear_map_fwd(be, &T->proj_out, x, t, N, HW, x, 0); /* x += proj_out(t), in the map */
     sdc_arena_reset(a, mark);
 }
@@ -349,10 +367,20 @@ static void run_resnet(const sdc_pager *pg, const sdc_resnet_w *r, sdc_backend *
 
 static void run_transformer(const sdc_pager *pg, const transformer *T, int depth, int heads,
                             int groups, sdc_backend *be, sdc_arena *a, float *x, int N, int HW,
-                            const float *ctx, int S, const float *kv) {
+                            const float *ctx, int S, const float *kv, int shared) {
     page_transformer(pg, T, depth, SDC_PAGES_PREFETCH, !kv);
-    transformer_fwd(T, depth, heads, groups, be, a, x, N, HW, ctx, S, kv);
+    transformer_fwd(T, depth, heads, groups, be, a, x, N, HW, ctx, S, kv, shared);
     page_transformer(pg, T, depth, SDC_PAGES_RELEASE, !kv);
+}
+
+/* After a transformer: every row is set from there on (nr = N); the skips
+ * kept while the input was shared hold only their first image, copied to
+ * the others here. */
+static void diverge(sdc_backend *be, float *const *skip, const int *skip_c,
+                    const size_t *skip_hw, int ns, int N, int *nr) {
+    for (int i = 0; *nr < N && i < ns; i++)
+        broadcast(be, skip[i], (size_t)skip_c[i] * skip_hw[i], N);
+    *nr = N;
 }
 
 size_t sdc_unet_context_floats(const sdc_unet *m, int N, int S) {
@@ -376,8 +404,8 @@ void sdc_unet_context(const sdc_unet *m, sdc_backend *be, const float *ctx, int 
 }
 
 void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N,
-                      int h, int w, const float *t, const float *ctx, int S, const float *kv,
-                      float *out) {
+                      int shared, int h, int w, const float *t, const float *ctx, int S,
+                      const float *kv, float *out) {
     const sdc_unet_config *c = &m->cfg;
     int L = c->levels, lpb = c->layers_per_block, depth = c->transformer_depth;
     int heads = c->heads, G = c->groups, C0 = c->channels[0], E = 4 * C0;
@@ -385,28 +413,32 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
            w % (1 << (L - 1)) == 0);
     const sdc_pager *pg = m->low_memory && !a->planning ? &m->pager : NULL;
     size_t mark0 = sdc_arena_mark(a);
+    /* rows computed: 1 while a shared input has not met the prompt (all
+     * buffers are sized for N all the same) */
+    int nr = shared ? 1 : N;
 
     /* time embedding, kept as silu(emb): the only form the resnets use */
     float *tp = sdc_arena_alloc(a, (size_t)N * C0);
     float *e1 = sdc_arena_alloc(a, (size_t)N * E), *emb = sdc_arena_alloc(a, (size_t)N * E);
-    be->timestep_embed(be, tp, t, N, C0);
-    sdc_linear_fwd(be, &m->t1, e1, tp, N, NULL);
-    be->silu(be, e1, e1, (int64_t)N * E);
-    sdc_linear_fwd(be, &m->t2, emb, e1, N, NULL);
-    be->silu(be, emb, emb, (int64_t)N * E);
+    be->timestep_embed(be, tp, t, nr, C0);
+    sdc_linear_fwd(be, &m->t1, e1, tp, nr, NULL);
+    be->silu(be, e1, e1, (int64_t)nr * E);
+    sdc_linear_fwd(be, &m->t2, emb, e1, nr, NULL);
+    be->silu(be, emb, emb, (int64_t)nr * E);
+    if (nr < N) broadcast(be, emb, (size_t)E, N);
     sdc_page_linear(pg, &m->t1, SDC_PAGES_RELEASE);
     sdc_page_linear(pg, &m->t2, SDC_PAGES_RELEASE);
 
     /* skip connections live on the arena as a stack, in push order */
     float *skip[MAX_SKIPS];
-    size_t skip_off[MAX_SKIPS];
+    size_t skip_off[MAX_SKIPS], skip_hw[MAX_SKIPS];
     int skip_c[MAX_SKIPS], ns = 0;
     int H = h, W = w;
     size_t cur_off = sdc_arena_mark(a);
     float *cur = sdc_arena_alloc(a, (size_t)N * C0 * H * W);
-    sdc_conv_fwd(be, &m->conv_in, cur, x, N, H, W, 1, NULL);
+    sdc_conv_fwd(be, &m->conv_in, cur, x, nr, H, W, 1, NULL);
     sdc_page_conv(pg, &m->conv_in, SDC_PAGES_RELEASE);
-    skip[ns] = cur, skip_off[ns] = cur_off, skip_c[ns++] = C0;
+    skip[ns] = cur, skip_off[ns] = cur_off, skip_hw[ns] = (size_t)H * W, skip_c[ns++] = C0;
 
     int ci = C0;
     for (int l = 0; l < L; l++) {
@@ -415,31 +447,36 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
         for (int j = 0; j < lpb; j++) {
             cur_off = sdc_arena_mark(a);
             float *nx = sdc_arena_alloc(a, (size_t)N * C * H * W);
-            run_resnet(pg, &D->res[j], be, a, nx, cur, N, H, W, emb, 0);
-            if (D->attn)
-                run_transformer(pg, &D->attn[j], depth, heads, G, be, a, nx, N, H * W, ctx, S, kv);
+            run_resnet(pg, &D->res[j], be, a, nx, cur, nr, H, W, emb, 0);
+            if (D->attn) {
+                run_transformer(pg, &D->attn[j], depth, heads, G, be, a, nx, N, H * W, ctx, S,
+                                kv, nr < N);
+                diverge(be, skip, skip_c, skip_hw, ns, N, &nr);
+            }
             cur = nx, ci = C;
-            skip[ns] = cur, skip_off[ns] = cur_off, skip_c[ns++] = C;
+            skip[ns] = cur, skip_off[ns] = cur_off, skip_hw[ns] = (size_t)H * W, skip_c[ns++] = C;
         }
         if (D->sampler.w) {
             cur_off = sdc_arena_mark(a);
             float *nx = sdc_arena_alloc(a, (size_t)N * C * (H / 2) * (W / 2));
             sdc_page_conv(pg, &D->sampler, SDC_PAGES_PREFETCH);
-            sdc_conv_fwd(be, &D->sampler, nx, cur, N, H, W, 2, NULL);
+            sdc_conv_fwd(be, &D->sampler, nx, cur, nr, H, W, 2, NULL);
             sdc_page_conv(pg, &D->sampler, SDC_PAGES_RELEASE);
             H /= 2, W /= 2;
             cur = nx;
-            skip[ns] = cur, skip_off[ns] = cur_off, skip_c[ns++] = C;
+            skip[ns] = cur, skip_off[ns] = cur_off, skip_hw[ns] = (size_t)H * W, skip_c[ns++] = C;
         }
     }
 
     /* mid: the first resnet must not overwrite the last skip */
     cur_off = sdc_arena_mark(a);
     float *mid = sdc_arena_alloc(a, (size_t)N * ci * H * W);
-    run_resnet(pg, &m->mid_res[0], be, a, mid, cur, N, H, W, emb, 0);
-    run_transformer(pg, &m->mid_attn, depth, heads, G, be, a, mid, N, H * W, ctx, S, kv);
+    run_resnet(pg, &m->mid_res[0], be, a, mid, cur, nr, H, W, emb, 0);
+    run_transformer(pg, &m->mid_attn, depth, heads, G, be, a, mid, N, H * W, ctx, S, kv, nr < N);
+    diverge(be, skip, skip_c, skip_hw, ns, N, &nr);
     run_resnet(pg, &m->mid_res[1], be, a, mid, mid, N, H, W, emb, 0);
     cur = mid;
+    assert(nr == N); /* the mid block's transformer always takes the prompt */
 
     for (int i = 0; i < L; i++) {
         const level *U = &m->up[i];
@@ -461,7 +498,7 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
             cur_off = res_off, ci = C;
             if (U->attn)
                 run_transformer(pg, &U->attn[j], depth, heads, G, be, a, cur, N, H * W, ctx, S,
-                                kv);
+                                kv, 0);
         }
         if (U->sampler.w) {
             size_t up_n = (size_t)N * C * (2 * H) * (2 * W);

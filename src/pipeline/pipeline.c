@@ -382,21 +382,22 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
     sdc_arena *a = &g->arena;
     float t[2];
 
-    /* plan: in dev [B, C, h, w], ctx dev [B, S, D], the context's keys and
+    /* plan: in dev [C, h, w] (the B rows share it), ctx dev [B, S, D], the context's keys and
      * values kv (sdc_unet_context), out dev [B, C, h, w], then one UNet pass
      * against the null backend */
     float *in = NULL, *ctx = NULL, *kv = NULL, *out = NULL;
     size_t mark = 0;
     sdc_arena_plan(a);
     for (int pass = 0; pass < 2; pass++) {
-        in = sdc_arena_alloc(a, (size_t)(B * n));
+        in = sdc_arena_alloc(a, (size_t)n);
         ctx = sdc_arena_alloc(a, ctx_n);
         kv = sdc_arena_alloc(a, sdc_unet_context_floats(m->unet, B, S));
         out = sdc_arena_alloc(a, (size_t)(B * n));
         mark = sdc_arena_mark(a);
         if (pass == 0) {
             t[0] = t[1] = sdc_sched_timestep(g->sched, 0);
-            sdc_unet_forward(m->unet, sdc_backend_null(), a, in, B, h, w, t, ctx, S, NULL, out);
+            sdc_unet_forward(m->unet, sdc_backend_null(), a, in, B, B > 1, h, w, t, ctx, S, NULL,
+                             out);
             sdc_status st = arena_commit_plan(m, a, "the UNet");
             if (st != SDC_OK) return st;
         }
@@ -419,12 +420,14 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
     const int len = sdc_sched_len(g->sched);
     const double t_steps = now_s();
     for (int i = 0; i < len; i++) {
-        for (int b = 0; b < B; b++) be->copy_in(be, in + b * n, g->x, n);
+        /* the B rows (CFG: unconditional, conditional) share the input:
+         * the UNet takes it once (sdc_unet_forward's shared) */
+        be->copy_in(be, in, g->x, n);
         float s = sdc_sched_input_scale(g->sched, i);
-        if (s != 1.0f) be->axpby(be, in, s, in, 0.0f, NULL, B * n);
+        if (s != 1.0f) be->axpby(be, in, s, in, 0.0f, NULL, n);
         t[0] = t[1] = sdc_sched_timestep(g->sched, i);
         sdc_arena_reset(a, mark);
-        sdc_unet_forward(m->unet, be, a, in, B, h, w, t, ctx, S, kv, out);
+        sdc_unet_forward(m->unet, be, a, in, B, B > 1, h, w, t, ctx, S, kv, out);
         sdc_status st = arena_checked(a, "the UNet");
         if (st != SDC_OK) return st;
         if (B == 2) be->lerp(be, out, out, out + n, p->cfg_scale, n);
