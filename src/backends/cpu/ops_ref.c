@@ -39,30 +39,47 @@ void sdc_ref_linear_map(sdc_backend *be, float *y, const float *x, const sdc_wei
             }
 }
 
+/* Direct convolution, each output a double sum over (c, ky, kx) in that
+ * order.  The loops run a chunk of output columns at a time (the sums of a
+ * row segment side by side, each weight read once per segment), which
+ * leaves every output's sum and its order as in the plain nest. */
+#define REF_CONV_COLS 64
+
 void sdc_ref_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                     const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
                     int pad, const float *acc) {
     (void)be;
     int Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
+    double s[REF_CONV_COLS];
     for (int n = 0; n < N; n++)
         for (int o = 0; o < O; o++)
             for (int oy = 0; oy < Ho; oy++)
-                for (int ox = 0; ox < Wo; ox++) {
-                    double s = b ? sdc_wget(b, o) : 0.0;
+                for (int ox0 = 0; ox0 < Wo; ox0 += REF_CONV_COLS) {
+                    const int nc = Wo - ox0 < REF_CONV_COLS ? Wo - ox0 : REF_CONV_COLS;
+                    const double bias = b ? sdc_wget(b, o) : 0.0;
+                    for (int j = 0; j < nc; j++) s[j] = bias;
                     for (int c = 0; c < C; c++)
                         for (int ky = 0; ky < kh; ky++) {
                             int iy = oy * stride - pad + ky;
                             if (iy < 0 || iy >= H) continue;
+                            const float *xr = x + (((int64_t)n * C + c) * H + iy) * W;
                             for (int kx = 0; kx < kw; kx++) {
-                                int ix = ox * stride - pad + kx;
-                                if (ix < 0 || ix >= W) continue;
-                                float xv = x[(((int64_t)n * C + c) * H + iy) * W + ix];
-                                float wv = sdc_wget(w, (((int64_t)o * C + c) * kh + ky) * kw + kx);
-                                s += (double)xv * wv;
+                                /* the columns whose input ix = ox*stride - pad + kx is in
+                                 * [0, W) */
+                                int lo = 0, hi = nc;
+                                while (lo < nc && (ox0 + lo) * stride - pad + kx < 0) lo++;
+                                while (hi > lo && (ox0 + hi - 1) * stride - pad + kx >= W) hi--;
+                                if (lo >= hi) continue;
+                                const double wv =
+                                    sdc_wget(w, (((int64_t)o * C + c) * kh + ky) * kw + kx);
+                                const int64_t ix0 = (int64_t)ox0 * stride - pad + kx;
+                                for (int j = lo; j < hi; j++)
+                                    s[j] += (double)xr[ix0 + (int64_t)j * stride] * wv;
                             }
                         }
-                    int64_t i = (((int64_t)n * O + o) * Ho + oy) * Wo + ox;
-                    y[i] = acc ? acc[i] + (float)s : (float)s;
+                    int64_t i = (((int64_t)n * O + o) * Ho + oy) * Wo + ox0;
+                    for (int j = 0; j < nc; j++)
+                        y[i + j] = acc ? acc[i + j] + (float)s[j] : (float)s[j];
                 }
 }
 
