@@ -117,6 +117,8 @@ void sdc_wino2_input_avx512(const float *, int, int, int, int, int, int, int, fl
 void sdc_wino2_weight_avx512(const float *, int, float *, int64_t, int);
 void sdc_wino_weight16_f16_avx512(const uint16_t *, float *, int64_t);
 void sdc_wino2_weight16_f16_avx512(const uint16_t *, float *, int64_t);
+void sdc_wino_weight16_f16_avx2(const uint16_t *, float *, int64_t);
+void sdc_wino2_weight16_f16_avx2(const uint16_t *, float *, int64_t);
 void sdc_wino2_output_avx512(const float *, int64_t, float *, const float *, float, int, int,
                              int, int, int, int, int64_t);
 #endif
@@ -436,6 +438,7 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
         jb.out = sdc_wino_output_avx512;
     } else if (strcmp(K->isa, "avx2") == 0) {
         jb.in = sdc_wino_input_avx2, jb.wt = sdc_wino_weight_avx2, jb.out = sdc_wino_output_avx2;
+        wt16 = sdc_wino_weight16_f16_avx2;
     }
 #endif
     jb.tw = ceil_div(W, 4);
@@ -456,7 +459,8 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
             in2 = sdc_wino2_input_avx512, wt2 = sdc_wino2_weight_avx512,
             wt2_16 = sdc_wino2_weight16_f16_avx512, out2 = sdc_wino2_output_avx512;
         else if (strcmp(K->isa, "avx2") == 0)
-            in2 = sdc_wino2_input_avx2, wt2 = sdc_wino2_weight_avx2, out2 = sdc_wino2_output_avx2;
+            in2 = sdc_wino2_input_avx2, wt2 = sdc_wino2_weight_avx2,
+            wt2_16 = sdc_wino2_weight16_f16_avx2, out2 = sdc_wino2_output_avx2;
 #endif
         if (wino_panel_run(cpu, 1, in2, wt2, wt2_16, out2, y, x, N, C, H, W, w, b, O, acc) == 0)
             return 0;
