@@ -68,6 +68,85 @@ static inline __m256 qgelu256(__m256 x) {
     return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
+/* The same functions on NV vectors in lockstep: every step for all NV
+ * before the next.  One GELU is a chain of ~160 cycles of latency (a
+ * division, 10 + 9 dependent FMAs) in ~90 micro-ops on Zen 1, whose
+ * window holds about two such chains: written one vector at a time (the
+ * compiler keeps the order), GEGLU ran at ~95 cycles per 8 values, in L1. */
+#define NV 4
+#define EACH for (int j_ = 0; j_ < NV; j_++)
+#define V(a) a[j_]
+
+static inline __attribute__((always_inline)) void exp256_n(__m256 x[NV]) {
+    __m256 n[NV], r[NV], y[NV];
+#pragma GCC unroll 4
+    EACH V(x) = _mm256_min_ps(_mm256_max_ps(V(x), _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.02f));
+#pragma GCC unroll 4
+    EACH V(n) = _mm256_round_ps(_mm256_mul_ps(V(x), _mm256_set1_ps(1.44269504088896341f)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#pragma GCC unroll 4
+    EACH V(r) = _mm256_fnmadd_ps(V(n), _mm256_set1_ps(0.693359375f), V(x));
+#pragma GCC unroll 4
+    EACH V(r) = _mm256_fnmadd_ps(V(n), _mm256_set1_ps(-2.12194440e-4f), V(r));
+#pragma GCC unroll 4
+    EACH V(y) = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), V(r), _mm256_set1_ps(1.3981999507e-3f));
+#pragma GCC unroll 4
+    EACH V(y) = _mm256_fmadd_ps(V(y), V(r), _mm256_set1_ps(8.3334519073e-3f));
+#pragma GCC unroll 4
+    EACH V(y) = _mm256_fmadd_ps(V(y), V(r), _mm256_set1_ps(4.1665795894e-2f));
+#pragma GCC unroll 4
+    EACH V(y) = _mm256_fmadd_ps(V(y), V(r), _mm256_set1_ps(1.6666665459e-1f));
+#pragma GCC unroll 4
+    EACH V(y) = _mm256_fmadd_ps(V(y), V(r), _mm256_set1_ps(5.0000001201e-1f));
+#pragma GCC unroll 4
+    EACH V(y) = _mm256_fmadd_ps(V(y), _mm256_mul_ps(V(r), V(r)), _mm256_add_ps(V(r), _mm256_set1_ps(1.0f)));
+#pragma GCC unroll 4
+    EACH {
+        __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(V(n)), _mm256_set1_epi32(127)), 23);
+        V(x) = _mm256_mul_ps(V(y), _mm256_castsi256_ps(e));
+    }
+}
+
+/* x <- GELU(x) = 0.5 x erfc(-x/sqrt 2), erfc as erfc256 */
+static inline __attribute__((always_inline)) void gelu256_n(__m256 x[NV]) {
+    __m256 u[NV], z[NV], t[NV], p[NV], r[NV];
+#pragma GCC unroll 4
+    EACH V(u) = _mm256_mul_ps(V(x), _mm256_set1_ps(-0.70710678118654752f));
+#pragma GCC unroll 4
+    EACH V(z) = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), V(u));
+#pragma GCC unroll 4
+    EACH V(t) = _mm256_div_ps(_mm256_set1_ps(1.0f),
+                              _mm256_fmadd_ps(V(z), _mm256_set1_ps(0.5f), _mm256_set1_ps(1.0f)));
+    static const float c[10] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
+                                -0.18628806f, 0.09678418f,  0.37409196f, 1.00002368f, -1.26551223f};
+#pragma GCC unroll 4
+    EACH V(p) = _mm256_fmadd_ps(_mm256_set1_ps(c[0]), V(t), _mm256_set1_ps(c[1]));
+#pragma GCC unroll 8
+    for (int k = 2; k < 10; k++)
+#pragma GCC unroll 4
+        EACH V(p) = _mm256_fmadd_ps(V(p), V(t), _mm256_set1_ps(c[k]));
+#pragma GCC unroll 4
+    EACH V(r) = _mm256_fnmadd_ps(V(z), V(z), V(p));
+    exp256_n(r);
+#pragma GCC unroll 4
+    EACH {
+        __m256 e = _mm256_mul_ps(V(t), V(r));
+        __m256 neg = _mm256_cmp_ps(V(u), _mm256_setzero_ps(), _CMP_LT_OQ);
+        e = _mm256_blendv_ps(e, _mm256_sub_ps(_mm256_set1_ps(2.0f), e), neg);
+        V(x) = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), V(x)), e);
+    }
+}
+
+/* x <- x / (1 + exp(-k x)): SiLU (k = 1) and quick GELU (k = 1.702) */
+static inline __attribute__((always_inline)) void sigmul256_n(__m256 x[NV], float k) {
+    __m256 e[NV];
+#pragma GCC unroll 4
+    EACH V(e) = _mm256_mul_ps(V(x), _mm256_set1_ps(-k));
+    exp256_n(e);
+#pragma GCC unroll 4
+    EACH V(x) = _mm256_div_ps(V(x), _mm256_add_ps(_mm256_set1_ps(1.0f), V(e)));
+}
+
 /* lanes < n (0 <= n <= 8) set */
 static inline __m256i tail_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -85,8 +164,24 @@ static inline __m256 unary256(int kind, __m256 x) {
     }
 }
 
+static inline __attribute__((always_inline)) void unary256_n(int kind, __m256 x[NV]) {
+    switch (kind) {
+    case UN_SILU: sigmul256_n(x, 1.0f); break;
+    case UN_GELU: gelu256_n(x); break;
+    default: sigmul256_n(x, 1.702f); break;
+    }
+}
+
 static void unary_span(int kind, float *y, const float *x, int64_t n) {
     int64_t i = 0;
+    for (; i + 8 * NV <= n; i += 8 * NV) {
+        __m256 v[NV];
+#pragma GCC unroll 4
+        EACH V(v) = _mm256_loadu_ps(x + i + 8 * j_);
+        unary256_n(kind, v);
+#pragma GCC unroll 4
+        EACH _mm256_storeu_ps(y + i + 8 * j_, V(v));
+    }
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, unary256(kind, _mm256_loadu_ps(x + i)));
     if (i < n) {
         __m256i m = tail_mask((int)(n - i));
@@ -126,6 +221,14 @@ void sdc_avx2_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
 
 void sdc_avx2_geglu_row(float *y, const float *h, const float *gate, int n) {
     int i = 0;
+    for (; i + 8 * NV <= n; i += 8 * NV) {
+        __m256 g[NV];
+#pragma GCC unroll 4
+        EACH V(g) = _mm256_loadu_ps(gate + i + 8 * j_);
+        gelu256_n(g);
+#pragma GCC unroll 4
+        EACH _mm256_storeu_ps(y + i + 8 * j_, _mm256_mul_ps(_mm256_loadu_ps(h + i + 8 * j_), V(g)));
+    }
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(h + i),
                                               gelu256(_mm256_loadu_ps(gate + i))));
@@ -206,6 +309,15 @@ static void norm_span(float *y, const float *x, int64_t n, float mean, float a, 
                       int silu) {
     __m256 vm = _mm256_set1_ps(mean), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
     int64_t i = 0;
+    if (silu)
+        for (; i + 8 * NV <= n; i += 8 * NV) {
+            __m256 v[NV];
+#pragma GCC unroll 4
+            EACH V(v) = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8 * j_), vm), va, vb);
+            sigmul256_n(v, 1.0f);
+#pragma GCC unroll 4
+            EACH _mm256_storeu_ps(y + i + 8 * j_, V(v));
+        }
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), va, vb);
         _mm256_storeu_ps(y + i, silu ? silu256(v) : v);
