@@ -16,60 +16,8 @@
 
 #define CHUNK ((int64_t)1 << 15)
 
-static inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.02f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
-
-/* erfc(u) = t exp(-z^2 + P(t)), z = |u|, t = 1/(1 + z/2); 2 - that for u < 0 */
-static inline __m256 erfc256(__m256 u) {
-    __m256 z = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), u);
-    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
-                             _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), _mm256_set1_ps(1.0f)));
-    __m256 p = _mm256_set1_ps(0.17087277f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.82215223f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
-    __m256 r = _mm256_mul_ps(t, exp256(_mm256_fnmadd_ps(z, z, p)));
-    __m256 neg = _mm256_cmp_ps(u, _mm256_setzero_ps(), _CMP_LT_OQ);
-    return _mm256_blendv_ps(r, _mm256_sub_ps(_mm256_set1_ps(2.0f), r), neg);
-}
-
-static inline __m256 silu256(__m256 x) {
-    __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
-    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-}
-
-static inline __m256 gelu256(__m256 x) {
-    __m256 u = _mm256_mul_ps(x, _mm256_set1_ps(-0.70710678118654752f));
-    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), erfc256(u));
-}
-
-static inline __m256 qgelu256(__m256 x) {
-    __m256 e = exp256(_mm256_mul_ps(x, _mm256_set1_ps(-1.702f)));
-    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-}
-
-/* The same functions on NV vectors in lockstep: every step for all NV
- * before the next.  One GELU is a chain of ~160 cycles of latency (a
+/* The functions on NV vectors in lockstep: every step for all NV before
+ * the next.  One GELU is a chain of ~160 cycles of latency (a
  * division, 10 + 9 dependent FMAs) in ~90 micro-ops on Zen 1, whose
  * window holds about two such chains: written one vector at a time (the
  * compiler keeps the order), GEGLU ran at ~95 cycles per 8 values, in L1. */
@@ -107,7 +55,8 @@ static inline __attribute__((always_inline)) void exp256_n(__m256 x[NV]) {
     }
 }
 
-/* x <- GELU(x) = 0.5 x erfc(-x/sqrt 2), erfc as erfc256 */
+/* x <- GELU(x) = 0.5 x erfc(-x/sqrt 2), with erfc(u) = t exp(-z^2 + P(t)),
+ * z = |u|, t = 1/(1 + z/2), and 2 - that for u < 0 */
 static inline __attribute__((always_inline)) void gelu256_n(__m256 x[NV]) {
     __m256 u[NV], z[NV], t[NV], p[NV], r[NV];
 #pragma GCC unroll 4
@@ -152,17 +101,19 @@ static inline __m256i tail_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/* The masks and offsets of the NV vectors of a last group of r < 8 NV
+ * values (vectors past the end: no lanes, offset 0). */
+static inline void tail_group(int64_t r, __m256i m[NV], int64_t off[NV]) {
+    for (int j = 0; j < NV; j++) {
+        int64_t k = r - 8 * j;
+        m[j] = tail_mask(k <= 0 ? 0 : k >= 8 ? 8 : (int)k);
+        off[j] = k > 0 ? 8 * j : 0;
+    }
+}
+
 /* ---- elementwise ---------------------------------------------------------- */
 
 enum { UN_SILU, UN_GELU, UN_QGELU };
-
-static inline __m256 unary256(int kind, __m256 x) {
-    switch (kind) {
-    case UN_SILU: return silu256(x);
-    case UN_GELU: return gelu256(x);
-    default: return qgelu256(x);
-    }
-}
 
 static inline __attribute__((always_inline)) void unary256_n(int kind, __m256 x[NV]) {
     switch (kind) {
@@ -182,10 +133,14 @@ static void unary_span(int kind, float *y, const float *x, int64_t n) {
 #pragma GCC unroll 4
         EACH _mm256_storeu_ps(y + i + 8 * j_, V(v));
     }
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, unary256(kind, _mm256_loadu_ps(x + i)));
     if (i < n) {
-        __m256i m = tail_mask((int)(n - i));
-        _mm256_maskstore_ps(y + i, m, unary256(kind, _mm256_maskload_ps(x + i, m)));
+        __m256 v[NV];
+        __m256i m[NV];
+        int64_t off[NV];
+        tail_group(n - i, m, off);
+        EACH V(v) = _mm256_maskload_ps(x + i + V(off), V(m));
+        unary256_n(kind, v);
+        EACH _mm256_maskstore_ps(y + i + V(off), V(m), V(v));
     }
 }
 
@@ -229,13 +184,15 @@ void sdc_avx2_geglu_row(float *y, const float *h, const float *gate, int n) {
 #pragma GCC unroll 4
         EACH _mm256_storeu_ps(y + i + 8 * j_, _mm256_mul_ps(_mm256_loadu_ps(h + i + 8 * j_), V(g)));
     }
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(h + i),
-                                              gelu256(_mm256_loadu_ps(gate + i))));
     if (i < n) {
-        __m256i m = tail_mask(n - i);
-        _mm256_maskstore_ps(y + i, m, _mm256_mul_ps(_mm256_maskload_ps(h + i, m),
-                                                    gelu256(_mm256_maskload_ps(gate + i, m))));
+        __m256 g[NV];
+        __m256i m[NV];
+        int64_t off[NV];
+        tail_group(n - i, m, off);
+        EACH V(g) = _mm256_maskload_ps(gate + i + V(off), V(m));
+        gelu256_n(g);
+        EACH _mm256_maskstore_ps(y + i + V(off), V(m),
+                                 _mm256_mul_ps(_mm256_maskload_ps(h + i + V(off), V(m)), V(g)));
     }
 }
 
@@ -309,7 +266,7 @@ static void norm_span(float *y, const float *x, int64_t n, float mean, float a, 
                       int silu) {
     __m256 vm = _mm256_set1_ps(mean), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
     int64_t i = 0;
-    if (silu)
+    if (silu) {
         for (; i + 8 * NV <= n; i += 8 * NV) {
             __m256 v[NV];
 #pragma GCC unroll 4
@@ -318,14 +275,22 @@ static void norm_span(float *y, const float *x, int64_t n, float mean, float a, 
 #pragma GCC unroll 4
             EACH _mm256_storeu_ps(y + i + 8 * j_, V(v));
         }
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), va, vb);
-        _mm256_storeu_ps(y + i, silu ? silu256(v) : v);
+        if (i < n) {
+            __m256 v[NV];
+            __m256i m[NV];
+            int64_t off[NV];
+            tail_group(n - i, m, off);
+            EACH V(v) = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i + V(off), V(m)), vm), va, vb);
+            sigmul256_n(v, 1.0f);
+            EACH _mm256_maskstore_ps(y + i + V(off), V(m), V(v));
+        }
+        return;
     }
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), va, vb));
     if (i < n) {
         __m256i mk = tail_mask((int)(n - i));
-        __m256 v = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, mk), vm), va, vb);
-        _mm256_maskstore_ps(y + i, mk, silu ? silu256(v) : v);
+        _mm256_maskstore_ps(y + i, mk, _mm256_fmadd_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, mk), vm), va, vb));
     }
 }
 
