@@ -123,12 +123,18 @@ static inline __attribute__((always_inline)) void unary256_n(int kind, __m256 x[
     }
 }
 
-static void unary_span(int kind, float *y, const float *x, int64_t n) {
+/* y = act(x), or act((x - mean) * a + b) when affine (GroupNorm+SiLU's
+ * normalise pass), NV vectors at a time; the last partial group masked */
+static inline __attribute__((always_inline)) void act_span(int kind, float *y, const float *x,
+                                                           int64_t n, int affine, float mean,
+                                                           float a, float b) {
+    const __m256 vm = _mm256_set1_ps(mean), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+#define AFFINE(v) (affine ? _mm256_fmadd_ps(_mm256_sub_ps(v, vm), va, vb) : (v))
     int64_t i = 0;
     for (; i + 8 * NV <= n; i += 8 * NV) {
         __m256 v[NV];
 #pragma GCC unroll 4
-        EACH V(v) = _mm256_loadu_ps(x + i + 8 * j_);
+        EACH V(v) = AFFINE(_mm256_loadu_ps(x + i + 8 * j_));
         unary256_n(kind, v);
 #pragma GCC unroll 4
         EACH _mm256_storeu_ps(y + i + 8 * j_, V(v));
@@ -138,10 +144,15 @@ static void unary_span(int kind, float *y, const float *x, int64_t n) {
         __m256i m[NV];
         int64_t off[NV];
         tail_group(n - i, m, off);
-        EACH V(v) = _mm256_maskload_ps(x + i + V(off), V(m));
+        EACH V(v) = AFFINE(_mm256_maskload_ps(x + i + V(off), V(m)));
         unary256_n(kind, v);
         EACH _mm256_maskstore_ps(y + i + V(off), V(m), V(v));
     }
+#undef AFFINE
+}
+
+static void unary_span(int kind, float *y, const float *x, int64_t n) {
+    act_span(kind, y, x, n, 0, 0.0f, 1.0f, 0.0f);
 }
 
 typedef struct un_ctx {
@@ -264,28 +275,12 @@ static void stats_d(const float *x, int64_t n, double *mean, double *var) {
 /* y = (x - mean) * a + b, then silu if asked */
 static void norm_span(float *y, const float *x, int64_t n, float mean, float a, float b,
                       int silu) {
-    __m256 vm = _mm256_set1_ps(mean), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
-    int64_t i = 0;
     if (silu) {
-        for (; i + 8 * NV <= n; i += 8 * NV) {
-            __m256 v[NV];
-#pragma GCC unroll 4
-            EACH V(v) = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8 * j_), vm), va, vb);
-            sigmul256_n(v, 1.0f);
-#pragma GCC unroll 4
-            EACH _mm256_storeu_ps(y + i + 8 * j_, V(v));
-        }
-        if (i < n) {
-            __m256 v[NV];
-            __m256i m[NV];
-            int64_t off[NV];
-            tail_group(n - i, m, off);
-            EACH V(v) = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i + V(off), V(m)), vm), va, vb);
-            sigmul256_n(v, 1.0f);
-            EACH _mm256_maskstore_ps(y + i + V(off), V(m), V(v));
-        }
+        act_span(UN_SILU, y, x, n, 1, mean, a, b);
         return;
     }
+    const __m256 vm = _mm256_set1_ps(mean), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+    int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), va, vb));
     if (i < n) {
