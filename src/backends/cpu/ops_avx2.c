@@ -124,10 +124,11 @@ static inline __attribute__((always_inline)) void unary256_n(int kind, __m256 x[
 }
 
 /* y = act(x), or act((x - mean) * a + b) when affine (GroupNorm+SiLU's
- * normalise pass), NV vectors at a time; the last partial group masked */
+ * normalise pass), times h[i] when h is given (GEGLU), NV vectors at a
+ * time; the last partial group masked */
 static inline __attribute__((always_inline)) void act_span(int kind, float *y, const float *x,
                                                            int64_t n, int affine, float mean,
-                                                           float a, float b) {
+                                                           float a, float b, const float *h) {
     const __m256 vm = _mm256_set1_ps(mean), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
 #define AFFINE(v) (affine ? _mm256_fmadd_ps(_mm256_sub_ps(v, vm), va, vb) : (v))
     int64_t i = 0;
@@ -137,7 +138,7 @@ static inline __attribute__((always_inline)) void act_span(int kind, float *y, c
         EACH V(v) = AFFINE(_mm256_loadu_ps(x + i + 8 * j_));
         unary256_n(kind, v);
 #pragma GCC unroll 4
-        EACH _mm256_storeu_ps(y + i + 8 * j_, V(v));
+        EACH _mm256_storeu_ps(y + i + 8 * j_, h ? _mm256_mul_ps(_mm256_loadu_ps(h + i + 8 * j_), V(v)) : V(v));
     }
     if (i < n) {
         __m256 v[NV];
@@ -146,13 +147,14 @@ static inline __attribute__((always_inline)) void act_span(int kind, float *y, c
         tail_group(n - i, m, off);
         EACH V(v) = AFFINE(_mm256_maskload_ps(x + i + V(off), V(m)));
         unary256_n(kind, v);
-        EACH _mm256_maskstore_ps(y + i + V(off), V(m), V(v));
+        EACH _mm256_maskstore_ps(y + i + V(off), V(m),
+                                 h ? _mm256_mul_ps(_mm256_maskload_ps(h + i + V(off), V(m)), V(v)) : V(v));
     }
 #undef AFFINE
 }
 
 static void unary_span(int kind, float *y, const float *x, int64_t n) {
-    act_span(kind, y, x, n, 0, 0.0f, 1.0f, 0.0f);
+    act_span(kind, y, x, n, 0, 0.0f, 1.0f, 0.0f, NULL);
 }
 
 typedef struct un_ctx {
@@ -186,25 +188,7 @@ void sdc_avx2_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
 }
 
 void sdc_avx2_geglu_row(float *y, const float *h, const float *gate, int n) {
-    int i = 0;
-    for (; i + 8 * NV <= n; i += 8 * NV) {
-        __m256 g[NV];
-#pragma GCC unroll 4
-        EACH V(g) = _mm256_loadu_ps(gate + i + 8 * j_);
-        gelu256_n(g);
-#pragma GCC unroll 4
-        EACH _mm256_storeu_ps(y + i + 8 * j_, _mm256_mul_ps(_mm256_loadu_ps(h + i + 8 * j_), V(g)));
-    }
-    if (i < n) {
-        __m256 g[NV];
-        __m256i m[NV];
-        int64_t off[NV];
-        tail_group(n - i, m, off);
-        EACH V(g) = _mm256_maskload_ps(gate + i + V(off), V(m));
-        gelu256_n(g);
-        EACH _mm256_maskstore_ps(y + i + V(off), V(m),
-                                 _mm256_mul_ps(_mm256_maskload_ps(h + i + V(off), V(m)), V(g)));
-    }
+    act_span(UN_GELU, y, gate, n, 0, 0.0f, 1.0f, 0.0f, h);
 }
 
 /* ---- statistics in double ------------------------------------------------ */
@@ -276,7 +260,7 @@ static void stats_d(const float *x, int64_t n, double *mean, double *var) {
 static void norm_span(float *y, const float *x, int64_t n, float mean, float a, float b,
                       int silu) {
     if (silu) {
-        act_span(UN_SILU, y, x, n, 1, mean, a, b);
+        act_span(UN_SILU, y, x, n, 1, mean, a, b, NULL);
         return;
     }
     const __m256 vm = _mm256_set1_ps(mean), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
