@@ -50,49 +50,27 @@ static inline __attribute__((always_inline)) void taps16_f16(const uint16_t *h, 
     }
 }
 
-/* F(4x4): the 6-point G of winograd_tf.h's sdc_wino_weight on three vectors */
-static inline __attribute__((always_inline)) void g6(__m512 a, __m512 b, __m512 c, __m512 o[]) {
-    const __m512 r6 = _mm512_set1_ps(1.0f / 6.0f), r12 = _mm512_set1_ps(1.0f / 12.0f),
-                 r24 = _mm512_set1_ps(1.0f / 24.0f), neg = _mm512_set1_ps(-1.0f / 6.0f);
-    __m512 ac = _mm512_add_ps(a, c), e = _mm512_fmadd_ps(a, r24, _mm512_mul_ps(c, r6));
-    __m512 f = _mm512_mul_ps(b, r12);
-    o[0] = _mm512_mul_ps(a, _mm512_set1_ps(0.25f));
-    o[1] = _mm512_mul_ps(_mm512_add_ps(ac, b), neg);
-    o[2] = _mm512_mul_ps(_mm512_sub_ps(ac, b), neg);
-    o[3] = _mm512_add_ps(e, f);
-    o[4] = _mm512_sub_ps(e, f);
-    o[5] = c;
-}
+#define WG_V __m512
+#define WG_SET1(x) _mm512_set1_ps(x)
+#define WG_ADD(a, b) _mm512_add_ps(a, b)
+#define WG_SUB(a, b) _mm512_sub_ps(a, b)
+#define WG_MUL(a, b) _mm512_mul_ps(a, b)
+#define WG_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define WG_STORE(p, v) _mm512_storeu_ps(p, v)
+#include "backends/cpu/winograd_g_simd.h"
 
-/* F(2x2): the 4-point G of sdc_wino2_weight */
-static inline __attribute__((always_inline)) void g4(__m512 a, __m512 b, __m512 c, __m512 o[]) {
-    const __m512 half = _mm512_set1_ps(0.5f);
-    __m512 ac = _mm512_mul_ps(half, _mm512_add_ps(a, c)), hb = _mm512_mul_ps(half, b);
-    o[0] = a;
-    o[1] = _mm512_add_ps(ac, hb);
-    o[2] = _mm512_sub_ps(ac, hb);
-    o[3] = c;
-}
-
-/* U = G g G^T of the 16 filters by the P-point column transform gcol
- * (g6: F(4x4), g4: F(2x2)): over g's columns, then over the rows' */
-typedef void (*gcol_fn)(__m512 a, __m512 b, __m512 c, __m512 o[]);
+/* U of the 16 filters (144 halfs at h) to u + xi*xs */
 static inline __attribute__((always_inline)) void weight16(const uint16_t *h, float *u, int64_t xs,
-                                                           const int P, gcol_fn gcol) {
-    __m512 g[9], hc[3][6];
+                                                           const int P, wg_gcol_fn gcol) {
+    __m512 g[9];
     taps16_f16(h, g);
-    for (int s = 0; s < 3; s++) gcol(g[s], g[3 + s], g[6 + s], hc[s]); /* h = G g */
-    for (int r = 0; r < P; r++) { /* row r of h G^T */
-        __m512 q[6];
-        gcol(hc[0][r], hc[1][r], hc[2][r], q);
-        for (int s = 0; s < P; s++) _mm512_storeu_ps(u + (r * P + s) * xs, q[s]);
-    }
+    wg_weight(g, u, xs, P, gcol);
 }
 
 void sdc_wino_weight16_f16_avx512(const uint16_t *h, float *u, int64_t xs) {
-    weight16(h, u, xs, 6, g6);
+    weight16(h, u, xs, 6, wg_g6);
 }
 
 void sdc_wino2_weight16_f16_avx512(const uint16_t *h, float *u, int64_t xs) {
-    weight16(h, u, xs, 4, g4);
+    weight16(h, u, xs, 4, wg_g4);
 }
