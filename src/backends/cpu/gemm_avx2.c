@@ -10,13 +10,23 @@
 
 /* c[6, 16] += A[6, kc] · B[kc, 16]: 12 accumulators (6 rows x 2 ymm),
  * 2 loads of B and 6 broadcasts of A per k; A(i, k) = a_i[k * astep],
- * B(k, :) = b + k * bstep. */
+ * B(k, :) = b + k * bstep.  C's lines are prefetched for writing at the
+ * start: where the K loop is blocked (K > 640, gemm.c) C is revisited per
+ * K block from beyond L2 (a 512x512 tile is 1 MiB; Zen 1's L2 512 KiB),
+ * and the loads at the end otherwise stall ~100+ cycles of a ~3000-cycle
+ * call.  UNet linears on Zen 1 (ab_ops, 5 rounds, 2026-11-28) 6638 ->
+ * 6509-6546 ms per step, M512 N10240 K1280 alone (1 call, min of 8) 206
+ * -> 196 ms; convolutions unchanged. */
 static inline __attribute__((always_inline)) void
 kernel_6x16(int kc, const float *a0, const float *a1, const float *a2, const float *a3,
             const float *a4, const float *a5, int64_t astep, const float *b, int64_t bstep,
             float *c, int64_t ldc, int mr, int nr) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int i = 0; i < mr; i++) {
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + nr - 1, 1, 3);
+    }
     for (int64_t k = 0, ka = 0; k < kc; k++, ka += astep, b += bstep) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), ai;
         ai = _mm256_broadcast_ss(a0 + ka);
