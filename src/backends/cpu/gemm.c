@@ -33,7 +33,8 @@
  * rounds) 2480 -> 2416 ms per step, M8192 N320 K320 8.79 -> 7.95 ms; a UNet
  * pass on the full-size stand-in 2.1% faster (median of 8 paired passes,
  * with Winograd's prefetch, winograd.c).  The AVX2 kernel with the same
- * scheme measured 1.1% slower (2555 -> 2584 ms), so it has none. */
+ * scheme measured 1.1% slower (2555 -> 2584 ms, Zen 4), so it has no
+ * gemm_pf; it prefetches only its own C tile at its start (gemm_avx2.c). */
 #include <stdlib.h>
 #include <string.h>
 
