@@ -249,7 +249,7 @@ static void test_linear_map_random(void) {
     }
     static const int shapes[][4] = {{1, 1, 1, 1},   {2, 37, 20, 24},  {2, 64, 32, 40},
                                     {1, 100, 17, 33}, {3, 15, 50, 64}, {2, 300, 64, 96},
-                                    {2, 29, 320, 7}};
+                                    {2, 29, 320, 7},  {3, 32, 24, 18}};
     int ns = (int)(sizeof shapes / sizeof shapes[0]);
     for (int b = 0; b < g_nfast; b++)
         for (int s = 0; s < ns; s++)
@@ -291,7 +291,11 @@ static void test_conv_random(void) {
         {2, 3, 7, 9, 5, 3, 3, 1, 1},  {1, 4, 8, 8, 7, 3, 3, 2, 1},   {1, 5, 9, 7, 3, 3, 3, 2, 0},
         {1, 13, 5, 5, 20, 1, 1, 1, 0}, {1, 3, 6, 6, 2, 1, 1, 2, 0},  {2, 8, 17, 19, 33, 3, 3, 1, 1},
         {1, 2, 5, 11, 4, 1, 3, 1, 1},  {1, 40, 6, 10, 9, 3, 3, 1, 1}, {1, 1, 1, 1, 1, 1, 1, 1, 0},
-        {1, 7, 23, 3, 17, 3, 3, 1, 1}, {1, 30, 20, 20, 8, 1, 1, 1, 0}, {1, 3, 9, 8, 4, 3, 3, 2, 1}};
+        {1, 7, 23, 3, 17, 3, 3, 1, 1}, {1, 30, 20, 20, 8, 1, 1, 1, 0}, {1, 3, 9, 8, 4, 3, 3, 2, 1},
+        /* several images whose pixel counts are whole register strips (16,
+         * 32, 64): one GEMM over all of them (gemm.c, conv_gemm_images) */
+        {2, 12, 8, 8, 9, 1, 1, 1, 0},  {3, 10, 16, 8, 7, 3, 3, 2, 1}, {2, 20, 16, 16, 13, 3, 3, 2, 1},
+        {2, 9, 4, 4, 5, 1, 1, 1, 0},   {3, 6, 8, 4, 19, 1, 1, 1, 0}};
     int ns = (int)(sizeof shapes / sizeof shapes[0]);
     for (int b = 0; b < g_nfast; b++)
         for (int s = 0; s < ns; s++)
@@ -795,6 +799,7 @@ static void test_sd_shapes(void) {
         sd_conv(be, 1, 320, 64, 64, 320, 3, 1, 1, SDC_DT_F16);  /* resnet 64x64 */
         sd_conv(be, 1, 320, 64, 64, 320, 3, 2, 1, SDC_DT_F16);  /* downsample */
         sd_conv(be, 1, 960, 32, 32, 640, 1, 1, 0, SDC_DT_F16);  /* skip 1x1 */
+        sd_conv(be, 2, 2560, 8, 8, 1280, 1, 1, 0, SDC_DT_F16);  /* skip 1x1, 8x8: both images in one GEMM */
         sd_conv(be, 2, 1280, 8, 8, 1280, 3, 1, 1, SDC_DT_BF16); /* 8x8 */
         sd_conv(be, 1, 128, 128, 128, 128, 3, 1, 1, SDC_DT_F32); /* VAE decoder (256 px) */
         sd_conv(be, 1, 512, 64, 64, 3, 3, 1, 1, SDC_DT_F32);    /* small O */

@@ -178,7 +178,19 @@ struct sdc_gemm {
     /* B as the transpose of a weight [N, K] (row-major), or NULL: the bf16
      * mode packs its pair panels directly, else through pack_b */
     const sdc_weight *bw;
+    /* Several images side by side in N (0: one): columns n of image
+     * n / img_cols (img_cols a multiple of the kernel's nr, so that no
+     * register strip spans two images) are at C + (n / img_cols) *
+     * img_stride + n % img_cols in row m's [ldc] (sdc_gemm_off). */
+    int64_t img_cols, img_stride;
 };
+/* Offset of C[m, n] from g->C (and of the same element of a buffer laid
+ * out as C: a convolution's residual). */
+static inline int64_t sdc_gemm_off(const sdc_gemm *g, int m, int n) {
+    if (g->img_cols > 0)
+        return (int64_t)m * g->ldc + (n / g->img_cols) * g->img_stride + n % g->img_cols;
+    return (int64_t)m * g->ldc + n;
+}
 /* Runs C = init + A·B over the pool. */
 void sdc_gemm_run(const sdc_gemm *g);
 

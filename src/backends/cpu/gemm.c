@@ -241,7 +241,7 @@ static void gemm_tile_deep(const gemm_plan *pl, int64_t task, int thread) {
         const float *a = g->a + (int64_t)(m0 + ir) * g->lda;
         const int next_rows = imin(mr, mt - ir - mr); /* of the next strip (<= 0: none) */
         for (int jr = 0; jr < nt; jr += nr) {
-            float *c = g->C + (int64_t)(m0 + ir) * g->ldc + n0 + jr;
+            float *c = g->C + sdc_gemm_off(g, m0 + ir, n0 + jr);
             g->init_c(g, m0 + ir, imin(mr, mt - ir), n0 + jr, imin(nr, nt - jr));
             /* the first panel's call fetches the next strip's A rows; every
              * call the next tile's C (this strip's next panel, or the next
@@ -251,9 +251,11 @@ static void gemm_tile_deep(const gemm_plan *pl, int64_t task, int thread) {
                 if (jr == 0 && next_rows > 0)
                     pf.a = pf_rows(a + (int64_t)mr * g->lda, g->lda, next_rows, kc);
                 if (jr + nr < nt)
-                    pf.c = pf_rows(c + nr, g->ldc, imin(mr, mt - ir), imin(nr, nt - jr - nr));
+                    pf.c = pf_rows(g->C + sdc_gemm_off(g, m0 + ir, n0 + jr + nr), g->ldc,
+                                   imin(mr, mt - ir), imin(nr, nt - jr - nr));
                 else if (next_rows > 0)
-                    pf.c = pf_rows(c - jr + (int64_t)mr * g->ldc, g->ldc, next_rows, imin(nr, nt));
+                    pf.c = pf_rows(g->C + sdc_gemm_off(g, m0 + ir + mr, n0), g->ldc, next_rows,
+                                   imin(nr, nt));
             }
             kernel_call(K, kc, a, g->lda, 1, bpack + (int64_t)(jr / nr) * kc * nr, c, g->ldc,
                         imin(mr, mt - ir), imin(nr, nt - jr), &pf);
@@ -277,8 +279,8 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
     tile_span((int)(task % pl->n_nt), pl->n_nt, g->N, nr, &n0, &nt);
     const int bf = g->cpu->bf16; /* pair panels and the bf16 kernel */
     const float *ain = pl->a_inplace && !bf ? g->a : NULL;
-    if (g->K <= 0) {
-        g->init_c(g, m0, mt, n0, nt);
+    if (g->K <= 0) { /* strip by strip: none spans two images */
+        for (int jr = 0; jr < nt; jr += nr) g->init_c(g, m0, mt, n0 + jr, imin(nr, nt - jr));
         return;
     }
     const int kb = pl->kb, tm = (int)(task / pl->n_nt), tn = (int)(task % pl->n_nt);
@@ -305,7 +307,7 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
             for (int jr = 0; jr < nt; jr += nr) {
                 const float *b = bpack + (int64_t)(jr / nr) * kc * nr;
                 for (int ir = 0; ir < mc; ir += mr) {
-                    float *c = g->C + (int64_t)(m0 + mm + ir) * g->ldc + n0 + jr;
+                    float *c = g->C + sdc_gemm_off(g, m0 + mm + ir, n0 + jr);
                     if (k0 == 0) /* the epilogue's bias/residual, while the tile is in L1 */
                         g->init_c(g, m0 + mm + ir, imin(mr, mc - ir), n0 + jr, imin(nr, nt - jr));
                     if (bf)
@@ -325,7 +327,7 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
                                 pf.c = pf_rows(c + (int64_t)mr * g->ldc, g->ldc, next_rows,
                                                imin(nr, nt - jr));
                             else if (jr + nr < nt)
-                                pf.c = pf_rows(g->C + (int64_t)(m0 + mm) * g->ldc + n0 + jr + nr,
+                                pf.c = pf_rows(g->C + sdc_gemm_off(g, m0 + mm, n0 + jr + nr),
                                                g->ldc, imin(mr, mc), imin(nr, nt - jr - nr));
                             if (jr == 0 && next_rows > 0 && ain)
                                 pf.a = pf_rows(ain + (int64_t)(m0 + mm + ir + mr) * g->lda + k0,
@@ -465,16 +467,17 @@ void sdc_cpu_linear(sdc_backend *be, float *y, const float *x, const sdc_weight 
                     const sdc_weight *b, const float *acc, int M, int N, int K) {
     linear_ctx L = {x, acc, W, b};
     sdc_gemm g = {sdc_cpu_of(be), M, N, K, y, N, x, K, linear_pack_a, linear_pack_b, linear_init, &L,
-                  NULL, W};
+                  NULL, W, 0, 0};
     sdc_gemm_run(&g);
 }
 
-/* ---- conv2d: per image, A = w [O, C*kh*kw], B = im2col(x) [C*kh*kw, Ho*Wo],
- * C = y [O, Ho*Wo] ------------------------------------------------------- */
+/* ---- conv2d: A = w [O, C*kh*kw], B = im2col(x) [C*kh*kw, images*Ho*Wo]
+ * (the images side by side: sdc_gemm's img_cols), C = y [images][O, Ho*Wo]
+ * ----------------------------------------------------------------------- */
 
 typedef struct conv_ctx {
-    const float *x;   /* this image, [C, H, W] */
-    const float *acc; /* this image, [O, Ho*Wo], or NULL */
+    const float *x;   /* the first image, [C, H, W] per image */
+    const float *acc; /* laid out as y, or NULL */
     const sdc_weight *w, *b;
     int C, H, W, kh, kw, stride, pad, Ho, Wo;
 } conv_ctx;
@@ -484,33 +487,43 @@ static void conv_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, i
     sdc_gemm_pack_rows(g->cpu, dst, g->cpu->k.mr, NULL, cv->w, g->K, m0, mc, k0, kc);
 }
 
-/* 1x1, stride 1, no padding: B is x itself, [C, H*W]. */
+/* 1x1, stride 1, no padding: B is x itself, [C, H*W] per image.  A panel's
+ * columns lie in one image (img_cols); full panels are copied in fixed-size
+ * blocks (a libc call per row of 16 floats took 8% of a 1x1 convolution). */
 static void conv1x1_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
     const conv_ctx *cv = g->ctx;
     const int NR = g->cpu->k.nr;
-    int64_t P = g->N;
+    const int64_t P = (int64_t)cv->H * cv->W;
     for (int j = 0; j < nc; j += NR) {
         int w = imin(NR, nc - j);
+        const int64_t col = n0 + j, img = col / P;
+        const float *s = cv->x + (img * cv->C + k0) * P + col % P;
         float *d = dst + (int64_t)(j / NR) * kc * NR;
-        for (int k = 0; k < kc; k++) {
-            const float *s = cv->x + (int64_t)(k0 + k) * P + n0 + j;
-            memcpy(d + k * NR, s, (size_t)w * sizeof *d);
-            for (int jj = w; jj < NR; jj++) d[k * NR + jj] = 0.0f;
-        }
+        if (w == 16 && NR == 16)
+            for (int k = 0; k < kc; k++) memcpy(d + k * 16, s + k * P, 16 * sizeof *d);
+        else
+            for (int k = 0; k < kc; k++) {
+                memcpy(d + k * NR, s + k * P, (size_t)w * sizeof *d);
+                for (int jj = w; jj < NR; jj++) d[k * NR + jj] = 0.0f;
+            }
     }
 }
 
-/* im2col of the tile: row kk = (c, ky, kx), column p = (oy, ox) holds
- * x[c, oy*stride - pad + ky, ox*stride - pad + kx] (0 outside). */
+/* im2col of the tile: row kk = (c, ky, kx), column p = (oy, ox) of its
+ * image holds x[c, oy*stride - pad + ky, ox*stride - pad + kx] (0 outside). */
 static void im2col_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
     const conv_ctx *cv = g->ctx;
     const int NR = g->cpu->k.nr;
+    const int64_t P = (int64_t)cv->Ho * cv->Wo;
     int khw = cv->kh * cv->kw, s = cv->stride;
     for (int j = 0; j < nc; j += NR) {
         int w = imin(NR, nc - j);
+        const int64_t img = (n0 + j) / P;
+        const int p0 = (int)(n0 + j - img * P);
+        const float *xi = cv->x + img * cv->C * cv->H * cv->W;
         int iy0[NR_MAX], ix0[NR_MAX];
         for (int jj = 0; jj < NR; jj++) {
-            int p = n0 + j + (jj < w ? jj : 0);
+            int p = p0 + (jj < w ? jj : 0);
             iy0[jj] = (p / cv->Wo) * s - cv->pad;
             ix0[jj] = (p % cv->Wo) * s - cv->pad;
         }
@@ -518,7 +531,7 @@ static void im2col_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0,
         float *d = dst + (int64_t)(j / NR) * kc * NR;
         int c = k0 / khw, r = k0 % khw, ky = r / cv->kw, kx = r % cv->kw;
         for (int k = 0; k < kc; k++, d += NR) {
-            const float *plane = cv->x + (int64_t)c * cv->H * cv->W;
+            const float *plane = xi + (int64_t)c * cv->H * cv->W;
             int iy = iy0[0] + ky, ixa = ix0[0] + kx, ixb = ix0[NR - 1] + kx;
             if (one_row && iy >= 0 && iy < cv->H && ixa >= 0 && ixb < cv->W) {
                 const float *row = plane + (int64_t)iy * cv->W + ixa;
@@ -545,17 +558,41 @@ static void im2col_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0,
     }
 }
 
-/* C[o, p] = acc[o, p] + b[o] */
+/* C[o, p] = acc[o, p] + b[o] (columns n0 .. n0+nc of one image) */
 static void conv_init(const sdc_gemm *g, int m0, int mc, int n0, int nc) {
     const conv_ctx *cv = g->ctx;
     for (int o = m0; o < m0 + mc; o++) {
         float bias = cv->b ? sdc_wget(cv->b, o) : 0.0f;
-        float *c = g->C + (int64_t)o * g->ldc + n0;
-        const float *a = cv->acc ? cv->acc + (int64_t)o * g->ldc + n0 : NULL;
+        const int64_t off = sdc_gemm_off(g, o, n0);
+        float *c = g->C + off;
+        const float *a = cv->acc ? cv->acc + off : NULL;
         if (a)
             for (int n = 0; n < nc; n++) c[n] = a[n] + bias;
         else
             for (int n = 0; n < nc; n++) c[n] = bias;
+    }
+}
+
+/* Runs g (M = O output channels, K, pack and init set; P = pixels per
+ * image) over N images laid out [N][O][P]: as one GEMM with the images
+ * side by side in its columns when no register strip would span two
+ * (P a multiple of nr), else image by image.  One GEMM packs (widens)
+ * the weights once instead of once per image and has N times the columns
+ * to cut into tiles: the UNet's 1x1 and stride-2 convolutions on maps of
+ * 8x8 to 32x32 pixels (64 to 1024 columns per image). */
+static void conv_gemm_images(sdc_gemm *g, conv_ctx *cv, float *y, int N, int64_t P,
+                             int64_t x_per, int64_t y_per) {
+    if (N > 1 && P % g->cpu->k.nr == 0 && (int64_t)N * P <= INT32_MAX) {
+        g->C = y, g->N = (int)(N * P), g->img_cols = P, g->img_stride = y_per;
+        sdc_gemm_run(g);
+        return;
+    }
+    const float *x0 = cv->x, *acc0 = cv->acc;
+    for (int n = 0; n < N; n++) {
+        cv->x = x0 + (int64_t)n * x_per;
+        cv->acc = acc0 ? acc0 + (int64_t)n * y_per : NULL;
+        g->C = y + (int64_t)n * y_per, g->N = (int)P;
+        sdc_gemm_run(g);
     }
 }
 
@@ -579,15 +616,13 @@ void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int
     int Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
     int64_t P = (int64_t)Ho * Wo;
     int direct = kh == 1 && kw == 1 && stride == 1 && pad == 0;
-    for (int n = 0; n < N; n++) {
-        conv_ctx cv = {x + (int64_t)n * C * H * W, acc ? acc + (int64_t)n * O * P : NULL,
-                       w, b, C, H, W, kh, kw, stride, pad, Ho, Wo};
-        int64_t K = (int64_t)C * kh * kw;
-        sdc_gemm g = {sdc_cpu_of(be), O, (int)P, (int)K, y + (int64_t)n * O * P, P,
-                      w->dtype == SDC_DT_F32 ? (const float *)w->data : NULL, K,
-                      conv_pack_a, direct ? conv1x1_pack_b : im2col_pack_b, conv_init, &cv, w, NULL};
-        sdc_gemm_run(&g);
-    }
+    conv_ctx cv = {x, acc, w, b, C, H, W, kh, kw, stride, pad, Ho, Wo};
+    int64_t K = (int64_t)C * kh * kw;
+    sdc_gemm g = {sdc_cpu_of(be), O, (int)P, (int)K, y, P,
+                  w->dtype == SDC_DT_F32 ? (const float *)w->data : NULL, K,
+                  conv_pack_a, direct ? conv1x1_pack_b : im2col_pack_b, conv_init, &cv, w, NULL,
+                  0, 0};
+    conv_gemm_images(&g, &cv, y, N, P, (int64_t)C * H * W, (int64_t)O * P);
 }
 
 /* ---- linear_map: a Linear between the feature-map and the token layouts --
@@ -658,18 +693,15 @@ void sdc_cpu_linear_map(sdc_backend *be, float *y, const float *x, const sdc_wei
         }
         map_ctx mp = {{NULL, NULL, W, b}, x, C, HW};
         sdc_gemm g = {cpu, N * HW, O, C, y, O, NULL, C, map_pack_a, linear_pack_b, linear_init, &mp,
-                      NULL, W};
+                      NULL, W, 0, 0};
         sdc_gemm_run(&g);
         return;
     }
-    for (int n = 0; n < N; n++) {
-        /* a 1x1 conv over the image as one row of HW pixels; x: its tokens */
-        conv_ctx cv = {.x = x + (int64_t)n * HW * C, .acc = acc ? acc + (int64_t)n * O * HW : NULL,
-                       .w = W, .b = b, .C = C, .H = 1, .W = HW, .kh = 1, .kw = 1, .stride = 1,
-                       .pad = 0, .Ho = 1, .Wo = HW};
-        sdc_gemm g = {cpu, O, HW, C, y + (int64_t)n * O * HW, HW,
-                      W->dtype == SDC_DT_F32 ? (const float *)W->data : NULL, C,
-                      conv_pack_a, tokens_pack_b, conv_init, &cv, W, NULL};
-        sdc_gemm_run(&g);
-    }
+    /* per image a 1x1 conv over the image as one row of HW pixels; x: its
+     * tokens, [N * HW, C] (tokens_pack_b reads them across images) */
+    conv_ctx cv = {.x = x, .acc = acc, .w = W, .b = b, .C = C, .H = 1, .W = HW, .kh = 1, .kw = 1,
+                   .stride = 1, .pad = 0, .Ho = 1, .Wo = HW};
+    sdc_gemm g = {cpu, O, HW, C, y, HW, W->dtype == SDC_DT_F32 ? (const float *)W->data : NULL, C,
+                  conv_pack_a, tokens_pack_b, conv_init, &cv, W, NULL, 0, 0};
+    conv_gemm_images(&g, &cv, y, N, HW, (int64_t)HW * C, (int64_t)O * HW);
 }
