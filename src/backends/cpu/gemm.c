@@ -435,6 +435,7 @@ void sdc_gemm_run(const sdc_gemm *g) {
 typedef struct linear_ctx {
     const float *x, *acc;
     const sdc_weight *W, *b;
+    const float *bias; /* b as f32 (linear_bias), or NULL: converted per tile */
 } linear_ctx;
 
 static void linear_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, int kc) {
@@ -450,25 +451,43 @@ static void linear_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0,
 /* C[m, n] = acc[m, n] + b[n] */
 static void linear_init(const sdc_gemm *g, int m0, int mc, int n0, int nc) {
     const linear_ctx *L = g->ctx;
-    float bias[NC];
-    if (L->b) sdc_cpu_weight_row(g->cpu, bias, L->b, n0, nc);
-    else memset(bias, 0, (size_t)nc * sizeof *bias);
+    float tmp[NC];
+    const float *bias = L->bias ? L->bias + n0 : tmp;
+    if (!L->bias) {
+        if (L->b) sdc_cpu_weight_row(g->cpu, tmp, L->b, n0, nc);
+        else memset(tmp, 0, (size_t)nc * sizeof *tmp);
+    }
     for (int m = m0; m < m0 + mc; m++) {
         float *c = g->C + (int64_t)m * g->ldc + n0;
         const float *a = L->acc ? L->acc + (int64_t)m * g->ldc + n0 : NULL;
         if (a)
             for (int n = 0; n < nc; n++) c[n] = a[n] + bias[n];
         else
-            memcpy(c, bias, (size_t)nc * sizeof *c);
+            for (int n = 0; n < nc; n++) c[n] = bias[n];
     }
+}
+
+/* The bias as f32 for linear_init: an F32 bias in place, another widened
+ * once per call into *owned (freed by the caller) rather than once per
+ * micro-tile; NULL (linear_init converts per tile) if b is NULL or the
+ * buffer cannot be had. */
+static const float *linear_bias(const sdc_cpu *cpu, const sdc_weight *b, int N, float **owned) {
+    *owned = NULL;
+    if (!b || N <= 0) return NULL;
+    if (b->dtype == SDC_DT_F32) return b->data;
+    float *f = malloc((size_t)N * sizeof *f);
+    if (f) sdc_cpu_weight_row(cpu, f, b, 0, N);
+    return *owned = f;
 }
 
 void sdc_cpu_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
                     const sdc_weight *b, const float *acc, int M, int N, int K) {
-    linear_ctx L = {x, acc, W, b};
+    float *owned;
+    linear_ctx L = {x, acc, W, b, linear_bias(sdc_cpu_of(be), b, N, &owned)};
     sdc_gemm g = {sdc_cpu_of(be), M, N, K, y, N, x, K, linear_pack_a, linear_pack_b, linear_init, &L,
                   NULL, W, 0, 0};
     sdc_gemm_run(&g);
+    free(owned);
 }
 
 /* ---- conv2d: A = w [O, C*kh*kw], B = im2col(x) [C*kh*kw, images*Ho*Wo]
@@ -691,10 +710,12 @@ void sdc_cpu_linear_map(sdc_backend *be, float *y, const float *x, const sdc_wei
             free(t);
             return;
         }
-        map_ctx mp = {{NULL, NULL, W, b}, x, C, HW};
+        float *owned;
+        map_ctx mp = {{NULL, NULL, W, b, linear_bias(cpu, b, O, &owned)}, x, C, HW};
         sdc_gemm g = {cpu, N * HW, O, C, y, O, NULL, C, map_pack_a, linear_pack_b, linear_init, &mp,
                       NULL, W, 0, 0};
         sdc_gemm_run(&g);
+        free(owned);
         return;
     }
     /* per image a 1x1 conv over the image as one row of HW pixels; x: its
