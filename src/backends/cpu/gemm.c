@@ -592,20 +592,23 @@ static void conv_init(const sdc_gemm *g, int m0, int mc, int n0, int nc) {
     }
 }
 
-/* Runs g (M = O output channels, K, pack and init set; P = pixels per
- * image) over N images laid out [N][O][P]: as one GEMM with the images
- * side by side in its columns when no register strip would span two
- * (P a multiple of nr), else image by image.  One GEMM packs (widens)
- * the weights once instead of once per image and has N times the columns
- * to cut into tiles: the UNet's 1x1 and stride-2 convolutions on maps of
- * 8x8 to 32x32 pixels (64 to 1024 columns per image). */
-static void conv_gemm_images(sdc_gemm *g, conv_ctx *cv, float *y, int N, int64_t P,
-                             int64_t x_per, int64_t y_per) {
+/* Runs g (M = O output channels, K, pack and init set, C = y) over N
+ * images of cv's shape, laid out [N][C][H*W] in and [N][O][Ho*Wo] out: as
+ * one GEMM with the images side by side in its columns when no register
+ * strip would span two (Ho*Wo a multiple of nr), else image by image.  One
+ * GEMM packs (widens) the weights once instead of once per image and has N
+ * times the columns to cut into tiles: the UNet's 1x1 and stride-2
+ * convolutions on maps of 8x8 to 32x32 pixels (64 to 1024 columns per
+ * image). */
+static void conv_gemm_images(sdc_gemm *g, conv_ctx *cv, int N) {
+    const int64_t P = (int64_t)cv->Ho * cv->Wo, y_per = (int64_t)g->M * P;
+    float *y = g->C;
     if (N > 1 && P % g->cpu->k.nr == 0 && (int64_t)N * P <= INT32_MAX) {
-        g->C = y, g->N = (int)(N * P), g->img_cols = P, g->img_stride = y_per;
+        g->N = (int)(N * P), g->img_cols = P, g->img_stride = y_per;
         sdc_gemm_run(g);
         return;
     }
+    const int64_t x_per = (int64_t)cv->C * cv->H * cv->W;
     const float *x0 = cv->x, *acc0 = cv->acc;
     for (int n = 0; n < N; n++) {
         cv->x = x0 + (int64_t)n * x_per;
@@ -641,7 +644,7 @@ void sdc_cpu_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int
                   w->dtype == SDC_DT_F32 ? (const float *)w->data : NULL, K,
                   conv_pack_a, direct ? conv1x1_pack_b : im2col_pack_b, conv_init, &cv, w, NULL,
                   0, 0};
-    conv_gemm_images(&g, &cv, y, N, P, (int64_t)C * H * W, (int64_t)O * P);
+    conv_gemm_images(&g, &cv, N);
 }
 
 /* ---- linear_map: a Linear between the feature-map and the token layouts --
@@ -724,5 +727,5 @@ void sdc_cpu_linear_map(sdc_backend *be, float *y, const float *x, const sdc_wei
                    .stride = 1, .pad = 0, .Ho = 1, .Wo = HW};
     sdc_gemm g = {cpu, O, HW, C, y, HW, W->dtype == SDC_DT_F32 ? (const float *)W->data : NULL, C,
                   conv_pack_a, tokens_pack_b, conv_init, &cv, W, NULL, 0, 0};
-    conv_gemm_images(&g, &cv, y, N, HW, (int64_t)HW * C, (int64_t)O * HW);
+    conv_gemm_images(&g, &cv, N);
 }
