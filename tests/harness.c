@@ -1,10 +1,14 @@
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "harness.h"
 
+#include <ftw.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "backends/cpu/cpu_impl.h"
 #include "io/safetensors.h"
 
 int t_checks, t_failures;
@@ -55,17 +59,48 @@ void t_rand_fill(float *x, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = t_randf() * scale;
 }
 
+/* The fixtures' folder: $SDC_FIXTURES, else the absolute path the build
+ * compiled in, so that a test binary runs from any working directory. */
 const char *t_fixture(const char *name) {
     static char buf[4096];
     const char *dir = getenv("SDC_FIXTURES");
-    snprintf(buf, sizeof buf, "%s/%s", dir ? dir : "tests/fixtures", name);
+    snprintf(buf, sizeof buf, "%s/%s", dir && dir[0] ? dir : SDC_FIXTURES_DIR, name);
     return buf;
+}
+
+static char g_tmp_dir[1024];
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    remove(path); /* best effort: a file that will not go is left, the walk goes on */
+    return 0;
+}
+
+static void remove_tmp_dir(void) {
+    if (g_tmp_dir[0] && !getenv("SDC_TEST_KEEP_TMP"))
+        nftw(g_tmp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A folder of this run's own under $SDC_TMP (or /tmp), made on first use
+ * and removed at exit (SDC_TEST_KEEP_TMP=1 keeps it): two suites side by
+ * side never share a path. */
+const char *t_tmp_dir(void) {
+    if (!g_tmp_dir[0]) {
+        const char *dir = getenv("SDC_TMP");
+        snprintf(g_tmp_dir, sizeof g_tmp_dir, "%s/sdc-test-%ld-XXXXXX", dir && dir[0] ? dir : "/tmp",
+                 (long)getpid());
+        if (!mkdtemp(g_tmp_dir)) {
+            perror(g_tmp_dir);
+            abort();
+        }
+        atexit(remove_tmp_dir);
+    }
+    return g_tmp_dir;
 }
 
 const char *t_tmp(const char *name) {
     static char buf[4096];
-    const char *dir = getenv("SDC_TMP");
-    snprintf(buf, sizeof buf, "%s/%s", dir ? dir : "/tmp", name);
+    snprintf(buf, sizeof buf, "%s/%s", t_tmp_dir(), name);
     return buf;
 }
 
@@ -104,3 +139,31 @@ sdc_weight t_weight_make(sdc_dtype dt, const float *src, int64_t n) {
 }
 
 void t_weight_free(sdc_weight *w) { free((void *)w->data); }
+
+/* ---- the CPU paths ---------------------------------------------------------- */
+
+static const char *const k_path_names[] = {"ref", "generic", "avx2", "avx512", "neon"};
+static sdc_cpu_isa g_paths[SDC_ISA_NEON + 1];
+static int g_npaths = -1;
+
+int t_npaths(void) {
+    if (g_npaths < 0) {
+        g_npaths = 0;
+        for (int i = SDC_ISA_REF; i <= SDC_ISA_NEON; i++)
+            if (sdc_cpu_isa_supported((sdc_cpu_isa)i)) g_paths[g_npaths++] = (sdc_cpu_isa)i;
+        printf("  cpu paths:");
+        for (int i = 0; i < g_npaths; i++) printf(" %s", k_path_names[g_paths[i]]);
+        printf("\n");
+    }
+    return g_npaths;
+}
+
+const char *t_path_name(int i) { return k_path_names[g_paths[i]]; }
+
+sdc_backend *t_path_backend(int i, int n_threads) {
+    sdc_backend *be = sdc_backend_cpu_create_isa(n_threads, g_paths[i]);
+    CHECKF(be != NULL, "cpu path %s: %s", t_path_name(i), sdc_last_error());
+    return be;
+}
+
+void t_path_select(int i) { setenv("SDC_CPU_ISA", t_path_name(i), 1); }

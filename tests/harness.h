@@ -65,9 +65,13 @@ struct sdc_st_file;
  * (counted as a failed check naming the tensor). */
 const float *t_ref_f32(const struct sdc_st_file *f, const char *name, int64_t numel);
 
-/* $SDC_FIXTURES/name (static buffer, one at a time) */
+/* $SDC_FIXTURES/name, else tests/fixtures/name by the absolute path of
+ * the source tree (static buffer, one at a time) */
 const char *t_fixture(const char *name);
-/* $SDC_TMP/name, or /tmp/name (static buffer, one at a time) */
+/* This run's own temporary folder, made on first use under $SDC_TMP or
+ * /tmp and removed with its contents at exit. */
+const char *t_tmp_dir(void);
+/* t_tmp_dir()/name (static buffer, one at a time) */
 const char *t_tmp(const char *name);
 
 /* f rounded to bf16 (nearest even), the 16 bits. */
@@ -76,5 +80,18 @@ uint16_t t_bf16_bits(float f);
  * to nearest even); owns its data: free with t_weight_free. */
 sdc_weight t_weight_make(sdc_dtype dt, const float *src, int64_t n);
 void t_weight_free(sdc_weight *w);
+
+/* The CPU backend's kernel paths that this build and CPU run: "ref" (the
+ * plain C references) first, then generic, avx2, avx512, neon as supported.
+ * Every test that checks the fast ops runs each of them, so that a machine
+ * exercises all it offers (the first call prints the list). */
+#define T_MAX_PATHS 8
+struct sdc_backend;
+int t_npaths(void);
+const char *t_path_name(int i);
+/* A backend on path i (NULL: a failed check with the message) */
+struct sdc_backend *t_path_backend(int i, int n_threads);
+/* SDC_CPU_ISA=name of path i, for what creates its own backend (a model) */
+void t_path_select(int i);
 
 #endif

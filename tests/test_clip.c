@@ -37,16 +37,15 @@ static void check_prompt(const sdc_clip *m, const int32_t *ids, const float *wan
     size_t peak = a.peak;
     CHECK(sdc_arena_commit(&a, 0) == SDC_OK);
     float *got = calloc((size_t)n * D, sizeof(float));
-    for (int force_ref = 0; force_ref <= 1 && got; force_ref++) {
-        sdc_backend *be = sdc_backend_cpu_create(2, force_ref);
-        CHECK(be != NULL);
+    for (int p = 0; p < t_npaths() && got; p++) {
+        sdc_backend *be = t_path_backend(p, 2);
         if (!be) continue;
         pass(m, be, &a, ids, n, got);
         CHECK(!a.overflow && a.top == 0 && a.peak == peak);
         double e = t_rel_l2(got, want, (size_t)n * D);
-        CHECKF(e <= TOL, "%s n=%d force_ref=%d: rel L2 %.3g", what, n, force_ref, e);
-        printf("  %-32s n=%-3d %-4s rel L2 %.2e  arena %zu KiB\n", what, n,
-               force_ref ? "ref" : "fast", e, peak >> 10);
+        CHECKF(e <= TOL, "%s n=%d %s: rel L2 %.3g", what, n, t_path_name(p), e);
+        printf("  %-32s n=%-3d %-7s rel L2 %.2e  arena %zu KiB\n", what, n, t_path_name(p), e,
+               peak >> 10);
         be->free(be);
     }
     free(got);

@@ -236,9 +236,8 @@ out:
 }
 
 static void test_resnet_consume(void) {
-    for (int ref = 0; ref < 2; ref++) {
-        sdc_backend *be = sdc_backend_cpu_create(2, ref);
-        CHECK(be != NULL);
+    for (int p = 0; p < t_npaths(); p++) {
+        sdc_backend *be = t_path_backend(p, 2);
         if (!be) return;
         check_consume(be, 1, 8, 4, 9, 7, 0);   /* VAE-like: in > out */
         check_consume(be, 2, 12, 8, 8, 8, 16); /* UNet up-block-like, with temb */

@@ -74,7 +74,7 @@ static void write_names(const char *path, const char *const *names, int n) {
     free(buf);
 }
 
-/* A copy of the fixture folder in $SDC_TMP/name: weights as symlinks,
+/* A copy of the fixture folder in t_tmp(name): weights as symlinks,
  * configs copied, so a test can change one file. */
 static const char *copy_folder(const char *name) {
     static char dir[4096];

@@ -814,6 +814,115 @@ static void test_sd_shapes(void) {
     }
 }
 
+/* ---- batch invariance ------------------------------------------------------
+ * An image's result must not depend on the other images of the call: the
+ * UNet's CFG-shared prefix computes one image where the plain pass computes
+ * two (sdc_unet_forward's shared), and the pipeline's images must not change
+ * with the batch.  Every choice a kernel makes from the batch (Winograd's
+ * tile size and schedule, the GEMM's tiling and K blocks, one GEMM over all
+ * images) must round each output the same way: image 0 of a call on N = 2
+ * (or 2M rows) equals the call on it alone, bit for bit. */
+
+static void batch_conv(sdc_backend *be, const char *bn, int C, int H, int W, int O, int k,
+                       int stride, sdc_dtype dt, int with_acc) {
+    const int pad = k == 3 ? 1 : 0, Ho = (H + 2 * pad - k) / stride + 1,
+              Wo = (W + 2 * pad - k) / stride + 1;
+    const size_t nx = (size_t)C * H * W, ny = (size_t)O * Ho * Wo;
+    float *x = frand(2 * nx, 1.0f), *acc = with_acc ? frand(2 * ny, 1.0f) : NULL;
+    float *y2 = fbuf(2 * ny), *y1 = fbuf(ny);
+    sdc_weight w = wrand(dt, (int64_t)O * C * k * k, 0.3f), b = wrand(dt, O, 1.0f);
+    be->conv2d(be, y2, x, 2, C, H, W, &w, &b, O, k, k, stride, pad, acc);
+    be->conv2d(be, y1, x, 1, C, H, W, &w, &b, O, k, k, stride, pad, acc);
+    char what[160];
+    snprintf(what, sizeof what, "%s conv C%d %dx%d O%d k%d s%d %s acc%d: image 0 of 2 = alone",
+             bn, C, H, W, O, k, stride, sdc_dtype_name(dt), with_acc);
+    expect_equal(what, y2, y1, ny);
+    free(x), free(acc), free(y2), free(y1), t_weight_free(&w), t_weight_free(&b);
+}
+
+static void batch_linear(sdc_backend *be, const char *bn, int M, int N, int K, sdc_dtype dt) {
+    float *x = frand((size_t)2 * M * K, 1.0f), *y2 = fbuf((size_t)2 * M * N), *y1 = fbuf((size_t)M * N);
+    sdc_weight W = wrand(dt, (int64_t)N * K, 0.5f), b = wrand(dt, N, 1.0f);
+    be->linear(be, y2, x, &W, &b, NULL, 2 * M, N, K);
+    be->linear(be, y1, x, &W, &b, NULL, M, N, K);
+    char what[160];
+    snprintf(what, sizeof what, "%s linear M%d N%d K%d %s: rows of 2M = M alone", bn, M, N, K,
+             sdc_dtype_name(dt));
+    expect_equal(what, y2, y1, (size_t)M * N);
+    free(x), free(y2), free(y1), t_weight_free(&W), t_weight_free(&b);
+}
+
+static void batch_linear_map(sdc_backend *be, const char *bn, int HW, int C, int O, int to_tokens) {
+    const size_t nx = (size_t)HW * C, ny = (size_t)HW * O;
+    float *x = frand(2 * nx, 1.0f), *acc = to_tokens ? NULL : frand(2 * ny, 1.0f);
+    float *y2 = fbuf(2 * ny), *y1 = fbuf(ny);
+    sdc_weight W = wrand(SDC_DT_F16, (int64_t)O * C, 0.5f), b = wrand(SDC_DT_F16, O, 1.0f);
+    be->linear_map(be, y2, x, &W, &b, acc, 2, HW, C, O, to_tokens);
+    be->linear_map(be, y1, x, &W, &b, acc, 1, HW, C, O, to_tokens);
+    char what[160];
+    snprintf(what, sizeof what, "%s linear_map %s HW%d C%d O%d: image 0 of 2 = alone", bn,
+             to_tokens ? "to tokens" : "to map", HW, C, O);
+    expect_equal(what, y2, y1, ny);
+    free(x), free(acc), free(y2), free(y1), t_weight_free(&W), t_weight_free(&b);
+}
+
+static void batch_group_norm(sdc_backend *be, const char *bn, int C, int HW, int G) {
+    const size_t n = (size_t)C * HW;
+    float *x = frand(2 * n, 2.0f), *add = frand((size_t)2 * C, 1.0f), *y2 = fbuf(2 * n), *y1 = fbuf(n);
+    sdc_weight g = wrand(SDC_DT_F32, C, 1.0f), bb = wrand(SDC_DT_F32, C, 1.0f);
+    be->group_norm(be, y2, x, add, 2, C, HW, G, &g, &bb, 1e-5f, 1);
+    be->group_norm(be, y1, x, add, 1, C, HW, G, &g, &bb, 1e-5f, 1);
+    char what[160];
+    snprintf(what, sizeof what, "%s group_norm C%d HW%d G%d: image 0 of 2 = alone", bn, C, HW, G);
+    expect_equal(what, y2, y1, n);
+    free(x), free(add), free(y2), free(y1), t_weight_free(&g), t_weight_free(&bb);
+}
+
+static void test_batch_invariance(void) {
+    /* 3x3 convolutions (C H W O), chosen to cross every batch-dependent
+     * threshold of winograd.c on some ISA: F(2x2) against F(4x4) (tiles
+     * per call against half or a quarter of a 16- or 32-tile register
+     * panel), the panel path's 6x16 kernel (up to 16 tiles), panel against
+     * layer path (64 tiles), K slices of 64 against kc; the tiny UNet's
+     * 16x16 maps; then im2col (SDC_WINOGRAD=0) for the same shapes. */
+    static const int wino[][4] = {{32, 16, 16, 32}, {16, 8, 8, 24},  {40, 12, 12, 20},
+                                  {128, 32, 32, 30}, {96, 32, 32, 16}, {24, 24, 24, 12},
+                                  {64, 16, 16, 64}, {300, 8, 8, 16}, {20, 8, 12, 16}};
+    const char *old = getenv("SDC_WINOGRAD");
+    char saved[16] = "";
+    if (old) snprintf(saved, sizeof saved, "%s", old);
+    for (int b = 0; b < g_nfast; b++) {
+        for (int mode = 0; mode < 2; mode++) {
+            if (mode) setenv("SDC_WINOGRAD", "0", 1);
+            else if (saved[0]) setenv("SDC_WINOGRAD", saved, 1);
+            else unsetenv("SDC_WINOGRAD");
+            for (size_t s = 0; s < sizeof wino / sizeof wino[0]; s++)
+                batch_conv(g_fast[b], g_fast_name[b], wino[s][0], wino[s][1], wino[s][2],
+                           wino[s][3], 3, 1, k_dtypes[(s + b) % 3], (int)(s % 2));
+        }
+        if (saved[0]) setenv("SDC_WINOGRAD", saved, 1);
+        else unsetenv("SDC_WINOGRAD");
+        /* 1x1 and stride 2: one GEMM over both images when the pixels are
+         * whole register strips; K = 576 and 640 (K over kc, one block or
+         * two by the scratch) */
+        batch_conv(g_fast[b], g_fast_name[b], 64, 8, 8, 40, 1, 1, SDC_DT_F16, 1);
+        batch_conv(g_fast[b], g_fast_name[b], 48, 16, 16, 33, 1, 1, SDC_DT_F32, 0);
+        batch_conv(g_fast[b], g_fast_name[b], 64, 16, 16, 64, 3, 2, SDC_DT_F16, 0);
+        batch_conv(g_fast[b], g_fast_name[b], 64, 32, 32, 20, 3, 2, SDC_DT_BF16, 1);
+        /* linears: M from one strip to several m-tiles; K deep (<= 640 in
+         * place), one block over kc, and split */
+        static const int lin[][3] = {{1, 64, 32}, {14, 70, 128}, {77, 96, 600},
+                                     {256, 64, 576}, {300, 40, 640}, {40, 200, 1000}};
+        for (size_t s = 0; s < sizeof lin / sizeof lin[0]; s++)
+            batch_linear(g_fast[b], g_fast_name[b], lin[s][0], lin[s][1], lin[s][2],
+                         k_dtypes[(s + b) % 3]);
+        batch_linear_map(g_fast[b], g_fast_name[b], 256, 32, 32, 1);
+        batch_linear_map(g_fast[b], g_fast_name[b], 256, 32, 32, 0);
+        batch_linear_map(g_fast[b], g_fast_name[b], 100, 40, 24, 0);
+        batch_group_norm(g_fast[b], g_fast_name[b], 32, 256, 8);
+    }
+}
+
 /* ---- 3. the null backend and the plumbing --------------------------------- */
 
 static void test_null_backend(void) {
@@ -950,6 +1059,7 @@ int main(void) {
     RUN(test_elementwise);
     RUN(test_layout_ops);
     RUN(test_sd_shapes);
+    RUN(test_batch_invariance);
 
     for (int b = 0; b < g_nfast; b++) g_fast[b]->free(g_fast[b]);
     g_ref->free(g_ref);

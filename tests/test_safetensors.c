@@ -10,7 +10,7 @@
 #include "harness.h"
 #include "io/safetensors.h"
 
-/* Writes raw bytes to $SDC_TMP/name; returns the path (static buffer). */
+/* Writes raw bytes to t_tmp(name); returns the path (static buffer). */
 static const char *write_raw(const char *name, const void *bytes, size_t n) {
     const char *path = t_tmp(name);
     FILE *fp = fopen(path, "wb");
@@ -69,7 +69,7 @@ static void test_missing_empty_garbage(void) {
     const char *garbage = "this is not a safetensors file at all, just text";
     expect_fail(write_raw("garbage.safetensors", garbage, strlen(garbage)), SDC_ERR_FORMAT,
                 "header length");
-    expect_fail(getenv("SDC_TMP") ? getenv("SDC_TMP") : "/tmp", SDC_ERR_IO, "not a regular file");
+    expect_fail(t_tmp_dir(), SDC_ERR_IO, "not a regular file");
 }
 
 static void test_header_length(void) {

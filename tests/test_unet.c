@@ -45,18 +45,18 @@ static void pass(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *
 
 /* CFG's form: both rows take x's first image and t[0].  The shared pass
  * (the part before the prompt enters run once) against the plain pass on
- * x's first image twice, which the diffusers check above covers: equal to
- * rounding (1e-6; the GEMMs may block a 1-image M differently). */
+ * x's first image twice, which the diffusers check above covers: equal bit
+ * for bit on every path, since no op rounds an image by its batch (test_ops'
+ * test_batch_invariance). */
 static void check_shared(const sdc_unet *m, const char *fixture, const float *x, const float *t,
                          const float *ctx, int N, int H, int W, int S) {
     const size_t per = (size_t)4 * H * W, no = (size_t)N * per;
     float *x2 = malloc(sizeof(float) * no), *want = malloc(sizeof(float) * no);
     float *got = malloc(sizeof(float) * no), t2[2] = {t[0], t[0]};
     CHECK(N == 2 && x2 && want && got);
-    for (int force_ref = 0; force_ref <= 1 && N == 2 && x2 && want && got; force_ref++) {
+    for (int p = 0; p < t_npaths() && N == 2 && x2 && want && got; p++) {
         for (int i = 0; i < N; i++) memcpy(x2 + i * per, x, sizeof(float) * per);
-        sdc_backend *be = sdc_backend_cpu_create(2, force_ref);
-        CHECK(be != NULL);
+        sdc_backend *be = t_path_backend(p, 2);
         if (!be) continue;
         double e[2] = {0, 0};
         for (int shared = 0; shared <= 1; shared++) {
@@ -74,13 +74,13 @@ static void check_shared(const sdc_unet *m, const char *fixture, const float *x,
         }
         e[0] = t_rel_l2(got, want, per);
         e[1] = t_rel_l2(got + per, want + per, per);
-        CHECKF(e[0] <= 1e-6 && e[1] <= 1e-6, "%s shared force_ref=%d: rel L2 %.3g, %.3g",
-               fixture, force_ref, e[0], e[1]);
+        CHECKF(e[0] == 0 && e[1] == 0, "%s shared %s: rel L2 %.3g, %.3g", fixture,
+               t_path_name(p), e[0], e[1]);
         /* the rows differ (their prompts do): the shared part was not
          * copied past the cross-attention */
         CHECK(t_rel_l2(got, got + per, per) > 1e-3);
-        printf("  %-20s %-10s %-4s shared    rel L2 %.2e, %.2e\n", fixture, "x[0] twice",
-               force_ref ? "ref" : "fast", e[0], e[1]);
+        printf("  %-20s %-10s %-7s shared    rel L2 %.2e, %.2e\n", fixture, "x[0] twice",
+               t_path_name(p), e[0], e[1]);
         be->free(be);
     }
     free(x2);
@@ -109,9 +109,10 @@ static void check_layout(const char *fixture) {
     /* each case per block (kv NULL) and with the context's keys and
      * values made once (sdc_unet_context): the same output, bit for bit */
     const size_t no = (size_t)N * 4 * H * W;
-    float *got = malloc(sizeof(float) * no), *prev[2] = {malloc(sizeof(float) * no),
-                                                          malloc(sizeof(float) * no)};
-    for (int ci = 0; ci < 2 && x && ctx && got && prev[0] && prev[1]; ci++) {
+    float *got = malloc(sizeof(float) * no), *prev[T_MAX_PATHS] = {NULL};
+    int have_prev = got != NULL;
+    for (int p = 0; p < t_npaths(); p++) have_prev &= (prev[p] = malloc(sizeof(float) * no)) != NULL;
+    for (int ci = 0; ci < 2 && x && ctx && have_prev; ci++) {
         const float *t = t_ref_f32(ref, cases[ci][0], N);
         const float *want = t_ref_f32(ref, cases[ci][1], N * 4 * H * W);
         if (!t || !want) continue;
@@ -122,33 +123,31 @@ static void check_layout(const char *fixture) {
             CHECK(!a.overflow && a.top == 0);
             size_t peak = a.peak;
             CHECK(sdc_arena_commit(&a, 0) == SDC_OK);
-            for (int force_ref = 0; force_ref <= 1; force_ref++) {
-                sdc_backend *be = sdc_backend_cpu_create(2, force_ref);
-                CHECK(be != NULL);
+            for (int p = 0; p < t_npaths(); p++) {
+                sdc_backend *be = t_path_backend(p, 2);
                 if (!be) continue;
                 memset(got, 0, sizeof(float) * no);
                 pass(m, be, &a, x, N, H, W, t, ctx, S, use_kv, got);
                 CHECK(!a.overflow && a.top == 0 && a.peak == peak);
                 double e = t_rel_l2(got, want, no);
-                CHECKF(e <= TOL, "%s %s force_ref=%d kv=%d: rel L2 %.3g", fixture,
-                       cases[ci][1], force_ref, use_kv, e);
+                CHECKF(e <= TOL, "%s %s %s kv=%d: rel L2 %.3g", fixture, cases[ci][1],
+                       t_path_name(p), use_kv, e);
                 if (use_kv)
-                    CHECKF(memcmp(got, prev[force_ref], sizeof(float) * no) == 0,
-                           "%s %s force_ref=%d: kv once != kv per block", fixture, cases[ci][1],
-                           force_ref);
+                    CHECKF(memcmp(got, prev[p], sizeof(float) * no) == 0,
+                           "%s %s %s: kv once != kv per block", fixture, cases[ci][1],
+                           t_path_name(p));
                 else
-                    memcpy(prev[force_ref], got, sizeof(float) * no);
-                printf("  %-20s %-10s %-4s %-9s rel L2 %.2e  arena %zu KiB\n", fixture,
-                       cases[ci][1], force_ref ? "ref" : "fast", use_kv ? "kv once" : "kv/block",
-                       e, peak >> 10);
+                    memcpy(prev[p], got, sizeof(float) * no);
+                printf("  %-20s %-10s %-7s %-9s rel L2 %.2e  arena %zu KiB\n", fixture,
+                       cases[ci][1], t_path_name(p), use_kv ? "kv once" : "kv/block", e,
+                       peak >> 10);
                 be->free(be);
             }
             sdc_arena_free(&a);
         }
     }
     free(got);
-    free(prev[0]);
-    free(prev[1]);
+    for (int p = 0; p < t_npaths(); p++) free(prev[p]);
     const float *t0 = t_ref_f32(ref, "t", N);
     if (x && ctx && t0) check_shared(m, fixture, x, t0, ctx, N, H, W, S);
 done:

@@ -63,17 +63,16 @@ static void check_layout(const char *fixture) {
         CHECK(!a.overflow && a.top == 0);
         size_t peak = a.peak;
         CHECK(sdc_arena_commit(&a, 0) == SDC_OK);
-        for (int force_ref = 0; force_ref <= 1; force_ref++) {
-            sdc_backend *be = sdc_backend_cpu_create(2, force_ref);
-            CHECK(be != NULL);
+        for (int p = 0; p < t_npaths(); p++) {
+            sdc_backend *be = t_path_backend(p, 2);
             if (!be) continue;
             pass(m, be, &a, decode, in, got);
             CHECK(!a.overflow && a.top == 0 && a.peak == peak);
             double e = t_rel_l2(got, want, (size_t)sizes[decode][1]);
-            CHECKF(e <= TOL, "%s %s force_ref=%d: rel L2 %.3g", fixture, names[decode][1],
-                   force_ref, e);
-            printf("  %-20s %-8s %-4s rel L2 %.2e  arena %zu KiB\n", fixture, names[decode][1],
-                   force_ref ? "ref" : "fast", e, peak >> 10);
+            CHECKF(e <= TOL, "%s %s %s: rel L2 %.3g", fixture, names[decode][1],
+                   t_path_name(p), e);
+            printf("  %-20s %-8s %-7s rel L2 %.2e  arena %zu KiB\n", fixture, names[decode][1],
+                   t_path_name(p), e, peak >> 10);
             be->free(be);
         }
         sdc_arena_free(&a);

@@ -1,10 +1,11 @@
 # Shared helpers of the black-box tests of the sdc program (sourced; not a
 # test itself: CTest runs tests/cli/*.sh).
-#   $1 of the test script: path to sdc.  $SDC_FIXTURES, $SDC_TMP: folders.
+#   $1 of the test script: path to sdc.  $SDC_FIXTURES (default: the
+#   fixtures beside this file), $SDC_TMP (default /tmp): folders.
 set -u
 
 SDC=${1:?usage: $0 path/to/sdc}
-FIX=${SDC_FIXTURES:?SDC_FIXTURES not set}
+FIX=${SDC_FIXTURES:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../fixtures" && pwd)}
 WORK=$(mktemp -d "${SDC_TMP:-/tmp}/cli-$(basename "$0" .sh)-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 FAILS=0

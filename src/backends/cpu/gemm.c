@@ -360,16 +360,20 @@ void sdc_gemm_run(const sdc_gemm *g) {
     /* K a little over kc with A packed: all of K in one block (below), so
      * that C is written once, not once per block, when A's block and B's
      * fit the scratch together: nc1 columns of B do; the columns are cut
-     * to that where it leaves at least 4 strips.  linear_map at C = 320
-     * (harness, 2 threads, min of 7, two runs): into tokens 10.23-10.35 ->
-     * 9.2-9.5 ms, back to the map 11.1-11.6 -> 10.0-10.1 (the one block
-     * alone, before the cut: a step's 26 calls into tokens 144.2 / 144.3 ->
-     * 140.1 / 138.0 ms) */
-    const int one_block = !deep && !g->cpu->bf16 && g->K > g->cpu->k.kc && g->K <= 640;
+     * to that where it leaves at least 4 strips, else K is split as usual.
+     * linear_map at C = 320 (harness, 2 threads, min of 7, two runs): into
+     * tokens 10.23-10.35 -> 9.2-9.5 ms, back to the map 11.1-11.6 ->
+     * 10.0-10.1 (the one block alone, before the cut: a step's 26 calls
+     * into tokens 144.2 / 144.3 -> 140.1 / 138.0 ms).  Decided from K and
+     * the scratch alone: the K blocks set the rounding, and a choice that
+     * followed the tiling (which follows M) would round an image by the
+     * batch it came in (test_ops' test_batch_invariance). */
     const int64_t nc1 =
-        one_block ? ((int64_t)SDC_CPU_SCRATCH_FLOATS - (int64_t)SDC_GEMM_MC * g->K) / g->K / NR * NR
-                  : 0;
-    if (nc1 >= 4 * NR) ncap = imin(ncap, (int)nc1);
+        !deep && !g->cpu->bf16 && g->K > g->cpu->k.kc && g->K <= 640
+            ? ((int64_t)SDC_CPU_SCRATCH_FLOATS - (int64_t)SDC_GEMM_MC * g->K) / g->K / NR * NR
+            : 0;
+    const int one_block = nc1 >= 4 * NR;
+    if (one_block) ncap = imin(ncap, (int)nc1);
     if (ncap < NR) ncap = NR;
     int nt = round_up(ceil_div(g->N, ceil_div(g->N, ncap)), NR);
     int mt = round_up(ceil_div(g->M, ceil_div(g->M, MT_MAX)), MR);
@@ -401,7 +405,7 @@ void sdc_gemm_run(const sdc_gemm *g) {
     gemm_plan pl = {g, mt, nt, n_mt, n_nt, inplace, deep, 0, 0, NULL, NULL};
     /* K in equal blocks of at most kc (K = 320: 2 x 160, not 256 + 64) */
     pl.kb = deep || g->K <= 0 ? g->K : ceil_div(g->K, ceil_div(g->K, g->cpu->k.kc));
-    if (one_block && round_up(nt, NR) <= nc1) pl.kb = g->K; /* (above) */
+    if (one_block) pl.kb = g->K; /* (above; nt <= ncap <= nc1) */
     pl.nkb = pl.kb > 0 ? ceil_div(g->K, pl.kb) : 0;
     /* An operand that several tiles would pack alike (B when there are
      * several m-tiles, a packed A when several n-tiles) is packed once, by

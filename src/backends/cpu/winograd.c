@@ -81,6 +81,7 @@
 
 #define WINO_U_CAP ((size_t)4 << 20) /* floats */
 #define WINO_OB_MAX 256
+#define WINO_PANEL_KC 64 /* C per slice of the products (both paths) */
 
 typedef void (*wino_in_fn)(const float *x, int C, int H, int W, int tw, int T, int NT, int t0,
                            float *v, int64_t xs, int64_t cs, int jofs);
@@ -202,7 +203,9 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
     for (int xi = 0; xi < 36; xi++)
         memset(M + ((int64_t)xi * rows + p0 * mr) * nr, 0,
                (size_t)(p1 - p0) * mr * nr * sizeof *M);
-    const int kb = ceil_div(C, ceil_div(C, K->kc));
+    /* C in the panel path's slices: both paths sum each product in the same
+     * order, so the choice between them (made from N*T) moves no output */
+    const int kb = ceil_div(C, ceil_div(C, WINO_PANEL_KC));
     for (int xi = 0; xi < 36; xi++) {
         const float *u = jb->U + (int64_t)xi * np * C * mr;
         const float *v = V + (int64_t)xi * C * nr;
@@ -256,7 +259,6 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
  * ms, C 2560 16x16 48.4 -> 43.8, C 1280 32x32 86.4 -> 83.0, the rest
  * within +-2%. */
 #define WINO_PANEL_NT 64 /* tiles per group (a multiple of every nr) */
-#define WINO_PANEL_KC 64
 #define WINO_PANEL_PP 2
 
 typedef struct wino_panel {
@@ -445,10 +447,13 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
     jb.T = ceil_div(H, 4) * jb.tw;
     jb.NT = N * jb.T;
     /* F(2x2, 3x3) where F(4x4) would fill under half a register panel with
-     * tiles (the UNet's 8x8 maps at N = 2: 8 tiles of 4x4, 32 of 2x2; see
-     * the table above); SDC_WINOGRAD=2 forces it, =1 forces F(4x4) */
+     * the tiles of two images (the UNet's 8x8 maps at N = 2: 8 tiles of 4x4,
+     * 32 of 2x2; see the table above).  Decided per image, not from N*T:
+     * the two round differently, and an image must come out the same
+     * whatever the batch (the CFG-shared prefix runs one image where the
+     * plain pass runs two).  SDC_WINOGRAD=2 forces it, =1 forces F(4x4). */
     const char *env = getenv("SDC_WINOGRAD");
-    const int f2 = env && env[0] == '2' ? 1 : env && env[0] == '1' ? 0 : jb.NT <= nr / 2;
+    const int f2 = env && env[0] == '2' ? 1 : env && env[0] == '1' ? 0 : jb.T <= nr / 4;
     if (f2 && mr <= 16) {
         wino_in_fn in2 = sdc_wino2_input_generic;
         wino_w_fn wt2 = sdc_wino2_weight_generic;

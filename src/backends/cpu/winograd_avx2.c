@@ -31,7 +31,6 @@ static inline __attribute__((always_inline)) void taps8_f16(const uint16_t *h, _
 #define WG_ADD(a, b) _mm256_add_ps(a, b)
 #define WG_SUB(a, b) _mm256_sub_ps(a, b)
 #define WG_MUL(a, b) _mm256_mul_ps(a, b)
-#define WG_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define WG_STORE(p, v) _mm256_storeu_ps(p, v)
 #include "backends/cpu/winograd_g_simd.h"
 

@@ -55,7 +55,6 @@ static inline __attribute__((always_inline)) void taps16_f16(const uint16_t *h, 
 #define WG_ADD(a, b) _mm512_add_ps(a, b)
 #define WG_SUB(a, b) _mm512_sub_ps(a, b)
 #define WG_MUL(a, b) _mm512_mul_ps(a, b)
-#define WG_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define WG_STORE(p, v) _mm512_storeu_ps(p, v)
 #include "backends/cpu/winograd_g_simd.h"
 
