@@ -50,7 +50,7 @@
  * Error against direct convolution 2.3e-6 to 3.5e-6 relative L2 on the
  * real shapes.  Hence: Winograd iff C >= 8 and H*W >= 64 (a 4x4 map has 1
  * tile per image: 1/16 of the panel's lanes used); the layer path when
- * the tiles are many (more than 64) and C < 256 or O < 64, or more than
+ * the tiles of an image are many (more than 64) and C < 256 or O < 64, or more than
  * 8192 (the VAE's 512x512 level: C 256 there, 2026-11-27, back to back on
  * a busy machine: O 256 896-1202 -> 736-754 ms, O 128 522-671 -> 324-401
  * ms against the panel path).
@@ -81,7 +81,6 @@
 
 #define WINO_U_CAP ((size_t)4 << 20) /* floats */
 #define WINO_OB_MAX 256
-#define WINO_PANEL_KC 64 /* C per slice of the products (both paths) */
 
 typedef void (*wino_in_fn)(const float *x, int C, int H, int W, int tw, int T, int NT, int t0,
                            float *v, int64_t xs, int64_t cs, int jofs);
@@ -203,9 +202,7 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
     for (int xi = 0; xi < 36; xi++)
         memset(M + ((int64_t)xi * rows + p0 * mr) * nr, 0,
                (size_t)(p1 - p0) * mr * nr * sizeof *M);
-    /* C in the panel path's slices: both paths sum each product in the same
-     * order, so the choice between them (made from N*T) moves no output */
-    const int kb = ceil_div(C, ceil_div(C, WINO_PANEL_KC));
+    const int kb = ceil_div(C, ceil_div(C, K->kc));
     for (int xi = 0; xi < 36; xi++) {
         const float *u = jb->U + (int64_t)xi * np * C * mr;
         const float *v = V + (int64_t)xi * C * nr;
@@ -259,6 +256,7 @@ static void wino_tile_task(void *ctx, int64_t task, int thread) {
  * ms, C 2560 16x16 48.4 -> 43.8, C 1280 32x32 86.4 -> 83.0, the rest
  * within +-2%. */
 #define WINO_PANEL_NT 64 /* tiles per group (a multiple of every nr) */
+#define WINO_PANEL_KC 64
 #define WINO_PANEL_PP 2
 
 typedef struct wino_panel {
@@ -472,8 +470,9 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
     }
     /* the panel-task path (measured, see the table above) for small maps,
      * and for larger ones when C and O are large enough for its slices and
-     * its O-panel tasks */
-    const int small = jb.NT <= WINO_PANEL_NT || (C >= 256 && O >= 64 && jb.NT <= 8192);
+     * its O-panel tasks.  By the tiles of one image, as F(2x2) above: the
+     * paths sum C in slices of their own */
+    const int small = jb.T <= WINO_PANEL_NT || (C >= 256 && O >= 64 && jb.T <= 8192);
     if (small && mr <= 16 &&
         wino_panel_run(cpu, 0, jb.in, jb.wt, wt16, jb.out, y, x, N, C, H, W, w, b, O, acc) == 0)
         return 0;
