@@ -25,7 +25,7 @@ typedef enum sdc_status {
     SDC_ERR_UNSUPPORTED, /* well-formed but not something sdc runs (SDXL, .ckpt, ...) */
     SDC_ERR_NOMEM,       /* an allocation failed */
     SDC_ERR_INVALID_ARG, /* a parameter is out of range */
-    SDC_ERR_CANCELLED,   /* the progress callback asked to stop */
+    SDC_ERR_CANCELLED,   /* the progress callback or sdc_model_cancel asked to stop */
     SDC_ERR_INTERNAL     /* a bug in sdc; please report it */
 } sdc_status;
 
@@ -101,6 +101,14 @@ sdc_load_params sdc_load_params_default(void);
 sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_model **out);
 void sdc_model_free(sdc_model *model);
 
+/* Asks the sdc_generate running on model (in another thread, or interrupted
+ * by a signal handler that calls this) to stop: it returns
+ * SDC_ERR_CANCELLED within about a second at any image size, having written
+ * nothing.  on = 0 withdraws the request; sdc_generate does not clear it, so
+ * a request made between two calls stops the next one.  Async-signal-safe
+ * and thread-safe (one atomic store). */
+void sdc_model_cancel(sdc_model *model, int on);
+
 /* One line describing the model ("SD 1.x, diffusers folder, unet f16, ..."). */
 const char *sdc_model_describe(const sdc_model *model);
 /* The factor between image and latent size (8 for SD 1.x). */
@@ -118,7 +126,8 @@ typedef enum sdc_stage {
 
 /* Called from the generating thread.  step counts from 1 to total within the
  * stage.  Return non-zero to cancel: sdc_generate then returns
- * SDC_ERR_CANCELLED. */
+ * SDC_ERR_CANCELLED (this takes effect at the end of the step or stage;
+ * sdc_model_cancel stops mid-step). */
 typedef int (*sdc_progress_fn)(void *user, sdc_stage stage, int step, int total);
 
 /* VAE decoding in tiles: diffusers' AutoencoderKL tiled decoding

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <math.h>
 #include <png.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -557,6 +558,145 @@ static void test_params_and_progress(void) {
     sdc_model_free(NULL);
 }
 
+/* ---- non-finite values, cancellation mid-step ------------------------------- */
+
+/* A copy of the tiny diffusers folder in t_tmp(name) whose network file
+ * `rel` has the first value of tensor `tensor` set to v (F32, F16 or BF16
+ * as stored). */
+static const char *poisoned_folder(const char *name, const char *rel, const char *tensor, float v) {
+    static char dir[2048];
+    char cmd[8192], path[4096];
+    snprintf(dir, sizeof dir, "%s", t_tmp(name));
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", dir, t_fixture("tiny-sd"), dir);
+    CHECK(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    sdc_st_file *f = NULL;
+    CHECKF(sdc_st_open(path, &f) == SDC_OK, "%s", sdc_last_error());
+    const sdc_weight *w = f ? sdc_st_find(f, tensor) : NULL;
+    CHECKF(w && w->nbytes >= 8, "%s in %s", tensor, rel);
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    uint16_t half = w && w->dtype == SDC_DT_F16 ? sdc_f32_to_f16(v) : (uint16_t)(bits >> 16);
+    const void *val = w && w->dtype == SDC_DT_F32 ? (const void *)&v : (const void *)&half;
+    const size_t vsize = w ? sdc_dtype_size(w->dtype) : 4;
+    /* the tensor's bytes (random floats: unique in the file) locate it */
+    FILE *fp = fopen(path, "r+b");
+    long size = -1;
+    if (fp && fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
+    char *buf = size > 0 ? malloc((size_t)size) : NULL;
+    long at = -1;
+    if (w && buf && fseek(fp, 0, SEEK_SET) == 0 && fread(buf, 1, (size_t)size, fp) == (size_t)size)
+        for (long i = 0; i + (long)w->nbytes <= size && at < 0; i++)
+            if (memcmp(buf + i, w->data, w->nbytes) == 0) at = i;
+    CHECKF(at >= 0, "%s not found in %s", tensor, path);
+    if (at >= 0) CHECK(fseek(fp, at, SEEK_SET) == 0 && fwrite(val, vsize, 1, fp) == 1);
+    if (fp) CHECK(fclose(fp) == 0);
+    free(buf);
+    sdc_st_close(f);
+    return dir;
+}
+
+/* A NaN or an infinity in any network's output is an error that names the
+ * network (and the step), never a black image with SDC_OK. */
+static void test_nonfinite(void) {
+    static const struct {
+        const char *rel, *tensor;
+        float v;
+        const char *words;
+    } cases[] = {
+        {"unet/diffusion_pytorch_model.safetensors", "conv_out.bias", NAN,
+         "the UNet produced NaN at step 1 of 3"},
+        {"unet/diffusion_pytorch_model.safetensors", "up_blocks.1.resnets.2.conv2.weight",
+         INFINITY, "the UNet produced"},
+        {"vae/diffusion_pytorch_model.safetensors", "decoder.conv_out.bias", INFINITY,
+         "the VAE decoder produced Inf"},
+        {"text_encoder/model.safetensors", "text_model.final_layer_norm.bias", NAN,
+         "the text encoder produced NaN"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *dir = poisoned_folder("poisoned", cases[i].rel, cases[i].tensor, cases[i].v);
+        sdc_model *m = NULL;
+        sdc_status st = sdc_model_load(dir, NULL, &m);
+        CHECKF(st == SDC_OK, "%s", sdc_last_error());
+        if (st != SDC_OK) continue;
+        sdc_gen_params p = sdc_gen_params_default();
+        p.prompt = "a cat";
+        p.width = p.height = 32;
+        p.steps = 3;
+        sdc_image out;
+        memset(&out, 0x55, sizeof out);
+        st = sdc_generate(m, &p, &out, NULL);
+        CHECKF(st == SDC_ERR_FORMAT && strstr(sdc_last_error(), cases[i].words),
+               "%s = %g: status %d, '%s'", cases[i].tensor, cases[i].v, (int)st, sdc_last_error());
+        CHECK(out.data == NULL);
+        printf("  %-40s %s\n", cases[i].tensor, sdc_last_error());
+        sdc_model_free(m);
+    }
+}
+
+typedef struct cancel_job {
+    sdc_model *m;
+    double delay, sent; /* seconds: when to cancel; when it was */
+} cancel_job;
+
+static void *cancel_later(void *p) {
+    cancel_job *j = p;
+    double t0 = t_seconds();
+    while (t_seconds() - t0 < j->delay) usleep(1000);
+    j->sent = t_seconds();
+    sdc_model_cancel(j->m, 1);
+    return NULL;
+}
+
+static int count_steps(void *user, sdc_stage stage, int step, int total) {
+    (void)total;
+    if (stage == SDC_STAGE_SAMPLE) *(int *)user = step;
+    return 0;
+}
+
+/* sdc_model_cancel from another thread stops a generation mid-step (the
+ * tiny model at 384x384 takes tens of seconds a step here): it returns
+ * SDC_ERR_CANCELLED within a few seconds, no step having ended; a request
+ * made before the call stops it at once; withdrawn, the model generates. */
+static void test_cancel_mid_step(void) {
+    sdc_model *m = NULL;
+    sdc_load_params lp = sdc_load_params_default();
+    lp.n_threads = 2;
+    sdc_status st = sdc_model_load(t_fixture("tiny-sd"), &lp, &m);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    if (st != SDC_OK) return;
+    sdc_gen_params p = sdc_gen_params_default();
+    p.prompt = "a cat";
+    p.width = p.height = 384;
+    p.steps = 2;
+    int steps_done = 0;
+    p.progress = count_steps;
+    p.progress_user = &steps_done;
+    sdc_image out;
+    memset(&out, 0x55, sizeof out);
+    cancel_job j = {m, 1.0, 0};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, cancel_later, &j) == 0);
+    st = sdc_generate(m, &p, &out, NULL);
+    const double late = t_seconds() - j.sent;
+    pthread_join(th, NULL);
+    printf("  cancelled mid-step: returned %.3f s after the request\n", late);
+    CHECKF(st == SDC_ERR_CANCELLED, "status %d: %s", (int)st, sdc_last_error());
+    CHECK(out.data == NULL && steps_done == 0);
+    /* ~1 s natively; the bound leaves room for sanitizers, qemu and a
+     * loaded machine (the largest task of an op at this size) */
+    CHECKF(late <= 10.0, "returned %.1f s after the request", late);
+    /* still set: the next call stops at once */
+    p.width = p.height = 32;
+    st = sdc_generate(m, &p, &out, NULL);
+    CHECK(st == SDC_ERR_CANCELLED && out.data == NULL);
+    sdc_model_cancel(m, 0);
+    st = sdc_generate(m, &p, &out, NULL);
+    CHECKF(st == SDC_OK && out.data != NULL, "%s", sdc_last_error());
+    sdc_image_free(&out);
+    sdc_model_free(m);
+}
+
 static void test_load_errors(void) {
     sdc_model *m = (sdc_model *)1;
     CHECK(sdc_model_load(t_fixture("no-such-model.safetensors"), NULL, &m) != SDC_OK);
@@ -574,6 +714,8 @@ int main(void) {
     RUN(test_png_errors);
     RUN(test_load_errors);
     RUN(test_params_and_progress);
+    RUN(test_nonfinite);
+    RUN(test_cancel_mid_step);
     RUN(test_against_diffusers);
     RUN(test_bf16_mode);
     return t_summary();

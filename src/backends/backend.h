@@ -17,6 +17,7 @@
 #ifndef SDC_BACKEND_H
 #define SDC_BACKEND_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -138,6 +139,11 @@ sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref);
  * SDC_ERR_UNSUPPORTED (message set) if this backend's CPU or build has no
  * bf16 kernels. */
 sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on);
+/* Once *stop is non-zero, the CPU backend's ops skip their remaining work
+ * (each ends within about one of its tasks): a cancelled generation stops
+ * mid-pass instead of at the end of a step.  What they write then is
+ * undefined.  stop NULL: never.  No effect on other backends. */
+void sdc_backend_cpu_set_stop(sdc_backend *be, const atomic_int *stop);
 /* The profiling backend (profile.c): forwards every op to inner (which it
  * then owns and frees) and adds up the wall time per (stage, op, shape).
  * Returns NULL if out of memory (inner is not freed then).  _stage names

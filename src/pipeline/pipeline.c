@@ -24,7 +24,12 @@
  * network's weight pages leave the resident set when it is done
  * (release_weights), and in low-memory mode after every block.  Host
  * buffers (latents, guided noise, context, image) and the sampler's history
- * are allocated before the denoising loop, which allocates nothing. */
+ * are allocated before the denoising loop, which allocates nothing.
+ *
+ * Checks: the prompt's encoding, the latents after every step and the
+ * decoded image must be finite (a NaN or Inf is an error naming the network
+ * and step, never a black image); sdc_model_cancel stops the CPU backend's
+ * ops mid-pass and the pipeline at the next check. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +67,7 @@ struct sdc_model {
     int unet_div;        /* 2^(unet levels - 1): latent sides must be multiples */
     int verbose;
     int low_memory;
+    atomic_int cancel; /* sdc_model_cancel; the CPU backend's ops stop on it too */
     char desc[320];
 };
 
@@ -187,6 +193,7 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
         st = sdc_backend_cpu_set_bf16(m->be, 1);
         if (st != SDC_OK) goto fail;
     }
+    sdc_backend_cpu_set_stop(m->be, &m->cancel);
     if (profiling()) {
         sdc_backend *pb = sdc_backend_profile_wrap(m->be);
         if (!pb) {
@@ -304,6 +311,34 @@ static sdc_status cancelled(void) {
     return sdc_fail(SDC_ERR_CANCELLED, "cancelled by the progress callback");
 }
 
+/* sdc_model_cancel was called: the ops since may have skipped their work,
+ * so nothing they wrote is used. */
+static int cancel_asked(const sdc_model *m) { return atomic_load(&m->cancel) != 0; }
+
+static sdc_status cancel_requested(void) {
+    return sdc_fail(SDC_ERR_CANCELLED, "cancelled");
+}
+
+void sdc_model_cancel(sdc_model *m, int on) {
+    if (m) atomic_store(&m->cancel, on != 0);
+}
+
+/* SDC_OK, or SDC_ERR_FORMAT naming the network and the step if x[0..n)
+ * holds a NaN or an infinity: a black or noise image must not come out as
+ * a success.  One pass over a latent or an image: well under 1% of a step. */
+static sdc_status check_finite(const float *x, int64_t n, const char *network, int step,
+                               int steps) {
+    int64_t i = 0;
+    while (i < n && isfinite(x[i])) i++;
+    if (i == n) return SDC_OK;
+    char at[48] = "";
+    if (step > 0) snprintf(at, sizeof at, " at step %d of %d", step, steps);
+    return sdc_fail(SDC_ERR_FORMAT,
+                    "the %s produced %s%s: its weights hold NaN or Inf values, or its "
+                    "activations overflow float32 (the model does not suit this precision)",
+                    network, isnan(x[i]) ? "NaN" : "Inf", at);
+}
+
 static sdc_status arena_checked(const sdc_arena *a, const char *what) {
     if (a->overflow)
         return sdc_fail(SDC_ERR_INTERNAL, "%s used more activation memory than planned", what);
@@ -366,6 +401,9 @@ static sdc_status encode_text(sdc_model *m, const sdc_gen_params *p, gen_state *
         sdc_clip_forward(m->clip, m->be, a, ids[b], S, out);
         if ((st = arena_checked(a, "the text encoder")) != SDC_OK) return st;
         m->be->copy_out(m->be, g->ctx + (size_t)b * S * D, out, (int64_t)S * D);
+        if (cancel_asked(m)) return cancel_requested();
+        st = check_finite(g->ctx + (size_t)b * S * D, (int64_t)S * D, "text encoder", 0, 0);
+        if (st != SDC_OK) return st;
         if (report(p, SDC_STAGE_TEXT, b + 1, B)) return cancelled();
     }
     sdc_arena_free(a);
@@ -432,7 +470,9 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
         if (st != SDC_OK) return st;
         if (B == 2) be->lerp(be, out, out, out + n, p->cfg_scale, n);
         be->copy_out(be, g->eps, out, n);
+        if (cancel_asked(m)) return cancel_requested();
         sdc_sched_step(g->sched, i, g->eps, g->x, &rng);
+        if ((st = check_finite(g->x, n, "UNet", i + 1, len)) != SDC_OK) return st;
         if (report(p, SDC_STAGE_SAMPLE, i + 1, len)) return cancelled();
     }
     g->steps_s = now_s() - t_steps;
@@ -523,6 +563,8 @@ static sdc_status decode(sdc_model *m, const sdc_gen_params *p, gen_state *g, in
     const int tile = vae_tile(m, p, h, w);
     sdc_status st = tile ? decode_tiles(m, g, h, w, tile) : decode_whole(m, g, h, w, n, img_n);
     if (st != SDC_OK) return st;
+    if (cancel_asked(m)) return cancel_requested();
+    if ((st = check_finite(g->img, img_n, "VAE decoder", 0, 0)) != SDC_OK) return st;
     sdc_arena_free(&g->arena);
     release_weights(m, "vae.");
     if (report(p, SDC_STAGE_DECODE, 1, 1)) return cancelled();
@@ -564,6 +606,10 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
 
     gen_state g;
     memset(&g, 0, sizeof g);
+    if (cancel_asked(m)) {
+        st = cancel_requested();
+        goto done;
+    }
     st = sdc_sched_create(p->sampler, p->schedule, sdc_model_files_sched(m->mf), p->steps, n,
                           &g.sched);
     if (st != SDC_OK) goto done;

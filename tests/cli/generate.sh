@@ -64,7 +64,8 @@ Steps: 1, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.5, Seed: $seed,
     grep -aq "Negative prompt" "$WORK/c.png" && fail "empty negative prompt written"
 fi
 
-# SIGINT: stops after the current step, exit 130, no file, no temporary file
+# SIGINT: stops, exit 130, no file, no temporary file (cancel.sh: within a
+# second of the signal, mid-step)
 CHECKS=$((CHECKS + 1))
 # 32x32 keeps a step short under qemu (at 64x64 one took 42 s on a loaded CI
 # machine, where the tiny model's attention over 1024 tokens runs in softfloat)
@@ -79,10 +80,10 @@ for _ in $(seq 3000); do
     sleep 0.1
 done
 kill -INT "$pid"
-# it stops after the current step: within a minute plus four times what the
-# load, the text encoding and the first step took together (one step is less
-# than that, however slow the machine), even where the launcher had blocked
-# SIGINT (sdc unblocks it; a blocked mask is how CI timed out here once)
+# it stops: within a minute plus four times what the load, the text encoding
+# and the first step took together, however slow the machine, even where the
+# launcher had blocked SIGINT (sdc unblocks it; a blocked mask is how CI
+# timed out here once)
 first=$((SECONDS - started))
 for _ in $(seq $((600 + 40 * first))); do
     kill -0 "$pid" 2>/dev/null || break

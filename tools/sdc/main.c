@@ -178,6 +178,7 @@ int main(int argc, char **argv) {
         rc = exit_code(st) == 2 ? 1 : exit_code(st);
         goto out;
     }
+    interrupt_cancels(model);
     char name[256];
     model_name(a.model, name, sizeof name);
 
@@ -239,6 +240,7 @@ int main(int argc, char **argv) {
     }
 
 out:
+    interrupt_cancels(NULL);
     sdc_model_free(model);
     for (int i = 0; i < a.batch_count; i++) free(paths[i]);
     free(paths);

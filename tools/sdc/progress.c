@@ -8,12 +8,20 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t g_interrupted;
+static sdc_model *volatile g_model; /* whose generation a signal cancels */
 
 static void on_signal(int sig) {
     (void)sig;
     g_interrupted = 1;
-    static const char msg[] = "\nsdc: interrupted; stopping after this step (again to quit now)\n";
+    sdc_model *m = g_model;
+    if (m) sdc_model_cancel(m, 1); /* one atomic store: async-signal-safe */
+    static const char msg[] = "\nsdc: interrupted; stopping (again to quit now)\n";
     (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+}
+
+void interrupt_cancels(sdc_model *m) {
+    g_model = m;
+    if (m && g_interrupted) sdc_model_cancel(m, 1); /* a signal before m was set */
 }
 
 void interrupt_install(void) {

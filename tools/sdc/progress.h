@@ -25,11 +25,16 @@ int progress_cb(void *user, sdc_stage stage, int step, int total);
 /* Ends an open bar line. */
 void progress_done(progress *p);
 
-/* Installs the SIGINT/SIGTERM handler: the first signal asks the pipeline
- * to stop after the current step; a second one ends the program at once
- * (the default action).  Both signals are also unblocked: a blocked mask
- * inherited from the launcher would hold them pending to the last step. */
+/* Installs the SIGINT/SIGTERM handler: the first signal cancels the
+ * generation of the model named by interrupt_cancels (sdc_model_cancel: it
+ * stops within about a second, mid-step); a second one ends the program at
+ * once (the default action).  Both signals are also unblocked: a blocked
+ * mask inherited from the launcher would hold them pending to the last
+ * step. */
 void interrupt_install(void);
+/* The model a signal cancels (NULL: none; set it before freeing the model);
+ * a signal already received cancels it at once. */
+void interrupt_cancels(sdc_model *m);
 int interrupted(void);
 
 #endif

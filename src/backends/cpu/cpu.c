@@ -508,6 +508,10 @@ sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on) {
     return SDC_OK;
 }
 
+void sdc_backend_cpu_set_stop(sdc_backend *be, const atomic_int *stop) {
+    if (be && be->free == cpu_free) sdc_threadpool_set_stop(sdc_cpu_of(be)->pool, stop);
+}
+
 sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref) {
     const char *env = getenv("SDC_FORCE_REF");
     if (env && env[0] == '1') force_ref = 1;

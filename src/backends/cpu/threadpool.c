@@ -46,6 +46,7 @@ struct sdc_threadpool {
     int quit;
     int spin_us;              /* polling before sleeping (above) */
     atomic_int in_job;   /* a parallel_for is running: nested calls run inline */
+    const atomic_int *stop; /* non-zero: skip the tasks not yet started (or NULL) */
     /* the current job */
     sdc_task_fn fn;
     void *ctx;
@@ -58,12 +59,20 @@ typedef struct worker_arg {
     int id;
 } worker_arg;
 
+static int stopped(const sdc_threadpool *p) {
+    return p && p->stop && atomic_load_explicit(p->stop, memory_order_relaxed);
+}
+
 static void run_tasks(sdc_threadpool *p, int thread) {
     for (;;) {
         int64_t t = atomic_fetch_add(&p->next, 1);
-        if (t >= p->n_tasks) break;
+        if (t >= p->n_tasks || stopped(p)) break;
         p->fn(p->ctx, t, thread);
     }
+}
+
+void sdc_threadpool_set_stop(sdc_threadpool *p, const atomic_int *stop) {
+    if (p) p->stop = stop;
 }
 
 /* Polls until *v != old (generation) or *n == 0 (busy), at most us. */
@@ -183,7 +192,7 @@ void sdc_threadpool_set_spin(sdc_threadpool *p, int us) {
 void sdc_parallel_for(sdc_threadpool *p, int64_t n_tasks, sdc_task_fn fn, void *ctx) {
     if (n_tasks <= 0) return;
     if (!p || p->n == 1 || n_tasks == 1 || atomic_load(&p->in_job)) {
-        for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
+        for (int64_t t = 0; t < n_tasks && !stopped(p); t++) fn(ctx, t, 0);
         return;
     }
     pthread_mutex_lock(&p->mu);

@@ -8,6 +8,7 @@
 #ifndef SDC_CPU_THREADPOOL_H
 #define SDC_CPU_THREADPOOL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 typedef struct sdc_threadpool sdc_threadpool;
@@ -23,6 +24,11 @@ int sdc_threadpool_size(const sdc_threadpool *p);
 /* How long a thread polls for the next job, or for the end of one, before
  * it sleeps on a condition variable (microseconds; 0: never polls). */
 void sdc_threadpool_set_spin(sdc_threadpool *p, int us);
+
+/* While *stop is non-zero, the tasks not yet started are skipped: an op in
+ * flight ends within about one task's time, its output undefined (how a
+ * cancelled generation stops mid-op).  stop NULL: never. */
+void sdc_threadpool_set_stop(sdc_threadpool *p, const atomic_int *stop);
 
 void sdc_parallel_for(sdc_threadpool *p, int64_t n_tasks, sdc_task_fn fn, void *ctx);
 
