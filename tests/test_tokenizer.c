@@ -217,6 +217,62 @@ static void expect_load_error(const char *vocab_text, const char *merges_text, s
     remove(merges);
 }
 
+/* Tokenizes text with t; the ids before the padding must be want[0..n). */
+static void expect_ids(const sdc_tokenizer *t, const char *what, const char *text,
+                       const int32_t *want, int n) {
+    int32_t ids[SDC_CLIP_CONTEXT];
+    int got = sdc_tokenize(t, text, ids);
+    int same = got == n;
+    for (int i = 0; same && i < n; i++) same = ids[i] == want[i];
+    for (int i = n; same && i < SDC_CLIP_CONTEXT; i++) same = ids[i] == want[n - 1];
+    CHECKF(same, "%s: \"%s\": %d tokens [%d %d %d %d %d ...], want %d", what, text, got,
+           ids[0], ids[1], ids[2], ids[3], ids[4], n);
+}
+
+/* A vocabulary without merges: an empty merges.txt, one holding only the
+ * version line (with and without its newline).  The reference (transformers'
+ * CLIPTokenizer = HF tokenizers' BPE with end_of_word_suffix "</w>", unk
+ * <|endoftext|>, fuse_unk false) then gives every piece as its characters,
+ * the last one with "</w>", and the unknown token for each character that
+ * is not in the vocabulary (BPE::merge_word with no merges to apply).  The
+ * ids below follow from that rule; there is no fixture of it. */
+static void test_no_merges(void) {
+    const char *vocab_text = "{\"a\": 0, \"b\": 1, \"a</w>\": 2, \"b</w>\": 3, \"c\": 4, "
+                             "\"!</w>\": 5, \"<|startoftext|>\": 6, \"<|endoftext|>\": 7}";
+    const char *merges_text[3] = {"", "#version: 0.2\n", "#version: 0.2"};
+    char vocab[4096], merges[4096];
+    snprintf(vocab, sizeof vocab, "%s", t_tmp("tok_nomerge_vocab.json"));
+    snprintf(merges, sizeof merges, "%s", t_tmp("tok_nomerge_merges.txt"));
+    write_all(vocab, vocab_text);
+    for (int k = 0; k < 3; k++) {
+        write_all(merges, merges_text[k]);
+        sdc_tokenizer *t = NULL;
+        sdc_status st = sdc_tokenizer_load(vocab, merges, &t);
+        CHECKF(st == SDC_OK && t, "merges.txt \"%s\": %s", merges_text[k], sdc_last_error());
+        if (!t) continue;
+        const char *what = k == 0 ? "empty merges.txt" : "merges.txt with only #version";
+        expect_ids(t, what, "", (const int32_t[]){6, 7}, 2);
+        expect_ids(t, what, "a", (const int32_t[]){6, 2, 7}, 3);
+        expect_ids(t, what, "ab", (const int32_t[]){6, 0, 3, 7}, 4);
+        expect_ids(t, what, "AB ba!", (const int32_t[]){6, 0, 3, 1, 2, 5, 7}, 7);
+        expect_ids(t, what, "cab", (const int32_t[]){6, 4, 0, 3, 7}, 5);
+        /* "c</w>", "x", "y", "z</w>" and "\xc3", "\xa9</w>" (é) are unknown: one
+         * <|endoftext|> each, not fused */
+        expect_ids(t, what, "ac", (const int32_t[]){6, 0, 7, 7}, 4);
+        expect_ids(t, what, "xyz", (const int32_t[]){6, 7, 7, 7, 7}, 5);
+        expect_ids(t, what, "\xc3\xa9" "a", (const int32_t[]){6, 7, 7, 2, 7}, 5);
+        /* long prompts are cut at 75 tokens as ever */
+        char many[200];
+        memset(many, 'a', 150);
+        many[150] = 0;
+        int32_t ids[SDC_CLIP_CONTEXT];
+        CHECK(sdc_tokenize(t, many, ids) == 77 && ids[1] == 0 && ids[75] == 0 && ids[76] == 7);
+        sdc_tokenizer_free(t);
+    }
+    remove(vocab);
+    remove(merges);
+}
+
 static void test_load_errors(void) {
     const char *ok_vocab =
         "{\"a\": 0, \"b\": 1, \"ab\": 2, \"<|startoftext|>\": 3, \"<|endoftext|>\": 4}";
@@ -253,6 +309,12 @@ static void test_load_errors(void) {
     expect_load_error("{\"a\": 0, \"a\": 1}", ok_merges, SDC_ERR_FORMAT, "token listed twice");
     expect_load_error("{\"a\": 0, \"b\": 1, \"ab\": 2, \"<|endoftext|>\": 3}", ok_merges,
                       SDC_ERR_FORMAT, "no <|startoftext|>");
+    expect_load_error("{\"a\": 0, \"b\": 1, \"ab\": 2, \"<|startoftext|>\": 3}", ok_merges,
+                      SDC_ERR_FORMAT, "no <|endoftext|>");
+    /* no tokens at all: with merges (which then name unknown tokens) and without */
+    expect_load_error("{}", ok_merges, SDC_ERR_FORMAT, "tok_bad_vocab.json: no tokens");
+    expect_load_error("{}", "", SDC_ERR_FORMAT, "tok_bad_vocab.json: no tokens");
+    expect_load_error("{\"a\": 0, \"b\": 1}", "", SDC_ERR_FORMAT, "no <|startoftext|>");
     /* malformed merges.txt */
     expect_load_error(ok_vocab, "#version: 0.2\nab\n", SDC_ERR_FORMAT,
                       "tok_bad_merges.txt:2: expected two tokens");
@@ -262,6 +324,52 @@ static void test_load_errors(void) {
     expect_load_error(ok_vocab, "a x\n", SDC_ERR_FORMAT, ":1: \"x\" is not in the vocabulary");
     expect_load_error(ok_vocab, "b a\n", SDC_ERR_FORMAT, "merge \"ba\" is not in the vocabulary");
     expect_load_error(ok_vocab, "a b\na b\n", SDC_ERR_FORMAT, ":2: merge listed twice");
+    /* very long lines: the message quotes at most 64 bytes of a token */
+    size_t n_long = 200000;
+    char *long_line = malloc(n_long + 8);
+    memset(long_line, 'a', n_long);
+    memcpy(long_line + n_long, " b\n", 4);
+    expect_load_error(ok_vocab, long_line, SDC_ERR_FORMAT, ":1: \"aaaa");
+    CHECKF(strlen(sdc_last_error()) < 512, "message of %zu bytes", strlen(sdc_last_error()));
+    memcpy(long_line + n_long, "\n", 2); /* one 200000-byte "token": no space */
+    expect_load_error(ok_vocab, long_line, SDC_ERR_FORMAT, ":1: expected two tokens");
+    free(long_line);
+}
+
+/* Long lines that are valid: a 60000-byte token in vocab.json and a
+ * 60000-byte line in merges.txt load (lines have no length limit; the files
+ * have 64 MiB). */
+static void test_long_token(void) {
+    size_t n = 60000;
+    char *word = malloc(n + 1);
+    memset(word, 'a', n);
+    word[n] = 0;
+    size_t cap = 2 * n + 256;
+    char *vocab_text = malloc(cap), *merges_text = malloc(cap);
+    snprintf(vocab_text, cap,
+             "{\"a\": 0, \"%.*s\": 1, \"%s</w>\": 2, \"a</w>\": 3, \"<|startoftext|>\": 4, "
+             "\"<|endoftext|>\": 5}",
+             (int)(n - 1), word, word);
+    /* a^59999 + a</w> -> a^60000</w>; no merges lead from letters to a^59999,
+     * so a 60000-letter word stays letters (cut at 75) */
+    snprintf(merges_text, cap, "#version: 0.2\n%.*s a</w>\n", (int)(n - 1), word);
+    char vocab[4096], merges[4096];
+    snprintf(vocab, sizeof vocab, "%s", t_tmp("tok_long_vocab.json"));
+    snprintf(merges, sizeof merges, "%s", t_tmp("tok_long_merges.txt"));
+    write_all(vocab, vocab_text);
+    write_all(merges, merges_text);
+    sdc_tokenizer *t = NULL;
+    CHECKF(sdc_tokenizer_load(vocab, merges, &t) == SDC_OK, "%s", sdc_last_error());
+    if (t) {
+        int32_t ids[SDC_CLIP_CONTEXT];
+        CHECK(sdc_tokenize(t, word, ids) == 77 && ids[1] == 0 && ids[75] == 0);
+    }
+    sdc_tokenizer_free(t);
+    remove(vocab);
+    remove(merges);
+    free(word);
+    free(vocab_text);
+    free(merges_text);
 }
 
 int main(void) {
@@ -278,6 +386,8 @@ int main(void) {
         RUN(test_limits);
     }
     RUN(test_load_errors);
+    RUN(test_no_merges);
+    RUN(test_long_token);
     sdc_tokenizer_free(g_builtin);
     cJSON_Delete(g_fix);
     return t_summary();

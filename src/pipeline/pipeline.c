@@ -379,11 +379,21 @@ static sdc_status encode_text(sdc_model *m, const sdc_gen_params *p, gen_state *
     const int S = SDC_CLIP_CONTEXT, D = sdc_clip_cfg(m->clip)->hidden;
     int32_t ids[2][SDC_CLIP_CONTEXT];
     const char *texts[2] = {p->negative_prompt ? p->negative_prompt : "", p->prompt};
+    const int V = sdc_clip_cfg(m->clip)->vocab_size;
     for (int b = 0; b < B; b++) {
         const char *t = texts[2 - B + b];
         if (sdc_tokenize(m->tok, t, ids[b]) < 0)
             return sdc_fail_context(SDC_ERR_INVALID_ARG, "%s",
                                     t == p->prompt ? "prompt" : "negative prompt");
+        /* the embedding has V rows: a tokenizer/vocab.json larger than the
+         * text encoder's table gives ids that it has no row for (the
+         * reference fails on them as well: an index error) */
+        for (int i = 0; i < S; i++)
+            if (ids[b][i] < 0 || ids[b][i] >= V)
+                return sdc_fail(SDC_ERR_FORMAT,
+                                "the tokenizer gave token id %d, but the text encoder has %d "
+                                "token embeddings (the vocabulary does not fit the model)",
+                                (int)ids[b][i], V);
     }
 
     prefetch_weights(m, "text_encoder.");

@@ -29,7 +29,15 @@
  *
  * Input: at most SDC_TOKENIZER_MAX_BYTES (longer is an error, not cut, so a
  * prompt is never silently changed); ill-formed UTF-8 becomes U+FFFD as
- * Python's decode(errors="replace") does; NUL ends the text. */
+ * Python's decode(errors="replace") does; NUL ends the text.
+ *
+ * vocab.json and merges.txt are checked as they load: at least one token,
+ * ids 0..n-1 each once, <|startoftext|> and <|endoftext|> present, every
+ * merge's two tokens and their join in the vocabulary.  A merges.txt with no
+ * merges (empty, or only its "#version" line) is valid, as in the
+ * reference: every piece is then its characters' tokens, the last with
+ * "</w>".  A character whose token is missing becomes <|endoftext|> (the
+ * reference's unknown token), one per character. */
 #include "text/tokenizer.h"
 
 #include <assert.h>
@@ -192,7 +200,10 @@ static merge_slot *merge_slot_of(merge_slot *slot, size_t mask, uint64_t key) {
     return &slot[i];
 }
 
+/* The merge of left + right, or NULL.  A vocabulary without merges has no
+ * table at all (merge_slot NULL). */
 static const merge_slot *merge_find(const sdc_tokenizer *t, int32_t left, int32_t right) {
+    if (!t->merge_slot) return NULL;
     const merge_slot *m = merge_slot_of(t->merge_slot, t->merge_mask,
                                         (uint64_t)(uint32_t)left << 32 | (uint32_t)right);
     return m->key == UINT64_MAX ? NULL : m;
@@ -438,6 +449,10 @@ static sdc_status load_vocab_json(sdc_tokenizer *t, const char *path, const char
     }
     size_t count = 0;
     for (cJSON *e = root->child; e; e = e->next) count++;
+    if (count == 0) {
+        st = sdc_fail(SDC_ERR_FORMAT, "%s: no tokens (an empty vocabulary)", path);
+        goto done;
+    }
     if ((st = tok_init(t, count)) != SDC_OK) {
         sdc_fail_context(st, "%s", path);
         goto done;

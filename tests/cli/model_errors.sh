@@ -59,4 +59,30 @@ cp -r "$FIX/tiny-sd/unet" "$FIX/tiny-sd/text_encoder" "$FIX/tiny-sd/scheduler" \
     "$FIX/tiny-sd/model_index.json" "$WORK/novae/"
 run "vae" "$WORK/novae"
 
+# a tokenizer/ folder whose merges.txt holds no merges (empty, or only the
+# version line): valid, every word falls to its characters' tokens (as
+# transformers' CLIPTokenizer does); it crashed (SIGSEGV) before
+mkdir -p "$WORK/nomerges/tokenizer"
+for part in unet text_encoder vae scheduler model_index.json; do
+    ln -s "$FIX/tiny-sd/$part" "$WORK/nomerges/$part"
+done
+printf '{"a": 0, "b": 1, "a</w>": 2, "b</w>": 3, "<|startoftext|>": 4, "<|endoftext|>": 5}' \
+    >"$WORK/nomerges/tokenizer/vocab.json"
+for merges in '' '#version: 0.2\n'; do
+    printf '%b' "$merges" >"$WORK/nomerges/tokenizer/merges.txt"
+    rm -f "$WORK/nomerges.png"
+    if expect_ok -m "$WORK/nomerges" -p ab -W 32 -H 32 --steps 1 -s 1 -o "$WORK/nomerges.png"; then
+        CHECKS=$((CHECKS + 1))
+        is_png "$WORK/nomerges.png" || fail "no merges ('$merges'): no PNG written"
+    fi
+done
+# a vocabulary larger than the text encoder's embedding table (49408 rows):
+# <|endoftext|> = 49408 has no row; refused, not read past the table
+awk 'BEGIN { printf "{\"a\": 0, \"b\": 1, \"ab\": 2, ";
+             for (i = 3; i < 49407; i++) printf "\"t%d\": %d, ", i, i;
+             printf "\"<|startoftext|>\": 49407, \"<|endoftext|>\": 49408}" }' \
+    >"$WORK/nomerges/tokenizer/vocab.json"
+printf '#version: 0.2\na b\n' >"$WORK/nomerges/tokenizer/merges.txt"
+run "token id 49408.*49408 token embeddings" "$WORK/nomerges"
+
 finish
