@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -193,6 +194,73 @@ static void test_png_errors(void) {
         CHECK(sdc_png_check_dest(path, 0) == SDC_ERR_IO);
         CHECK(sdc_png_write(path, &img, NULL, 0, 0) == SDC_ERR_IO);
     }
+}
+
+/* Only regular files are replaced, checked by sdc_png_write itself (not
+ * only by sdc_png_check_dest): a FIFO, a character device (made here, as
+ * root; the real /dev nodes are never the target), a link to either or to a
+ * folder are refused with and without overwrite and stay as they were; a
+ * link to a regular file is replaced (the link, not its target). */
+static void test_png_not_regular(void) {
+    uint8_t buf[4 * 4 * 3];
+    sdc_image img = test_image(4, 4, buf);
+    char dir[4096], fifo[4200], dev[4200], path[4200], target[4200];
+    snprintf(dir, sizeof dir, "%s", t_tmp("png_nodes"));
+    mkdir(dir, 0777);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(dev, sizeof dev, "%s/dev", dir);
+    unlink(fifo);
+    unlink(dev);
+    CHECK(mkfifo(fifo, 0644) == 0);
+    int have_dev = mknod(dev, S_IFCHR | 0644, makedev(1, 3)) == 0;
+    if (!have_dev) printf("note: mknod failed (not root?): the device-node case is skipped\n");
+    struct {
+        const char *name, *target, *kind; /* link name (NULL: the node itself) */
+    } cases[] = {
+        {NULL, "fifo", "FIFO"},
+        {"fifolink", "fifo", "a symbolic link to a FIFO"},
+        {"dirlink", ".", "a symbolic link to a folder"},
+        {NULL, "dev", "character device"},
+        {"devlink", "dev", "a symbolic link to a character device"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (!have_dev && strcmp(cases[i].target, "dev") == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, cases[i].name ? cases[i].name : cases[i].target);
+        if (cases[i].name) {
+            unlink(path);
+            CHECK(symlink(cases[i].target, path) == 0);
+        }
+        for (int overwrite = 0; overwrite <= 1; overwrite++) {
+            CHECKF(sdc_png_write(path, &img, NULL, 0, overwrite) == SDC_ERR_IO,
+                   "%s, overwrite %d: written", path, overwrite);
+            CHECKF(strstr(sdc_last_error(), cases[i].kind) != NULL, "%s: message \"%s\"", path,
+                   sdc_last_error());
+            CHECK(sdc_png_check_dest(path, overwrite) == SDC_ERR_IO);
+        }
+        struct stat sb;
+        CHECKF(lstat(path, &sb) == 0 && (cases[i].name ? S_ISLNK(sb.st_mode)
+                                         : strcmp(cases[i].target, "dev") == 0
+                                             ? S_ISCHR(sb.st_mode)
+                                             : S_ISFIFO(sb.st_mode)),
+               "%s was replaced", path);
+    }
+    /* a link to a regular file: replaced by the PNG, the file kept */
+    snprintf(target, sizeof target, "%s/target", dir);
+    FILE *f = fopen(target, "wb");
+    if (f) {
+        fputs("precious", f);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/filelink", dir);
+    unlink(path);
+    CHECK(symlink("target", path) == 0);
+    CHECK(sdc_png_write(path, &img, NULL, 0, 0) == SDC_ERR_IO);
+    CHECKF(strstr(sdc_last_error(), "exists") != NULL, "%s", sdc_last_error());
+    CHECK(sdc_png_write(path, &img, NULL, 0, 1) == SDC_OK);
+    struct stat sb;
+    CHECK(lstat(path, &sb) == 0 && S_ISREG(sb.st_mode));
+    CHECK(file_size(target) == 8);
+    CHECK(count_tmp_files(dir) == 0);
 }
 
 static void test_infotext(void) {
@@ -712,6 +780,7 @@ int main(void) {
     RUN(test_infotext);
     RUN(test_png_roundtrip);
     RUN(test_png_errors);
+    RUN(test_png_not_regular);
     RUN(test_load_errors);
     RUN(test_params_and_progress);
     RUN(test_nonfinite);

@@ -124,6 +124,43 @@ static int can_create_in(const char *dir) {
     return fd >= 0;
 }
 
+/* What the mode is, for a message ("a FIFO"). */
+static const char *kind_name(mode_t m) {
+    if (S_ISDIR(m)) return "a folder";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+/* An existing path (lsb: its lstat) that sdc_png_write may replace: a
+ * regular file, a symbolic link to one, or a dangling link (rename() puts the
+ * new file in the link's place and never writes through it, so nothing the
+ * link names is touched; a dangling one names nothing).  Anything else is
+ * refused, overwrite or not: renaming over a device node, FIFO or socket
+ * would destroy it (as root: /dev/null, /dev/full), and a link to one or to
+ * a folder names something that is not a file to be replaced.  SDC_ERR_IO
+ * with a message. */
+static sdc_status check_replaceable(const char *path, const struct stat *lsb) {
+    struct stat sb = *lsb;
+    const char *via = "";
+    if (S_ISLNK(lsb->st_mode)) {
+        if (stat(path, &sb) != 0) {
+            if (errno == ENOENT || errno == ENOTDIR) return SDC_OK; /* dangling */
+            return sdc_fail(SDC_ERR_IO, "%s: a symbolic link that cannot be followed: %s", path,
+                            strerror(errno));
+        }
+        via = "a symbolic link to ";
+    }
+    if (S_ISREG(sb.st_mode)) return SDC_OK;
+    if (S_ISDIR(sb.st_mode)) return sdc_fail(SDC_ERR_IO, "%s: is %sa folder", path, via);
+    return sdc_fail(SDC_ERR_IO,
+                    "%s: is %s%s, not a regular file: only regular files are replaced, even "
+                    "when overwriting",
+                    path, via, kind_name(sb.st_mode));
+}
+
 sdc_status sdc_png_check_dest(const char *path, int overwrite) {
     if (!path || !*path) return sdc_fail(SDC_ERR_IO, "empty output path");
     char *dir;
@@ -144,9 +181,8 @@ sdc_status sdc_png_check_dest(const char *path, int overwrite) {
         st = sdc_fail(SDC_ERR_IO, "%s: folder %s is not writable: %s", path, dir,
                       strerror(errno));
     } else if (lstat(path, &sb) == 0) {
-        if (S_ISDIR(sb.st_mode))
-            st = sdc_fail(SDC_ERR_IO, "%s: is a folder", path);
-        else if (!overwrite)
+        st = check_replaceable(path, &sb);
+        if (st == SDC_OK && !overwrite)
             st = sdc_fail(SDC_ERR_IO, "%s: file exists; not overwriting it", path);
     } else if (errno != ENOENT) {
         st = sdc_fail(SDC_ERR_IO, "%s: %s", path, strerror(errno));
@@ -181,9 +217,27 @@ static void sync_dir(const char *dir) {
     }
 }
 
+/* The error for a path that exists when it must not: why it may not be
+ * replaced at all, else that it exists. */
+static sdc_status exists_error(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && check_replaceable(path, &sb) != SDC_OK) return SDC_ERR_IO;
+    return sdc_fail(SDC_ERR_IO, "%s: file exists; not overwriting it", path);
+}
+
 /* Moves the finished temporary file tmp to path (see png.h). */
 static sdc_status publish(const char *tmp, const char *path, int overwrite) {
     if (overwrite) {
+        /* checked again here, not only by sdc_png_check_dest: the path may
+         * have changed during the generation, and library callers may not
+         * check first.  A window remains between this lstat and rename(). */
+        struct stat sb;
+        if (lstat(path, &sb) == 0) {
+            sdc_status st = check_replaceable(path, &sb);
+            if (st != SDC_OK) return st;
+        } else if (errno != ENOENT) {
+            return sdc_fail(SDC_ERR_IO, "%s: %s", path, strerror(errno));
+        }
         if (rename(tmp, path) != 0)
             return sdc_fail(SDC_ERR_IO, "%s: cannot rename the temporary file into place: %s",
                             path, strerror(errno));
@@ -193,14 +247,13 @@ static sdc_status publish(const char *tmp, const char *path, int overwrite) {
         unlink(tmp);
         return SDC_OK;
     }
-    if (errno == EEXIST) return sdc_fail(SDC_ERR_IO, "%s: file exists; not overwriting it", path);
+    if (errno == EEXIST) return exists_error(path);
     if (errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP && errno != ENOSYS &&
         errno != EMLINK)
         return sdc_fail(SDC_ERR_IO, "%s: %s", path, strerror(errno));
     /* no hard links here: check, then rename */
     struct stat sb;
-    if (lstat(path, &sb) == 0)
-        return sdc_fail(SDC_ERR_IO, "%s: file exists; not overwriting it", path);
+    if (lstat(path, &sb) == 0) return exists_error(path);
     if (rename(tmp, path) != 0)
         return sdc_fail(SDC_ERR_IO, "%s: cannot rename the temporary file into place: %s", path,
                         strerror(errno));

@@ -9,7 +9,17 @@
  * the name exists, so the check and the creation are one step.  Where the
  * file system has no hard links (EPERM, ENOTSUP, ...) the fallback is an
  * explicit existence check followed by rename() (a small window remains
- * there).  On any failure the temporary file is removed. */
+ * there).  On any failure the temporary file is removed.
+ *
+ * Only regular files are replaced.  An existing path that is a device node,
+ * FIFO, socket or folder, or a symbolic link to one, is refused (SDC_ERR_IO)
+ * even with `overwrite`: rename() would put the PNG in its place (as root,
+ * /dev/null or /dev/full would be gone).  A symbolic link to a regular file,
+ * and a dangling one, may be replaced: rename() replaces the link itself and
+ * never writes through it, so the file it names is left as it is.  The path
+ * is checked when the file is moved into place (a window remains between
+ * that check and rename()), as well as by sdc_png_check_dest before the
+ * work. */
 #ifndef SDC_IMAGE_PNG_H
 #define SDC_IMAGE_PNG_H
 
@@ -25,13 +35,17 @@ typedef struct sdc_png_text {
 } sdc_png_text;
 
 /* Writes img (channels must be 3) to path.  texts: n_texts chunks, may be
- * NULL when n_texts is 0.  overwrite: 0 -> SDC_ERR_IO if path exists. */
+ * NULL when n_texts is 0.  overwrite: 0 -> SDC_ERR_IO if path exists; 1 ->
+ * an existing regular file (or link, see above) is replaced, anything else
+ * is SDC_ERR_IO. */
 sdc_status sdc_png_write(const char *path, const sdc_image *img, const sdc_png_text *texts,
                          int n_texts, int overwrite);
 
 /* Checks, before a long computation, that sdc_png_write(path, ...) can
- * succeed: the folder exists and is writable, and path does not exist
- * (unless overwrite) or is not a folder.  SDC_ERR_IO with a message. */
+ * succeed: the folder exists and is writable, and path does not exist, or
+ * (with overwrite) is a regular file, a symbolic link to one or a dangling
+ * link; never a folder, device node, FIFO or socket, nor a link to one.
+ * SDC_ERR_IO with a message. */
 sdc_status sdc_png_check_dest(const char *path, int overwrite);
 
 /* AUTOMATIC1111's infotext for one image:
