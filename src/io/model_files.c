@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ struct sdc_model_files {
     sdc_unet_config unet;
     sdc_vae_config vae;
     sdc_sched_config sched;
+    atomic_size_t released; /* sdc_model_files_released_bytes */
 };
 
 #define PATH_CAP 4096
@@ -946,8 +948,14 @@ const char *sdc_model_files_name(const sdc_model_files *mf) { return mf->name; }
 void sdc_model_files_advise(const sdc_model_files *mf, const sdc_weight *w,
                             sdc_page_advice advice) {
     if (!mf || !w) return;
+    if (advice == SDC_PAGES_RELEASE) /* the counter is no part of the files' state */
+        atomic_fetch_add(&((sdc_model_files *)mf)->released, w->nbytes);
     for (int c = 0; c < COMP_COUNT; c++)
         if (sdc_st_advise(mf->files[c], w->data, w->nbytes, advice)) return;
+}
+
+size_t sdc_model_files_released_bytes(const sdc_model_files *mf) {
+    return mf ? atomic_load(&((sdc_model_files *)mf)->released) : 0;
 }
 
 void sdc_model_files_advise_prefix(const sdc_model_files *mf, const char *prefix,

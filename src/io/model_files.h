@@ -74,5 +74,8 @@ void sdc_model_files_advise(const sdc_model_files *mf, const sdc_weight *w,
                             sdc_page_advice advice);
 void sdc_model_files_advise_prefix(const sdc_model_files *mf, const char *prefix,
                                    sdc_page_advice advice);
+/* Bytes of weights released so far (SDC_PAGES_RELEASE through the two
+ * calls above): how the tests see the low-memory mode at work. */
+size_t sdc_model_files_released_bytes(const sdc_model_files *mf);
 
 #endif

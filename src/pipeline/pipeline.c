@@ -112,6 +112,10 @@ const char *sdc_model_describe(const sdc_model *m) { return m ? m->desc : ""; }
 
 int sdc_model_vae_scale(const sdc_model *m) { return m ? m->vae_scale : 0; }
 
+size_t sdc_model_released_bytes(const sdc_model *m) {
+    return m ? sdc_model_files_released_bytes(m->mf) : 0;
+}
+
 int sdc_model_latent_channels(const sdc_model *m) {
     return m ? sdc_unet_cfg(m->unet)->in_channels : 0;
 }

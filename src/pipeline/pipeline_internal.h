@@ -23,4 +23,8 @@ sdc_status sdc_generate_debug(sdc_model *model, const sdc_gen_params *params, sd
 /* The UNet's in_channels (latent channels). */
 int sdc_model_latent_channels(const sdc_model *model);
 
+/* Bytes of weights the model has released so far (low-memory mode: every
+ * block after it runs; sdc_model_files_released_bytes). */
+size_t sdc_model_released_bytes(const sdc_model *model);
+
 #endif

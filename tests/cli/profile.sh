@@ -19,12 +19,20 @@ if expect_ok "${args[@]}" -o plain.png && SDC_PROFILE=1 expect_ok "${args[@]}" -
         CHECKS=$((CHECKS + 1))
         grep -Eq "^$row" "$WORK/stderr" || fail "no profile row matching '$row'"
     done
-    # the UNet's compute rows: calls a multiple of the 3 steps
+    # the UNet's compute rows: calls a multiple of the 3 steps; every such row
+    # has its calls column (the first whole number followed by a decimal),
+    # and there are rows of all six ops, so that a change of the table's
+    # shape fails here instead of leaving nothing to check
     CHECKS=$((CHECKS + 1))
-    bad=$(awk '$1 == "unet" && $2 ~ /^(linear|conv2d|attention|group_norm|layer_norm|geglu)$/ && $0 !~ /\(all/ {
-                 for (i = 4; i <= NF; i++) if ($i ~ /^[0-9]+$/ && $(i+1) ~ /^[0-9.]+$/) { if ($i % 3) print; break }
-               }' "$WORK/stderr")
-    [ -z "$bad" ] || fail "UNet rows whose calls are not a multiple of the steps: $bad"
+    res=$(awk '$1 == "unet" && $2 ~ /^(linear|conv2d|attention|group_norm|layer_norm|geglu)$/ && $0 !~ /\(all/ {
+                 seen[$2] = 1; c = ""
+                 for (i = 4; i <= NF; i++) if ($i ~ /^[0-9]+$/ && $(i+1) ~ /^[0-9.]+$/) { c = $i; break }
+                 if (c == "") print "no calls column: " $0
+                 else if (c % 3) print "calls not a multiple of the steps: " $0
+               }
+               END { n = 0; for (k in seen) n++; if (n != 6) print "rows of " n " of the 6 ops" }' \
+            "$WORK/stderr")
+    [ -z "$res" ] || fail "UNet profile rows: $res"
 fi
 SDC_PROFILE=0 expect_ok "${args[@]}" -o off.png && {
     CHECKS=$((CHECKS + 1))
