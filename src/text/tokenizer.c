@@ -862,7 +862,8 @@ int sdc_tokenize(const sdc_tokenizer *t, const char *text, int32_t ids[SDC_CLIP_
         int hit = i + ne <= cps.len;
         for (size_t j = 0; hit && j < ne; j++) hit = cps.cp[i + j] == (unsigned char)eos[j];
         if (!hit && i < cps.len) continue;
-        st = tokenize_segment(t, cps.cp + start, i - start, &norm, md, &o);
+        if (i > start) /* an empty one has no tokens (and cps.cp is NULL for "") */
+            st = tokenize_segment(t, cps.cp + start, i - start, &norm, md, &o);
         if (!hit) break;
         emit(&o, t->eos);
         start = i + ne;
