@@ -60,6 +60,10 @@ static void detect(void) {
             }
         }
     }
+#ifdef SDC_EMULATE_AVX512 /* a test build: the avx512 kernels run through SIMDe on AVX2 */
+    f->avx512f = f->avx512bw = f->avx512vl = f->avx512dq = f->avx2 && f->fma && f->f16c;
+    f->avx512_bf16 = 0;
+#endif
 #endif
 #if defined(__ARM_NEON) || defined(__aarch64__)
     f->neon = 1;
@@ -75,7 +79,11 @@ static void detect(void) {
     append("avx2", f->avx2);
     append("fma", f->fma);
     append("f16c", f->f16c);
+#ifdef SDC_EMULATE_AVX512
+    append("avx512f(emulated)", f->avx512f);
+#else
     append("avx512f", f->avx512f);
+#endif
     append("avx512_bf16", f->avx512_bf16);
     append("neon", f->neon);
     append("asimdhp", f->neon_fp16);
