@@ -146,13 +146,27 @@ static const char *const k_path_names[] = {"ref", "generic", "avx2", "avx512", "
 static sdc_cpu_isa g_paths[SDC_ISA_NEON + 1];
 static int g_npaths = -1;
 
+int t_path_skipped(const char *name) {
+    const char *skip = getenv("SDC_TEST_SKIP_PATHS");
+    const size_t n = strlen(name);
+    for (const char *p = skip; p && *p;) {
+        size_t len = strcspn(p, " ,");
+        if (len == n && strncmp(p, name, n) == 0) return 1;
+        p += len + (p[len] != 0);
+    }
+    return 0;
+}
+
 int t_npaths(void) {
     if (g_npaths < 0) {
         g_npaths = 0;
         for (int i = SDC_ISA_REF; i <= SDC_ISA_NEON; i++)
-            if (sdc_cpu_isa_supported((sdc_cpu_isa)i)) g_paths[g_npaths++] = (sdc_cpu_isa)i;
+            if (sdc_cpu_isa_supported((sdc_cpu_isa)i) && !t_path_skipped(k_path_names[i]))
+                g_paths[g_npaths++] = (sdc_cpu_isa)i;
         printf("  cpu paths:");
         for (int i = 0; i < g_npaths; i++) printf(" %s", k_path_names[g_paths[i]]);
+        if (getenv("SDC_TEST_SKIP_PATHS"))
+            printf(" (skipped: %s)", getenv("SDC_TEST_SKIP_PATHS"));
         printf("\n");
     }
     return g_npaths;

@@ -88,6 +88,10 @@ void t_weight_free(sdc_weight *w);
 #define T_MAX_PATHS 8
 struct sdc_backend;
 int t_npaths(void);
+/* Whether SDC_TEST_SKIP_PATHS (names, space- or comma-separated) leaves the
+ * path out: the cross build's suite under an emulator skips "generic", the
+ * same portable C that the native suite runs. */
+int t_path_skipped(const char *name);
 const char *t_path_name(int i);
 /* A backend on path i (NULL: a failed check with the message) */
 struct sdc_backend *t_path_backend(int i, int n_threads);
