@@ -142,7 +142,6 @@ void t_weight_free(sdc_weight *w) { free((void *)w->data); }
 
 /* ---- the CPU paths ---------------------------------------------------------- */
 
-static const char *const k_path_names[] = {"ref", "generic", "avx2", "avx512", "neon"};
 static sdc_cpu_isa g_paths[SDC_ISA_NEON + 1];
 static int g_npaths = -1;
 
@@ -161,10 +160,11 @@ int t_npaths(void) {
     if (g_npaths < 0) {
         g_npaths = 0;
         for (int i = SDC_ISA_REF; i <= SDC_ISA_NEON; i++)
-            if (sdc_cpu_isa_supported((sdc_cpu_isa)i) && !t_path_skipped(k_path_names[i]))
+            if (sdc_cpu_isa_supported((sdc_cpu_isa)i) &&
+                !t_path_skipped(sdc_cpu_isa_name((sdc_cpu_isa)i)))
                 g_paths[g_npaths++] = (sdc_cpu_isa)i;
         printf("  cpu paths:");
-        for (int i = 0; i < g_npaths; i++) printf(" %s", k_path_names[g_paths[i]]);
+        for (int i = 0; i < g_npaths; i++) printf(" %s", t_path_name(i));
         if (getenv("SDC_TEST_SKIP_PATHS"))
             printf(" (skipped: %s)", getenv("SDC_TEST_SKIP_PATHS"));
         printf("\n");
@@ -172,7 +172,7 @@ int t_npaths(void) {
     return g_npaths;
 }
 
-const char *t_path_name(int i) { return k_path_names[g_paths[i]]; }
+const char *t_path_name(int i) { return sdc_cpu_isa_name(g_paths[i]); }
 
 sdc_backend *t_path_backend(int i, int n_threads) {
     sdc_backend *be = sdc_backend_cpu_create_isa(n_threads, g_paths[i]);
@@ -180,4 +180,3 @@ sdc_backend *t_path_backend(int i, int n_threads) {
     return be;
 }
 
-void t_path_select(int i) { setenv("SDC_CPU_ISA", t_path_name(i), 1); }

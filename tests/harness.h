@@ -95,7 +95,5 @@ int t_path_skipped(const char *name);
 const char *t_path_name(int i);
 /* A backend on path i (NULL: a failed check with the message) */
 struct sdc_backend *t_path_backend(int i, int n_threads);
-/* SDC_CPU_ISA=name of path i, for what creates its own backend (a model) */
-void t_path_select(int i);
 
 #endif

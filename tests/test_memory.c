@@ -336,6 +336,7 @@ static void test_low_memory_same_image(void) {
         }
         if (!m[0] || !m[1]) goto next;
         int C = sdc_model_latent_channels(m[0]), f = sdc_model_vae_scale(m[0]);
+        const size_t ub = unet_bytes(t_fixture(models[mi]));
         for (int rep = 0; rep < 2; rep++) {
             for (size_t si = 0; si < 2; si++) {
                 sdc_gen_params gp = sdc_gen_params_default();
@@ -365,7 +366,6 @@ static void test_low_memory_same_image(void) {
                 CHECK(out[0].data && memcmp(lat[0], lat[1], nl * 4) == 0);
                 CHECK(out[0].data && memcmp(img[0], img[1], ni * 4) == 0);
                 CHECK(log[0].calls == log[1].calls && log[0].calls > 0);
-                const size_t ub = unet_bytes(t_fixture(models[mi]));
                 for (int i = 1; i < gp.steps; i++) {
                     size_t rel[2] = {log[0].at_step[i] - log[0].at_step[i - 1],
                                      log[1].at_step[i] - log[1].at_step[i - 1]};

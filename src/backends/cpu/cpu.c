@@ -395,11 +395,14 @@ int sdc_cpu_isa_supported(sdc_cpu_isa isa) {
 
 static const char *const k_isa_names[] = {"ref", "generic", "avx2", "avx512", "neon"};
 
+const char *sdc_cpu_isa_name(sdc_cpu_isa isa) {
+    return (unsigned)isa < sizeof k_isa_names / sizeof *k_isa_names ? k_isa_names[isa] : NULL;
+}
+
 sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
     if (!sdc_cpu_isa_supported(isa)) {
         sdc_fail(SDC_ERR_UNSUPPORTED, "cpu backend: this CPU or build has no %s kernels",
-                 (unsigned)isa < sizeof k_isa_names / sizeof *k_isa_names ? k_isa_names[isa]
-                                                                          : "such");
+                 sdc_cpu_isa_name(isa) ? sdc_cpu_isa_name(isa) : "such");
         return NULL;
     }
     if (n_threads <= 0) {

@@ -122,6 +122,8 @@ typedef enum {
 } sdc_cpu_isa;
 /* Whether this build and this CPU can run isa. */
 int sdc_cpu_isa_supported(sdc_cpu_isa isa);
+/* Its name as SDC_CPU_ISA takes it ("ref", "generic", ...), or NULL. */
+const char *sdc_cpu_isa_name(sdc_cpu_isa isa);
 /* A CPU backend on exactly this ISA (which must be supported), for tests and
  * benchmarks; otherwise as sdc_backend_cpu_create. */
 sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa);
