@@ -98,6 +98,15 @@ static void sha_field(sha256 *s, const char *str) {
     if (n) sha_update(s, str, (size_t)n);
 }
 
+/* SHA-256 of data, for tests that write cache files of their own. */
+void sdc_cl_test_sha256(const void *data, size_t n, unsigned char out[32]);
+void sdc_cl_test_sha256(const void *data, size_t n, unsigned char out[32]) {
+    sha256 s;
+    sha_init(&s);
+    sha_update(&s, data, n);
+    sha_final(&s, out);
+}
+
 /* ---- the cache file --------------------------------------------------------- */
 
 static const sdc_cl_source *find_source(const char *name) {

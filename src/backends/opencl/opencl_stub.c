@@ -16,6 +16,13 @@ sdc_backend *sdc_backend_opencl_create(const sdc_cl_options *opt) {
     sdc_fail(SDC_ERR_DEVICE, NO_OPENCL);
     return NULL;
 }
+
+/* test_opencl.c links against it; never called without a device */
+void sdc_cl_test_sha256(const void *data, size_t n, unsigned char out[32]);
+void sdc_cl_test_sha256(const void *data, size_t n, unsigned char out[32]) {
+    (void)data, (void)n;
+    for (int i = 0; i < 32; i++) out[i] = 0;
+}
 #else
 typedef int sdc_opencl_stub_unused; /* the real backend: opencl.c */
 #endif
