@@ -49,7 +49,11 @@ if(SDC_HAVE_CL_H)
     COMMENT "Embedding the OpenCL kernels"
     VERBATIM)
   target_sources(sdc_lib PRIVATE ${SDC_CL_C})
-  target_compile_definitions(sdc_lib PRIVATE SDC_HAVE_OPENCL=1 CL_TARGET_OPENCL_VERSION=120)
+  # only the backend's own files see the switch: turning it on (headers
+  # installed later) recompiles them, not the whole library
+  file(GLOB SDC_CL_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/backends/opencl/*.c)
+  set_source_files_properties(${SDC_CL_SOURCES} ${SDC_CL_C} PROPERTIES
+    COMPILE_DEFINITIONS "SDC_HAVE_OPENCL=1;CL_TARGET_OPENCL_VERSION=120")
   message(STATUS "OpenCL backend: on (CL/cl.h found; the library is loaded at run time)")
 else()
   message(STATUS "OpenCL backend: stub (no CL/cl.h; install opencl-headers)")
