@@ -54,6 +54,9 @@ if(SDC_HAVE_CL_H)
   file(GLOB SDC_CL_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/backends/opencl/*.c)
   set_source_files_properties(${SDC_CL_SOURCES} ${SDC_CL_C} PROPERTIES
     COMPILE_DEFINITIONS "SDC_HAVE_OPENCL=1;CL_TARGET_OPENCL_VERSION=120")
+  # test_opencl calls the loader directly (a reproducer below the backend)
+  set_source_files_properties(${CMAKE_SOURCE_DIR}/tests/test_opencl.c PROPERTIES
+    COMPILE_DEFINITIONS "SDC_HAVE_OPENCL=1;CL_TARGET_OPENCL_VERSION=120")
   message(STATUS "OpenCL backend: on (CL/cl.h found; the library is loaded at run time)")
 else()
   message(STATUS "OpenCL backend: stub (no CL/cl.h; install opencl-headers)")
