@@ -26,7 +26,9 @@ typedef enum sdc_status {
     SDC_ERR_NOMEM,       /* an allocation failed */
     SDC_ERR_INVALID_ARG, /* a parameter is out of range */
     SDC_ERR_CANCELLED,   /* the progress callback or sdc_model_cancel asked to stop */
-    SDC_ERR_INTERNAL     /* a bug in sdc; please report it */
+    SDC_ERR_INTERNAL,    /* a bug in sdc; please report it */
+    SDC_ERR_DEVICE       /* a compute device failed (out of device memory, a kernel
+                            that does not build, a lost device) or is missing */
 } sdc_status;
 
 /* The message of the last failure in the calling thread.  Valid until the
@@ -83,6 +85,17 @@ typedef enum sdc_precision {
     SDC_PRECISION_COUNT
 } sdc_precision;
 
+/* Where the networks run.  AUTO: an OpenCL GPU (or accelerator) when one
+ * can be had, else the CPU; never a CPU OpenCL device.  OPENCL: an OpenCL
+ * device, CPU devices (PoCL, rusticl) included; none is an error
+ * (SDC_ERR_DEVICE). */
+typedef enum sdc_backend_kind {
+    SDC_BACKEND_AUTO = 0,
+    SDC_BACKEND_CPU,
+    SDC_BACKEND_OPENCL,
+    SDC_BACKEND_COUNT
+} sdc_backend_kind;
+
 typedef struct sdc_load_params {
     int n_threads;  /* 0: all cores */
     int verbose;    /* 1: log what was found to stderr */
@@ -90,8 +103,32 @@ typedef struct sdc_load_params {
                        each UNet and VAE block maps its weights in from the
                        file and releases them after it runs (slower; the
                        same images, bit for bit) */
-    sdc_precision precision; /* SDC_PRECISION_FP32 (default) or _BF16 */
+    sdc_precision precision; /* SDC_PRECISION_FP32 (default) or _BF16 (CPU only) */
+    sdc_backend_kind backend; /* SDC_BACKEND_AUTO (default) */
+    const char *device;       /* OpenCL device: NULL (the first GPU; for OPENCL the
+                                 first device), its index in sdc_devices' list
+                                 ("1"), or part of its name ("H100") */
+    int fp16_activations;     /* 1: a device keeps activations as fp16 (half the
+                                 activation memory; a slightly different image) */
 } sdc_load_params;
+
+/* A compute device sdc can run on (besides the CPU). */
+typedef struct sdc_device_info {
+    int index;          /* what sdc_load_params.device takes */
+    char platform[128]; /* the OpenCL platform's name */
+    char name[128];
+    char version[64];   /* OpenCL version string of the device */
+    char driver[64];
+    int is_gpu, is_cpu;
+    uint64_t memory;    /* global memory, bytes */
+    int compute_units;
+    int fp16;           /* has half-precision arithmetic (cl_khr_fp16) */
+} sdc_device_info;
+
+/* The OpenCL devices of this machine: the first cap stored in out, their
+ * number in *count (0: none).  SDC_ERR_DEVICE (message set) when no OpenCL
+ * library can be loaded. */
+sdc_status sdc_devices(sdc_device_info *out, int cap, int *count);
 
 sdc_load_params sdc_load_params_default(void);
 

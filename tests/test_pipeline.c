@@ -492,6 +492,68 @@ static void test_bf16_mode(void) {
     sdc_model_free(m);
 }
 
+/* Cases through every OpenCL device (CPU devices such as PoCL and rusticl
+ * included), both layouts: fp32 activations within the CPU path's
+ * tolerances, fp16 activations within FP16_*_TOL.  The samplers run on the
+ * host, so three cases cover what the device does: guidance on (euler_a),
+ * a non-square image (euler_a_wide), guidance off (ddim_nocfg: batch 1).
+ * No OpenCL: said, and nothing else is checked. */
+static int opencl_case(const char *name) {
+    return !strcmp(name, "euler_a") || !strcmp(name, "euler_a_wide") ||
+           !strcmp(name, "ddim_nocfg");
+}
+
+#define FP16_LATENT_TOL 2e-2 /* fp16 storage rounds every activation to 11 bits */
+#define FP16_U8_MAE_TOL 2.0
+static void test_opencl(void) {
+    sdc_device_info d[16];
+    int nd = 0;
+    if (sdc_devices(d, 16, &nd) != SDC_OK || nd == 0) {
+        printf("  opencl: none (%s)\n", nd == 0 && !sdc_last_error()[0] ? "no devices"
+                                                                        : sdc_last_error());
+        return;
+    }
+    sdc_st_file *ref = NULL;
+    sdc_status st = sdc_st_open(t_fixture("pipeline_ref.safetensors"), &ref);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    if (st != SDC_OK) return;
+    ref_case cases[32];
+    int n = load_cases(ref, cases, 32);
+    const char *layouts[2] = {"tiny-sd", "tiny-sd.safetensors"};
+    for (int i = 0; i < nd && i < 16; i++) {
+        for (int fp16 = 0; fp16 <= 1; fp16++) {
+            const case_tol tol16 = {FP16_LATENT_TOL, FP16_U8_MAE_TOL, FP16_U8_MAE_TOL / 255.0, 0};
+            const case_tol *tol = fp16 ? &tol16 : &k_fp32_tol;
+            worst_latent = worst_u8 = worst_float = 0;
+            worst_bytes = 0;
+            int ran = 0;
+            for (int l = 0; l < 2; l++) {
+                char dev[16], what[64];
+                snprintf(dev, sizeof dev, "%d", d[i].index);
+                snprintf(what, sizeof what, "cl%d%s/%s", d[i].index, fp16 ? "-f16" : "",
+                         l == 0 ? "folder" : "file");
+                sdc_load_params lp = sdc_load_params_default();
+                lp.backend = SDC_BACKEND_OPENCL;
+                lp.device = dev;
+                lp.fp16_activations = fp16;
+                sdc_model *m = NULL;
+                st = sdc_model_load(t_fixture(layouts[l]), &lp, &m);
+                CHECKF(st == SDC_OK, "%s: %s", what, sdc_last_error());
+                if (st != SDC_OK) continue;
+                for (int c = 0; c < n; c++)
+                    if (opencl_case(cases[c].name)) run_case(m, ref, &cases[c], what, tol), ran++;
+                sdc_model_free(m);
+            }
+            CHECKF(ran == 6, "opencl: %d of the 6 cases ran", ran);
+            printf("  opencl %d (%s, %s activations) worst: latents rel L2 %.2e (tol %.0e), "
+                   "image MAE %.3f/255 (tol %.2f)\n",
+                   d[i].index, d[i].name, fp16 ? "fp16" : "fp32", worst_latent, tol->lat,
+                   worst_u8, tol->u8);
+        }
+    }
+    sdc_st_close(ref);
+}
+
 /* ---- parameters, progress, cancellation ------------------------------- */
 
 typedef struct progress_log {
@@ -787,5 +849,6 @@ int main(void) {
     RUN(test_cancel_mid_step);
     RUN(test_against_diffusers);
     RUN(test_bf16_mode);
+    RUN(test_opencl);
     return t_summary();
 }

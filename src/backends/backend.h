@@ -4,26 +4,48 @@
  * Conventions
  * - Activations are fp32, contiguous, row-major, in the layouts PyTorch uses:
  *   images/feature maps [N, C, H, W]; token sequences [N, S, D].
- * - Weights are sdc_weight (F32, F16 or BF16, read-only, usually mapped from
- *   the model file); the backend converts as it reads.  A bias or norm
+ * - Weights are sdc_weight (F32, F16 or BF16, read-only, host memory, usually
+ *   mapped from the model file); the backend converts as it reads, and a
+ *   device backend keeps its own copy (see `weights`).  A bias or norm
  *   parameter may be NULL where stated.
- * - Activation pointers come from the model's arena (core/arena.h).  During
- *   planning the arena hands out NULL pointers and the model runs against
- *   the null backend (every op a no-op), so model code never reads or writes
- *   activation memory itself: every touch of data goes through an op.
- * - Ops may run on all of the backend's threads; they return when done.
+ * - Addresses.  Activation memory is blocks the backend hands out
+ *   (buffer_alloc); an activation address is the block's base plus a byte
+ *   offset: element i of a block is at base + i (a float * counts fp32
+ *   slots).  The base is host memory on the CPU and an opaque address on a
+ *   device (never dereferenced by anyone but the backend, which maps
+ *   p - base to an offset in its device buffer; fp16 storage maps element i
+ *   to byte 2i).  The model takes addresses from an arena over one block
+ *   (core/arena.h).  During planning the arena hands out NULL and the model
+ *   runs against the null backend (every op a no-op), so model code never
+ *   reads or writes activation memory itself: every touch of data goes
+ *   through an op.
+ * - Order and completion.  Ops run in call order, each seeing the results
+ *   of the ones before; they may return before they finish (a device queues
+ *   them).  Host arguments (ids, t, copy_in's source, shapes) are consumed
+ *   before an op returns.  copy_out and sync wait for everything before
+ *   them.  Ops allocate nothing: scratch is sized when the backend is
+ *   created.
+ * - Errors.  Ops return nothing; a failure (a device's out-of-resources, a
+ *   kernel that does not build) is sticky: the backend records the first
+ *   one with a message naming the op, its shape and the device's error,
+ *   skips the ops after it, and sync returns it.  Results read back before
+ *   a failing sync are garbage and must not be used (the pipeline checks
+ *   sync after every network pass, so a failure never becomes an image).
  * - `out` never aliases an input unless the op says so.
  */
 #ifndef SDC_BACKEND_H
 #define SDC_BACKEND_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "core/weights.h"
 
 typedef struct sdc_backend sdc_backend;
+
+typedef enum sdc_residency { SDC_RES_RELEASE = 0, SDC_RES_PREFETCH = 1 } sdc_residency;
 
 struct sdc_backend {
     const char *name;
@@ -125,9 +147,45 @@ struct sdc_backend {
      * y[n, :] = [cos(t[n]*freq), sin(t[n]*freq)].  t is host memory. */
     void (*timestep_embed)(sdc_backend *be, float *y, const float *t, int n, int dim);
 
+    /* ---- memory, residency, completion ---------------------------------- */
+
+    /* A block of activation memory of `bytes` (a multiple of 64), its base
+     * 64-byte aligned: host memory on the CPU, an opaque address on a
+     * device.  SDC_ERR_NOMEM (message set) if it cannot be had. */
+    sdc_status (*buffer_alloc)(sdc_backend *be, size_t bytes, float **base);
+    void (*buffer_free)(sdc_backend *be, float *base); /* base NULL: nothing */
+
+    /* Residency of n weights (entries may be NULL):
+     *   SDC_RES_PREFETCH: they are used soon (CPU: their pages read in;
+     *     device: uploaded now rather than at first use);
+     *   SDC_RES_RELEASE: not used again until a later prefetch or use
+     *     (CPU: their pages dropped from the resident set; device: its copy
+     *     freed).
+     * A weight an op uses is made resident by the op if it is not.  Advice
+     * only: the results do not depend on it. */
+    void (*weights)(sdc_backend *be, const sdc_weight *const *w, int n, sdc_residency r);
+    /* Host page residency, set by the owner of the weights' mapping
+     * (sdc_backend_set_host_pages); a backend's `weights` calls it for the
+     * host copy (the CPU's only copy; a device's upload source). */
+    void (*host_pages)(void *ctx, const sdc_weight *w, sdc_residency r);
+    void *host_pages_ctx;
+
+    /* Waits for every op so far; returns SDC_OK, or the first failure since
+     * the last sync (its message in sdc_last_error) and clears it. */
+    sdc_status (*sync)(sdc_backend *be);
+
+    /* Device memory in use now and at most since creation, bytes (NULL on
+     * the CPU, whose memory the process's RSS shows). */
+    void (*memory)(sdc_backend *be, size_t *now, size_t *peak);
+
     /* Releases impl. */
     void (*free)(sdc_backend *be);
 };
+
+/* Sets the host page hook of be (and of the backend a profiler wraps). */
+void sdc_backend_set_host_pages(sdc_backend *be,
+                                void (*fn)(void *ctx, const sdc_weight *w, sdc_residency r),
+                                void *ctx);
 
 /* The CPU backend.  n_threads <= 0: all cores.  force_ref != 0 (or the
  * environment variable SDC_FORCE_REF=1) selects the plain C reference ops. */

@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "backends/backend.h"
+#include "core/error.h"
 
 static void null_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
                         const sdc_weight *b, const float *acc, int M, int N, int K) {
@@ -98,6 +99,23 @@ static void null_timestep_embed(sdc_backend *be, float *y, const float *t, int n
     (void)be, (void)y, (void)t, (void)n, (void)dim;
 }
 
+static sdc_status null_buffer_alloc(sdc_backend *be, size_t bytes, float **base) {
+    (void)be, (void)bytes;
+    *base = NULL;
+    return sdc_fail(SDC_ERR_INTERNAL, "the planning backend has no memory");
+}
+
+static void null_buffer_free(sdc_backend *be, float *base) { (void)be, (void)base; }
+
+static void null_weights(sdc_backend *be, const sdc_weight *const *w, int n, sdc_residency r) {
+    (void)be, (void)w, (void)n, (void)r;
+}
+
+static sdc_status null_sync(sdc_backend *be) {
+    (void)be;
+    return SDC_OK;
+}
+
 static void null_free(sdc_backend *be) { (void)be; }
 
 static sdc_backend g_null = {
@@ -125,6 +143,10 @@ static sdc_backend g_null = {
     .copy_out = null_copy,
     .embed = null_embed,
     .timestep_embed = null_timestep_embed,
+    .buffer_alloc = null_buffer_alloc,
+    .buffer_free = null_buffer_free,
+    .weights = null_weights,
+    .sync = null_sync,
     .free = null_free,
 };
 

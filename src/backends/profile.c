@@ -4,9 +4,12 @@
  * generation, so that the time of the real pipeline can be read per op and
  * set beside bench_ops' figures for the same shapes.
  *
- * Each op is timed alone from its call to its return (ops return when done,
- * backend.h), with CLOCK_MONOTONIC; the cost of the timing itself is two
- * clock reads and one table lookup per op (a few hundred ns against ops of
+ * Each op is timed alone with CLOCK_MONOTONIC: the inner backend is synced
+ * before the op (so earlier queued work is not counted) and after it (so a
+ * device's op is counted to its end, not to its enqueue).  A failure such a
+ * sync reports is kept and returned by the profiler's own sync, so timing
+ * never swallows an error.  On the CPU the cost is two clock reads, two
+ * no-op syncs and one table lookup per op (a few hundred ns against ops of
  * tens of microseconds and up). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 #include <time.h>
 
 #include "backends/backend.h"
+#include "core/error.h"
 
 #define PROF_SLOTS 1024 /* distinct (stage, op, shape) keys; power of two */
 #define PROF_KEY 96
@@ -28,6 +32,8 @@ typedef struct prof_entry {
 
 typedef struct prof {
     sdc_backend *inner;
+    sdc_status err;    /* the first failure a timing sync saw, until p_sync */
+    char err_msg[512];
     char stages[8][16];
     int nstages, stage;
     int overflow; /* keys that found no slot (counted under "other") */
@@ -78,12 +84,32 @@ static const char *wdt(const sdc_weight *w) {
 
 #define INNER(be) (((prof *)(be)->impl)->inner)
 
+/* Waits for the inner backend's queue, keeping a failure for p_sync. */
+static void prof_wait(sdc_backend *be) {
+    prof *p = be->impl;
+    sdc_status st = p->inner->sync(p->inner);
+    if (st != SDC_OK && p->err == SDC_OK) {
+        p->err = st;
+        snprintf(p->err_msg, sizeof p->err_msg, "%s", sdc_last_error());
+    }
+}
+
+static double prof_start(sdc_backend *be) {
+    prof_wait(be);
+    return prof_now();
+}
+
+static double prof_stop(sdc_backend *be, double t0) {
+    prof_wait(be);
+    return prof_now() - t0;
+}
+
 static void p_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
                      const sdc_weight *b, const float *acc, int M, int N, int K) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->linear(in, y, x, W, b, acc, M, N, K);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "linear\tM%d N%d K%d %s%s%s", M, N, K, wdt(W), b ? " +b" : "",
              acc ? " +acc" : "");
@@ -94,9 +120,9 @@ static void p_linear_map(sdc_backend *be, float *y, const float *x, const sdc_we
                          const sdc_weight *b, const float *acc, int N, int HW, int C, int O,
                          int to_tokens) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->linear_map(in, y, x, W, b, acc, N, HW, C, O, to_tokens);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "linear_map\tN%d HW%d C%d O%d %s %s%s%s", N, HW, C, O,
              to_tokens ? "to tokens" : "to map", wdt(W), b ? " +b" : "", acc ? " +acc" : "");
@@ -107,9 +133,9 @@ static void p_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, in
                      const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw,
                      int stride, int pad, const float *acc) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->conv2d(in, y, x, N, C, H, W, w, b, O, kh, kw, stride, pad, acc);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     int Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
     char k[PROF_KEY];
     snprintf(k, sizeof k, "conv2d\tN%d C%d %dx%d O%d k%d s%d %s%s%s", N, C, H, W, O, kh,
@@ -121,9 +147,9 @@ static void p_group_norm(sdc_backend *be, float *y, const float *x, const float 
                          int HW, int G, const sdc_weight *gamma, const sdc_weight *beta, float eps,
                          int silu) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->group_norm(in, y, x, add, N, C, HW, G, gamma, beta, eps, silu);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "group_norm\t[%d,%d,%d] G%d%s%s%s", N, C, HW, G, add ? " +add" : "",
              silu ? " silu" : "", y == x ? " inplace" : "");
@@ -133,9 +159,9 @@ static void p_group_norm(sdc_backend *be, float *y, const float *x, const float 
 static void p_layer_norm(sdc_backend *be, float *y, const float *x, int rows, int D,
                          const sdc_weight *gamma, const sdc_weight *beta, float eps) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->layer_norm(in, y, x, rows, D, gamma, beta, eps);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "layer_norm\t[%d,%d]", rows, D);
     prof_add(be, k, t, 0);
@@ -145,9 +171,9 @@ static void p_attention(sdc_backend *be, float *out, const float *q, int q_strid
                         const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
                         int dh, float scale, int causal) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->attention(in, out, q, q_stride, k, v, kv_stride, Sq, Sk, heads, dh, scale, causal);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char key[PROF_KEY];
     snprintf(key, sizeof key, "attention\tSq%d Sk%d h%d dh%d%s", Sq, Sk, heads, dh,
              causal ? " causal" : "");
@@ -158,9 +184,9 @@ static void p_attention(sdc_backend *be, float *out, const float *q, int q_strid
 #define P_UNARY(NAME)                                                                         \
     static void p_##NAME(sdc_backend *be, float *y, const float *x, int64_t n) {             \
         sdc_backend *in = INNER(be);                                                          \
-        double t = prof_now();                                                                \
+        double t = prof_start(be);                                                                \
         in->NAME(in, y, x, n);                                                                \
-        t = prof_now() - t;                                                                   \
+        t = prof_stop(be, t);                                                                   \
         char k[PROF_KEY];                                                                     \
         snprintf(k, sizeof k, #NAME "\tn%lld", (long long)n);                                 \
         prof_add(be, k, t, 0);                                                                \
@@ -174,9 +200,9 @@ P_UNARY(copy_out)
 
 static void p_add(sdc_backend *be, float *y, const float *a, const float *b, int64_t n) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->add(in, y, a, b, n);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "add\tn%lld", (long long)n);
     prof_add(be, k, t, 0);
@@ -185,9 +211,9 @@ static void p_add(sdc_backend *be, float *y, const float *a, const float *b, int
 static void p_lerp(sdc_backend *be, float *y, const float *a, const float *b, float s,
                    int64_t n) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->lerp(in, y, a, b, s, n);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "lerp\tn%lld", (long long)n);
     prof_add(be, k, t, 0);
@@ -196,9 +222,9 @@ static void p_lerp(sdc_backend *be, float *y, const float *a, const float *b, fl
 static void p_axpby(sdc_backend *be, float *y, float a, const float *x, float b, const float *z,
                     int64_t n) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->axpby(in, y, a, x, b, z, n);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "axpby\tn%lld", (long long)n);
     prof_add(be, k, t, 0);
@@ -206,9 +232,9 @@ static void p_axpby(sdc_backend *be, float *y, float a, const float *x, float b,
 
 static void p_geglu(sdc_backend *be, float *y, const float *x, int rows, int D) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->geglu(in, y, x, rows, D);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "geglu\t[%d,%d]", rows, D);
     prof_add(be, k, t, 0);
@@ -216,9 +242,9 @@ static void p_geglu(sdc_backend *be, float *y, const float *x, int rows, int D) 
 
 static void p_upsample2x(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->upsample2x(in, y, x, N, C, H, W);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "upsample2x\t[%d,%d,%d,%d]", N, C, H, W);
     prof_add(be, k, t, 0);
@@ -227,9 +253,9 @@ static void p_upsample2x(sdc_backend *be, float *y, const float *x, int N, int C
 static void p_pad2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
                     int top, int bottom, int left, int right) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->pad2d(in, y, x, N, C, H, W, top, bottom, left, right);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "pad2d\t[%d,%d,%d,%d]", N, C, H, W);
     prof_add(be, k, t, 0);
@@ -237,9 +263,9 @@ static void p_pad2d(sdc_backend *be, float *y, const float *x, int N, int C, int
 
 static void p_transpose(sdc_backend *be, float *y, const float *x, int N, int H, int W) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->transpose(in, y, x, N, H, W);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "transpose\t[%d,%d,%d]", N, H, W);
     prof_add(be, k, t, 0);
@@ -248,9 +274,9 @@ static void p_transpose(sdc_backend *be, float *y, const float *x, int N, int H,
 static void p_concat(sdc_backend *be, float *y, const float *a, int Ca, const float *b, int Cb,
                      int N, int HW) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->concat(in, y, a, Ca, b, Cb, N, HW);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "concat\tN%d %d+%d HW%d", N, Ca, Cb, HW);
     prof_add(be, k, t, 0);
@@ -259,9 +285,9 @@ static void p_concat(sdc_backend *be, float *y, const float *a, int Ca, const fl
 static void p_embed(sdc_backend *be, float *y, const int32_t *ids, int n,
                     const sdc_weight *table, const sdc_weight *pos, int D) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->embed(in, y, ids, n, table, pos, D);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "embed\tn%d D%d", n, D);
     prof_add(be, k, t, 0);
@@ -269,12 +295,42 @@ static void p_embed(sdc_backend *be, float *y, const int32_t *ids, int n,
 
 static void p_timestep_embed(sdc_backend *be, float *y, const float *tt, int n, int dim) {
     sdc_backend *in = INNER(be);
-    double t = prof_now();
+    double t = prof_start(be);
     in->timestep_embed(in, y, tt, n, dim);
-    t = prof_now() - t;
+    t = prof_stop(be, t);
     char k[PROF_KEY];
     snprintf(k, sizeof k, "timestep_embed\tn%d dim%d", n, dim);
     prof_add(be, k, t, 0);
+}
+
+static sdc_status p_buffer_alloc(sdc_backend *be, size_t bytes, float **base) {
+    return INNER(be)->buffer_alloc(INNER(be), bytes, base);
+}
+
+static void p_buffer_free(sdc_backend *be, float *base) {
+    INNER(be)->buffer_free(INNER(be), base);
+}
+
+static void p_weights(sdc_backend *be, const sdc_weight *const *w, int n, sdc_residency r) {
+    INNER(be)->weights(INNER(be), w, n, r);
+}
+
+static sdc_status p_sync(sdc_backend *be) {
+    prof *p = be->impl;
+    sdc_status st = p->inner->sync(p->inner);
+    if (p->err != SDC_OK) {
+        st = sdc_fail(p->err, "%s", p->err_msg);
+        p->err = SDC_OK;
+    }
+    return st;
+}
+
+static void p_memory(sdc_backend *be, size_t *now, size_t *peak) {
+    sdc_backend *in = INNER(be);
+    if (in->memory)
+        in->memory(in, now, peak);
+    else
+        *now = *peak = 0;
 }
 
 static void p_free(sdc_backend *be) {
@@ -317,6 +373,11 @@ sdc_backend *sdc_backend_profile_wrap(sdc_backend *inner) {
     be->copy_out = p_copy_out;
     be->embed = p_embed;
     be->timestep_embed = p_timestep_embed;
+    be->buffer_alloc = p_buffer_alloc;
+    be->buffer_free = p_buffer_free;
+    be->weights = p_weights;
+    be->sync = p_sync;
+    be->memory = inner->memory ? p_memory : NULL;
     be->free = p_free;
     return be;
 }

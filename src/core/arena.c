@@ -2,9 +2,19 @@
 
 #include <stdlib.h>
 
+#include "backends/backend.h"
 #include "core/error.h"
 
 #define ARENA_ALIGN 64
+
+static void release(sdc_arena *a) {
+    if (a->base && a->be)
+        a->be->buffer_free(a->be, (float *)a->base);
+    else
+        free(a->base);
+    a->base = NULL;
+    a->size = 0;
+}
 
 void sdc_arena_plan(sdc_arena *a) {
     sdc_arena_free(a);
@@ -15,12 +25,17 @@ sdc_status sdc_arena_commit(sdc_arena *a, size_t at_least) {
     size_t n = a->peak > at_least ? a->peak : at_least;
     if (n == 0) n = ARENA_ALIGN;
     n = (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-    free(a->base);
-    a->base = aligned_alloc(ARENA_ALIGN, n);
-    if (!a->base) {
-        a->size = 0;
-        return sdc_fail(SDC_ERR_NOMEM, "cannot allocate %zu MiB of activation memory",
-                        n >> 20);
+    release(a);
+    if (a->be) {
+        float *base = NULL;
+        sdc_status st = a->be->buffer_alloc(a->be, n, &base);
+        if (st != SDC_OK) return st;
+        a->base = (char *)base;
+    } else {
+        a->base = aligned_alloc(ARENA_ALIGN, n);
+        if (!a->base)
+            return sdc_fail(SDC_ERR_NOMEM, "cannot allocate %zu MiB of activation memory",
+                            n >> 20);
     }
     a->size = n;
     a->top = 0;
@@ -30,8 +45,7 @@ sdc_status sdc_arena_commit(sdc_arena *a, size_t at_least) {
 }
 
 void sdc_arena_free(sdc_arena *a) {
-    free(a->base);
-    a->base = NULL;
+    release(a);
     a->size = a->top = a->peak = 0;
     a->planning = 0;
     a->overflow = 0;

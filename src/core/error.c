@@ -40,6 +40,7 @@ const char *sdc_status_str(sdc_status s) {
     case SDC_ERR_INVALID_ARG: return "invalid argument";
     case SDC_ERR_CANCELLED: return "cancelled";
     case SDC_ERR_INTERNAL: return "internal error";
+    case SDC_ERR_DEVICE: return "device error";
     }
     return "unknown status";
 }

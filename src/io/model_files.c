@@ -958,6 +958,18 @@ size_t sdc_model_files_released_bytes(const sdc_model_files *mf) {
     return mf ? atomic_load(&((sdc_model_files *)mf)->released) : 0;
 }
 
+size_t sdc_model_files_prefixed(const sdc_model_files *mf, const char *prefix,
+                                const sdc_weight **out, size_t cap) {
+    if (!mf || !prefix) return 0;
+    size_t len = strlen(prefix), n = 0;
+    for (size_t i = 0; i < mf->count; i++)
+        if (strncmp(mf->keys[i], prefix, len) == 0) {
+            if (n < cap) out[n] = &mf->weights[i];
+            n++;
+        }
+    return n;
+}
+
 void sdc_model_files_advise_prefix(const sdc_model_files *mf, const char *prefix,
                                    sdc_page_advice advice) {
     if (!mf || !prefix) return;

@@ -74,6 +74,11 @@ void sdc_model_files_advise(const sdc_model_files *mf, const sdc_weight *w,
                             sdc_page_advice advice);
 void sdc_model_files_advise_prefix(const sdc_model_files *mf, const char *prefix,
                                    sdc_page_advice advice);
+/* The weights whose canonical names start with prefix: the first cap of
+ * them stored in out (out may be NULL when cap is 0); returns how many
+ * there are. */
+size_t sdc_model_files_prefixed(const sdc_model_files *mf, const char *prefix,
+                                const sdc_weight **out, size_t cap);
 /* Bytes of weights released so far (SDC_PAGES_RELEASE through the two
  * calls above): how the tests see the low-memory mode at work. */
 size_t sdc_model_files_released_bytes(const sdc_model_files *mf);

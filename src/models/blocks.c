@@ -230,44 +230,38 @@ void sdc_vae_attn_fwd(const sdc_vae_attn_w *w, sdc_backend *be, sdc_arena *a, fl
     sdc_arena_reset(a, mark);
 }
 
-/* ---- weight paging ---------------------------------------------------------- */
+/* ---- weight residency ------------------------------------------------------ */
 
-static void page_w(const sdc_pager *pg, const sdc_weight *w, sdc_page_advice advice) {
-    if (pg && w) sdc_model_files_advise(pg->mf, w, advice);
+static void page(const sdc_pager *pg, const sdc_weight *const *w, int n, sdc_residency r) {
+    if (pg) pg->be->weights(pg->be, w, n, r);
 }
 
-void sdc_page_linear(const sdc_pager *pg, const sdc_linear_w *l, sdc_page_advice advice) {
-    page_w(pg, l->w, advice);
-    page_w(pg, l->b, advice);
+void sdc_page_linear(const sdc_pager *pg, const sdc_linear_w *l, sdc_residency r) {
+    const sdc_weight *w[] = {l->w, l->b};
+    page(pg, w, 2, r);
 }
 
-void sdc_page_conv(const sdc_pager *pg, const sdc_conv_w *c, sdc_page_advice advice) {
-    page_w(pg, c->w, advice);
-    page_w(pg, c->b, advice);
+void sdc_page_conv(const sdc_pager *pg, const sdc_conv_w *c, sdc_residency r) {
+    const sdc_weight *w[] = {c->w, c->b};
+    page(pg, w, 2, r);
 }
 
-void sdc_page_norm(const sdc_pager *pg, const sdc_norm_w *n, sdc_page_advice advice) {
-    page_w(pg, n->g, advice);
-    page_w(pg, n->b, advice);
+void sdc_page_norm(const sdc_pager *pg, const sdc_norm_w *n, sdc_residency r) {
+    const sdc_weight *w[] = {n->g, n->b};
+    page(pg, w, 2, r);
 }
 
-void sdc_page_resnet(const sdc_pager *pg, const sdc_resnet_w *r, sdc_page_advice advice) {
-    if (!pg) return;
-    sdc_page_norm(pg, &r->norm1, advice);
-    sdc_page_conv(pg, &r->conv1, advice);
-    sdc_page_linear(pg, &r->temb, advice);
-    sdc_page_norm(pg, &r->norm2, advice);
-    sdc_page_conv(pg, &r->conv2, advice);
-    sdc_page_conv(pg, &r->shortcut, advice);
+void sdc_page_resnet(const sdc_pager *pg, const sdc_resnet_w *x, sdc_residency r) {
+    const sdc_weight *w[] = {x->norm1.g, x->norm1.b, x->conv1.w,    x->conv1.b,
+                             x->temb.w,  x->temb.b,  x->norm2.g,    x->norm2.b,
+                             x->conv2.w, x->conv2.b, x->shortcut.w, x->shortcut.b};
+    page(pg, w, (int)(sizeof w / sizeof *w), r);
 }
 
-void sdc_page_vae_attn(const sdc_pager *pg, const sdc_vae_attn_w *w, sdc_page_advice advice) {
-    if (!pg) return;
-    sdc_page_norm(pg, &w->norm, advice);
-    sdc_page_linear(pg, &w->q, advice);
-    sdc_page_linear(pg, &w->k, advice);
-    sdc_page_linear(pg, &w->v, advice);
-    sdc_page_linear(pg, &w->out, advice);
+void sdc_page_vae_attn(const sdc_pager *pg, const sdc_vae_attn_w *x, sdc_residency r) {
+    const sdc_weight *w[] = {x->norm.g, x->norm.b, x->q.w, x->q.b,   x->k.w,
+                             x->k.b,    x->v.w,    x->v.b, x->out.w, x->out.b};
+    page(pg, w, (int)(sizeof w / sizeof *w), r);
 }
 
 /* ---- arena helpers ---------------------------------------------------------- */

@@ -116,21 +116,22 @@ void sdc_bind_vae_attn(sdc_binder *b, sdc_vae_attn_w *w, int C, int groups, floa
 void sdc_vae_attn_fwd(const sdc_vae_attn_w *w, sdc_backend *be, sdc_arena *a, float *x, int N,
                       int HW);
 
-/* ---- weight paging (low-memory mode) ---------------------------------------
- * In low-memory mode a network maps a block's weights in before the block
- * runs and releases them from the resident set right after
- * (sdc_model_files_advise); the next pass reads them back from the mapped
- * file.  The arithmetic is unchanged.  pg NULL: nothing is done, so model
- * code passes NULL while planning or when the mode is off. */
+/* ---- weight residency (low-memory mode) -----------------------------------
+ * In low-memory mode a network asks its backend to make a block's weights
+ * resident before the block runs and to release them right after
+ * (be->weights: on the CPU their mapped pages, on a device its copy); the
+ * next pass brings them back.  The arithmetic is unchanged.  pg NULL:
+ * nothing is done, so model code passes NULL while planning or when the
+ * mode is off.  Each call is one be->weights call for the whole block. */
 typedef struct sdc_pager {
-    const sdc_model_files *mf; /* borrowed */
+    sdc_backend *be; /* borrowed */
 } sdc_pager;
 
-void sdc_page_linear(const sdc_pager *pg, const sdc_linear_w *l, sdc_page_advice advice);
-void sdc_page_conv(const sdc_pager *pg, const sdc_conv_w *c, sdc_page_advice advice);
-void sdc_page_norm(const sdc_pager *pg, const sdc_norm_w *n, sdc_page_advice advice);
-void sdc_page_resnet(const sdc_pager *pg, const sdc_resnet_w *r, sdc_page_advice advice);
-void sdc_page_vae_attn(const sdc_pager *pg, const sdc_vae_attn_w *w, sdc_page_advice advice);
+void sdc_page_linear(const sdc_pager *pg, const sdc_linear_w *l, sdc_residency r);
+void sdc_page_conv(const sdc_pager *pg, const sdc_conv_w *c, sdc_residency r);
+void sdc_page_norm(const sdc_pager *pg, const sdc_norm_w *n, sdc_residency r);
+void sdc_page_resnet(const sdc_pager *pg, const sdc_resnet_w *w, sdc_residency r);
+void sdc_page_vae_attn(const sdc_pager *pg, const sdc_vae_attn_w *w, sdc_residency r);
 
 /* ---- arena helpers ---------------------------------------------------------- */
 

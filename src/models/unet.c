@@ -69,7 +69,6 @@ struct sdc_unet {
     level down[SDC_MAX_LEVELS], up[SDC_MAX_LEVELS]; /* up[i] is level L-1-i */
     sdc_resnet_w mid_res[2];
     transformer mid_attn;
-    sdc_pager pager; /* the model files, for low-memory mode */
     int low_memory;  /* sdc_unet_set_low_memory */
     /* storage, owned */
     sdc_resnet_w *resnets;
@@ -148,7 +147,6 @@ sdc_status sdc_unet_create(const sdc_model_files *mf, sdc_unet **out) {
         return sdc_fail(SDC_ERR_NOMEM, "out of memory");
     }
     m->cfg = *c;
-    m->pager.mf = mf;
     sdc_binder b = {mf, SDC_OK};
     int C0 = c->channels[0], E = 4 * C0, G = c->groups, X = c->cross_dim;
     float eps = c->eps;
@@ -238,7 +236,7 @@ void sdc_unet_set_low_memory(sdc_unet *m, int on) { m->low_memory = on != 0; }
 /* with_kv: the cross-attention's k2, v2 too (not needed when the
  * context's keys and values were made by sdc_unet_context) */
 static void page_transformer(const sdc_pager *pg, const transformer *T, int depth,
-                             sdc_page_advice advice, int with_kv) {
+                             sdc_residency advice, int with_kv) {
     if (!pg) return;
     sdc_page_norm(pg, &T->norm, advice);
     sdc_page_linear(pg, &T->proj_in, advice);
@@ -357,20 +355,20 @@ static void transformer_fwd(const transformer *T, int depth, int heads, int grou
  * transformer, with their weights paged in and out when pg is set. */
 static void run_resnet(const sdc_pager *pg, const sdc_resnet_w *r, sdc_backend *be, sdc_arena *a,
                        float *y, float *x, int N, int H, int W, const float *emb, int consume) {
-    sdc_page_resnet(pg, r, SDC_PAGES_PREFETCH);
+    sdc_page_resnet(pg, r, SDC_RES_PREFETCH);
     if (consume && r->shortcut.w)
         sdc_resnet_fwd_consume(r, be, a, y, x, N, H, W, emb);
     else
         sdc_resnet_fwd(r, be, a, y, x, N, H, W, emb);
-    sdc_page_resnet(pg, r, SDC_PAGES_RELEASE);
+    sdc_page_resnet(pg, r, SDC_RES_RELEASE);
 }
 
 static void run_transformer(const sdc_pager *pg, const transformer *T, int depth, int heads,
                             int groups, sdc_backend *be, sdc_arena *a, float *x, int N, int HW,
                             const float *ctx, int S, const float *kv, int shared) {
-    page_transformer(pg, T, depth, SDC_PAGES_PREFETCH, !kv);
+    page_transformer(pg, T, depth, SDC_RES_PREFETCH, !kv);
     transformer_fwd(T, depth, heads, groups, be, a, x, N, HW, ctx, S, kv, shared);
-    page_transformer(pg, T, depth, SDC_PAGES_RELEASE, !kv);
+    page_transformer(pg, T, depth, SDC_RES_RELEASE, !kv);
 }
 
 /* After a transformer: every row is set from there on (nr = N); the skips
@@ -389,17 +387,17 @@ size_t sdc_unet_context_floats(const sdc_unet *m, int N, int S) {
 
 void sdc_unet_context(const sdc_unet *m, sdc_backend *be, const float *ctx, int N, int S,
                       float *kv) {
-    const sdc_pager *pg = m->low_memory ? &m->pager : NULL;
+    const sdc_pager pager = {be}, *pg = m->low_memory ? &pager : NULL;
     for (size_t i = 0; i < m->n_tblocks; i++) {
         const tblock *B = &m->tblocks[i];
         size_t sc = (size_t)N * S * B->C;
         float *k = sdc_at(kv, 2 * (size_t)N * S * B->kv_prefix), *v = sdc_at(k, sc);
-        sdc_page_linear(pg, &B->k2, SDC_PAGES_PREFETCH);
-        sdc_page_linear(pg, &B->v2, SDC_PAGES_PREFETCH);
+        sdc_page_linear(pg, &B->k2, SDC_RES_PREFETCH);
+        sdc_page_linear(pg, &B->v2, SDC_RES_PREFETCH);
         sdc_linear_fwd(be, &B->k2, k, ctx, N * S, NULL);
         sdc_linear_fwd(be, &B->v2, v, ctx, N * S, NULL);
-        sdc_page_linear(pg, &B->k2, SDC_PAGES_RELEASE);
-        sdc_page_linear(pg, &B->v2, SDC_PAGES_RELEASE);
+        sdc_page_linear(pg, &B->k2, SDC_RES_RELEASE);
+        sdc_page_linear(pg, &B->v2, SDC_RES_RELEASE);
     }
 }
 
@@ -411,7 +409,7 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
     int heads = c->heads, G = c->groups, C0 = c->channels[0], E = 4 * C0;
     assert(N > 0 && S > 0 && h > 0 && w > 0 && h % (1 << (L - 1)) == 0 &&
            w % (1 << (L - 1)) == 0);
-    const sdc_pager *pg = m->low_memory && !a->planning ? &m->pager : NULL;
+    const sdc_pager pager = {be}, *pg = m->low_memory && !a->planning ? &pager : NULL;
     size_t mark0 = sdc_arena_mark(a);
     /* rows computed: 1 while a shared input has not met the prompt (all
      * buffers are sized for N all the same) */
@@ -426,8 +424,8 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
     sdc_linear_fwd(be, &m->t2, emb, e1, nr, NULL);
     be->silu(be, emb, emb, (int64_t)nr * E);
     if (nr < N) broadcast(be, emb, (size_t)E, N);
-    sdc_page_linear(pg, &m->t1, SDC_PAGES_RELEASE);
-    sdc_page_linear(pg, &m->t2, SDC_PAGES_RELEASE);
+    sdc_page_linear(pg, &m->t1, SDC_RES_RELEASE);
+    sdc_page_linear(pg, &m->t2, SDC_RES_RELEASE);
 
     /* skip connections live on the arena as a stack, in push order */
     float *skip[MAX_SKIPS];
@@ -437,7 +435,7 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
     size_t cur_off = sdc_arena_mark(a);
     float *cur = sdc_arena_alloc(a, (size_t)N * C0 * H * W);
     sdc_conv_fwd(be, &m->conv_in, cur, x, nr, H, W, 1, NULL);
-    sdc_page_conv(pg, &m->conv_in, SDC_PAGES_RELEASE);
+    sdc_page_conv(pg, &m->conv_in, SDC_RES_RELEASE);
     skip[ns] = cur, skip_off[ns] = cur_off, skip_hw[ns] = (size_t)H * W, skip_c[ns++] = C0;
 
     int ci = C0;
@@ -459,9 +457,9 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
         if (D->sampler.w) {
             cur_off = sdc_arena_mark(a);
             float *nx = sdc_arena_alloc(a, (size_t)N * C * (H / 2) * (W / 2));
-            sdc_page_conv(pg, &D->sampler, SDC_PAGES_PREFETCH);
+            sdc_page_conv(pg, &D->sampler, SDC_RES_PREFETCH);
             sdc_conv_fwd(be, &D->sampler, nx, cur, nr, H, W, 2, NULL);
-            sdc_page_conv(pg, &D->sampler, SDC_PAGES_RELEASE);
+            sdc_page_conv(pg, &D->sampler, SDC_RES_RELEASE);
             H /= 2, W /= 2;
             cur = nx;
             skip[ns] = cur, skip_off[ns] = cur_off, skip_hw[ns] = (size_t)H * W, skip_c[ns++] = C;
@@ -506,9 +504,9 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
             H *= 2, W *= 2;
             size_t res_off = sdc_arena_mark(a);
             float *res = sdc_arena_alloc(a, up_n);
-            sdc_page_conv(pg, &U->sampler, SDC_PAGES_PREFETCH);
+            sdc_page_conv(pg, &U->sampler, SDC_RES_PREFETCH);
             sdc_conv_fwd(be, &U->sampler, res, upx, N, H, W, 1, NULL);
-            sdc_page_conv(pg, &U->sampler, SDC_PAGES_RELEASE);
+            sdc_page_conv(pg, &U->sampler, SDC_RES_RELEASE);
             cur = sdc_settle(be, a, cur_off, res, &res_off, up_n);
             cur_off = res_off;
         }
@@ -517,7 +515,7 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
 
     be->group_norm(be, cur, cur, NULL, N, C0, H * W, G, m->norm_out.g, m->norm_out.b, c->eps, 1);
     sdc_conv_fwd(be, &m->conv_out, out, cur, N, H, W, 1, NULL);
-    sdc_page_norm(pg, &m->norm_out, SDC_PAGES_RELEASE);
-    sdc_page_conv(pg, &m->conv_out, SDC_PAGES_RELEASE);
+    sdc_page_norm(pg, &m->norm_out, SDC_RES_RELEASE);
+    sdc_page_conv(pg, &m->conv_out, SDC_RES_RELEASE);
     sdc_arena_reset(a, mark0);
 }

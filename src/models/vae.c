@@ -40,7 +40,6 @@ struct sdc_vae {
     sdc_resnet_w d_res[SDC_MAX_LEVELS][MAX_LPB + 1];
     sdc_conv_w d_up[SDC_MAX_LEVELS]; /* .w NULL on the last */
     sdc_norm_w d_norm_out;
-    sdc_pager pager;  /* the model files, for low-memory mode */
     int low_memory;   /* sdc_vae_set_low_memory */
 };
 
@@ -72,7 +71,6 @@ sdc_status sdc_vae_create(const sdc_model_files *mf, sdc_vae **out) {
     sdc_vae *m = calloc(1, sizeof *m);
     if (!m) return sdc_fail(SDC_ERR_NOMEM, "out of memory");
     m->cfg = *c;
-    m->pager.mf = mf;
     sdc_binder b = {mf, SDC_OK};
     int L = c->levels, lpb = c->layers_per_block, G = c->groups, Z = c->latent_channels;
     int CL = c->channels[L - 1];
@@ -131,7 +129,7 @@ void sdc_vae_set_low_memory(sdc_vae *m, int on) { m->low_memory = on != 0; }
  * shortcut, cur is dead afterwards and serves as the block's scratch. */
 static float *resnet_step(const sdc_resnet_w *r, const sdc_pager *pg, sdc_backend *be,
                           sdc_arena *a, float *cur, size_t *cur_off, int N, int H, int W) {
-    sdc_page_resnet(pg, r, SDC_PAGES_PREFETCH);
+    sdc_page_resnet(pg, r, SDC_RES_PREFETCH);
     if (r->in == r->out) {
         sdc_resnet_fwd(r, be, a, cur, cur, N, H, W, NULL);
     } else {
@@ -141,21 +139,21 @@ static float *resnet_step(const sdc_resnet_w *r, const sdc_pager *pg, sdc_backen
         cur = sdc_settle(be, a, *cur_off, res, &res_off, n);
         *cur_off = res_off;
     }
-    sdc_page_resnet(pg, r, SDC_PAGES_RELEASE);
+    sdc_page_resnet(pg, r, SDC_RES_RELEASE);
     return cur;
 }
 
 static void mid_fwd(const mid_block *mb, const sdc_pager *pg, sdc_backend *be, sdc_arena *a,
                     float *x, int N, int H, int W) {
-    sdc_page_resnet(pg, &mb->res[0], SDC_PAGES_PREFETCH);
+    sdc_page_resnet(pg, &mb->res[0], SDC_RES_PREFETCH);
     sdc_resnet_fwd(&mb->res[0], be, a, x, x, N, H, W, NULL);
-    sdc_page_resnet(pg, &mb->res[0], SDC_PAGES_RELEASE);
-    sdc_page_vae_attn(pg, &mb->attn, SDC_PAGES_PREFETCH);
+    sdc_page_resnet(pg, &mb->res[0], SDC_RES_RELEASE);
+    sdc_page_vae_attn(pg, &mb->attn, SDC_RES_PREFETCH);
     sdc_vae_attn_fwd(&mb->attn, be, a, x, N, H * W);
-    sdc_page_vae_attn(pg, &mb->attn, SDC_PAGES_RELEASE);
-    sdc_page_resnet(pg, &mb->res[1], SDC_PAGES_PREFETCH);
+    sdc_page_vae_attn(pg, &mb->attn, SDC_RES_RELEASE);
+    sdc_page_resnet(pg, &mb->res[1], SDC_RES_PREFETCH);
     sdc_resnet_fwd(&mb->res[1], be, a, x, x, N, H, W, NULL);
-    sdc_page_resnet(pg, &mb->res[1], SDC_PAGES_RELEASE);
+    sdc_page_resnet(pg, &mb->res[1], SDC_RES_RELEASE);
 }
 
 /* Memory: the largest live set is two tensors of the upsampled size (the
@@ -167,16 +165,16 @@ void sdc_vae_decode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float
     int L = c->levels, lpb = c->layers_per_block, Z = c->latent_channels, G = c->groups;
     int CL = c->channels[L - 1];
     assert(N > 0 && h > 0 && w > 0);
-    const sdc_pager *pg = m->low_memory && !a->planning ? &m->pager : NULL;
+    const sdc_pager pager = {be}, *pg = m->low_memory && !a->planning ? &pager : NULL;
     size_t mark0 = sdc_arena_mark(a);
     int H = h, W = w;
     float *p = sdc_arena_alloc(a, (size_t)N * Z * H * W);
     sdc_conv_fwd(be, &m->post_quant_conv, p, z, N, H, W, 1, NULL);
     size_t cur_off = sdc_arena_mark(a);
     float *cur = sdc_arena_alloc(a, (size_t)N * CL * H * W);
-    sdc_page_conv(pg, &m->d_conv_in, SDC_PAGES_PREFETCH);
+    sdc_page_conv(pg, &m->d_conv_in, SDC_RES_PREFETCH);
     sdc_conv_fwd(be, &m->d_conv_in, cur, p, N, H, W, 1, NULL);
-    sdc_page_conv(pg, &m->d_conv_in, SDC_PAGES_RELEASE);
+    sdc_page_conv(pg, &m->d_conv_in, SDC_RES_RELEASE);
     mid_fwd(&m->d_mid, pg, be, a, cur, N, H, W);
     for (int i = 0; i < L; i++) {
         int C = c->channels[L - 1 - i];
@@ -187,9 +185,9 @@ void sdc_vae_decode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float
             H *= 2, W *= 2;
             size_t n = (size_t)N * C * H * W, res_off = sdc_arena_mark(a);
             float *res = sdc_arena_alloc(a, n);
-            sdc_page_conv(pg, &m->d_up[i], SDC_PAGES_PREFETCH);
+            sdc_page_conv(pg, &m->d_up[i], SDC_RES_PREFETCH);
             sdc_conv_fwd(be, &m->d_up[i], res, up, N, H, W, 1, NULL);
-            sdc_page_conv(pg, &m->d_up[i], SDC_PAGES_RELEASE);
+            sdc_page_conv(pg, &m->d_up[i], SDC_RES_RELEASE);
             cur = sdc_settle(be, a, cur_off, res, &res_off, n);
             cur_off = res_off;
         }
@@ -197,8 +195,8 @@ void sdc_vae_decode(const sdc_vae *m, sdc_backend *be, sdc_arena *a, const float
     int C0 = c->channels[0];
     be->group_norm(be, cur, cur, NULL, N, C0, H * W, G, m->d_norm_out.g, m->d_norm_out.b, VAE_EPS, 1);
     sdc_conv_fwd(be, &m->d_conv_out, img, cur, N, H, W, 1, NULL);
-    sdc_page_norm(pg, &m->d_norm_out, SDC_PAGES_RELEASE);
-    sdc_page_conv(pg, &m->d_conv_out, SDC_PAGES_RELEASE);
+    sdc_page_norm(pg, &m->d_norm_out, SDC_RES_RELEASE);
+    sdc_page_conv(pg, &m->d_conv_out, SDC_RES_RELEASE);
     sdc_arena_reset(a, mark0);
 }
 

@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "backends/backend.h"
+#include "backends/opencl/opencl.h"
 #include "core/arena.h"
 #include "core/error.h"
 #include "io/model_files.h"
@@ -79,8 +80,83 @@ static int profiling(void) {
 }
 
 sdc_load_params sdc_load_params_default(void) {
-    sdc_load_params p = {0, 0, 0, SDC_PRECISION_FP32};
+    sdc_load_params p = {0, 0, 0, SDC_PRECISION_FP32, SDC_BACKEND_AUTO, NULL, 0};
     return p;
+}
+
+sdc_status sdc_devices(sdc_device_info *out, int cap, int *count) {
+    *count = 0;
+    if (cap < 0 || (cap > 0 && !out))
+        return sdc_fail(SDC_ERR_INVALID_ARG, "sdc_devices: no room for the list");
+    sdc_cl_device d[64];
+    int n = sdc_opencl_devices(d, 64);
+    if (n < 0) return SDC_ERR_DEVICE; /* message set */
+    for (int i = 0; i < n && i < 64 && i < cap; i++) {
+        sdc_device_info *o = &out[i];
+        memset(o, 0, sizeof *o);
+        o->index = d[i].index;
+        snprintf(o->platform, sizeof o->platform, "%s", d[i].platform);
+        snprintf(o->name, sizeof o->name, "%s", d[i].name);
+        snprintf(o->version, sizeof o->version, "%s", d[i].version);
+        snprintf(o->driver, sizeof o->driver, "%s", d[i].driver);
+        o->is_gpu = d[i].is_gpu;
+        o->is_cpu = d[i].is_cpu;
+        o->memory = d[i].global_mem;
+        o->compute_units = d[i].compute_units;
+        o->fp16 = d[i].fp16;
+    }
+    *count = n;
+    return SDC_OK;
+}
+
+/* The backend's hook for the host pages of the weights (backend.h). */
+static void host_pages(void *ctx, const sdc_weight *w, sdc_residency r) {
+    sdc_model_files_advise(ctx, w, r == SDC_RES_PREFETCH ? SDC_PAGES_PREFETCH : SDC_PAGES_RELEASE);
+}
+
+/* The CPU backend (with the load parameters' precision and the model's
+ * cancel flag). */
+static sdc_status create_cpu(sdc_model *m, const sdc_load_params *lp) {
+    m->be = sdc_backend_cpu_create(lp->n_threads, 0);
+    if (!m->be) return sdc_fail(SDC_ERR_NOMEM, "cannot create the CPU backend");
+    if (lp->precision == SDC_PRECISION_BF16) {
+        sdc_status st = sdc_backend_cpu_set_bf16(m->be, 1);
+        if (st != SDC_OK) return st;
+    }
+    sdc_backend_cpu_set_stop(m->be, &m->cancel);
+    return SDC_OK;
+}
+
+/* m->be by lp->backend: AUTO tries an OpenCL GPU first (a failure to start
+ * one is said on stderr, then the CPU is used), OPENCL insists. */
+static sdc_status create_backend(sdc_model *m, const sdc_load_params *lp) {
+    if (lp->backend == SDC_BACKEND_CPU) return create_cpu(m, lp);
+    const int explicit = lp->backend == SDC_BACKEND_OPENCL || (lp->device && lp->device[0]);
+    if (lp->precision == SDC_PRECISION_BF16) {
+        if (explicit)
+            return sdc_fail(SDC_ERR_UNSUPPORTED,
+                            "--precision bf16 is a mode of the CPU backend, not of OpenCL");
+        return create_cpu(m, lp);
+    }
+    if (!explicit) {
+        /* no GPU, or no OpenCL at all: the CPU, without a word */
+        sdc_cl_device d[64];
+        int n = sdc_opencl_devices(d, 64), gpus = 0;
+        for (int i = 0; i < n && i < 64; i++) gpus += !d[i].is_cpu;
+        if (gpus == 0) {
+            sdc_clear_error();
+            if (m->verbose) fprintf(stderr, "sdc: no OpenCL GPU; running on the CPU\n");
+            return create_cpu(m, lp);
+        }
+    }
+    sdc_cl_options o = {lp->device, lp->backend == SDC_BACKEND_OPENCL, lp->fp16_activations,
+                        NULL, lp->verbose};
+    m->be = sdc_backend_opencl_create(&o);
+    if (m->be) return SDC_OK;
+    if (explicit) return sdc_fail_context(SDC_ERR_DEVICE, "OpenCL");
+    fprintf(stderr, "sdc: warning: the OpenCL GPU cannot be used (%s); running on the CPU\n",
+            sdc_last_error());
+    return create_cpu(m, lp);
 }
 
 sdc_gen_params sdc_gen_params_default(void) {
@@ -158,6 +234,9 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
     if (out) *out = NULL;
     if (!path || !out) return sdc_fail(SDC_ERR_INVALID_ARG, "sdc_model_load: NULL argument");
     sdc_load_params lp = params ? *params : sdc_load_params_default();
+    if ((unsigned)lp.backend >= SDC_BACKEND_COUNT)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "backend %d is not one of auto, cpu, opencl",
+                        (int)lp.backend);
     if (lp.n_threads < 0 || lp.n_threads > 4096)
         return sdc_fail(SDC_ERR_INVALID_ARG, "thread count %d is out of range (0 = all cores)",
                         lp.n_threads);
@@ -188,16 +267,9 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
     sdc_unet_set_low_memory(m->unet, m->low_memory);
     sdc_vae_set_low_memory(m->vae, m->low_memory);
 
-    m->be = sdc_backend_cpu_create(lp.n_threads, 0);
-    if (!m->be) {
-        st = sdc_fail(SDC_ERR_NOMEM, "cannot create the CPU backend");
-        goto fail;
-    }
-    if (lp.precision == SDC_PRECISION_BF16) {
-        st = sdc_backend_cpu_set_bf16(m->be, 1);
-        if (st != SDC_OK) goto fail;
-    }
-    sdc_backend_cpu_set_stop(m->be, &m->cancel);
+    st = create_backend(m, &lp);
+    if (st != SDC_OK) goto fail;
+    sdc_backend_set_host_pages(m->be, host_pages, m->mf);
     if (profiling()) {
         sdc_backend *pb = sdc_backend_profile_wrap(m->be);
         if (!pb) {
@@ -218,9 +290,10 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
              weight_dtype(m->mf, "vae.decoder.conv_in.weight"),
              vocab && merges ? "from the model" : "built-in", sdc_model_files_name(m->mf));
     if (m->verbose)
-        fprintf(stderr, "sdc: loaded %s (%s)%s%s\n", path, m->desc,
+        fprintf(stderr, "sdc: loaded %s (%s)%s%s; backend %s\n", path, m->desc,
                 m->low_memory ? "; low-memory mode" : "",
-                lp.precision == SDC_PRECISION_BF16 ? "; bf16 precision" : "");
+                lp.precision == SDC_PRECISION_BF16 ? "; bf16 precision" : "",
+                sdc_backend_profile_inner(m->be)->name);
     *out = m;
     return SDC_OK;
 
@@ -360,22 +433,47 @@ static sdc_status arena_commit_plan(const sdc_model *m, sdc_arena *a, const char
     return SDC_OK;
 }
 
-/* Drops the pages of a network's weights (canonical name prefix) from the
- * resident set once the network is done for this image; the next image
- * maps them back in from the file.  Memory: the text encoder's pages are
- * gone before the UNet runs, the UNet's before the VAE decodes. */
-static void release_weights(const sdc_model *m, const char *prefix) {
-    sdc_model_files_advise_prefix(m->mf, prefix, SDC_PAGES_RELEASE);
+/* Asks the backend to make every weight of a network (canonical name
+ * prefix) resident, or to release them (one be->weights call). */
+static void weights_residency(const sdc_model *m, const char *prefix, sdc_residency r) {
+    size_t n = sdc_model_files_prefixed(m->mf, prefix, NULL, 0);
+    const sdc_weight **w = n ? malloc(n * sizeof *w) : NULL;
+    if (!w) return; /* advice only */
+    sdc_model_files_prefixed(m->mf, prefix, w, n);
+    size_t k = 0; /* the networks' tensors: floats (not e.g. CLIP's int64 position ids) */
+    for (size_t i = 0; i < n; i++)
+        if (w[i]->dtype == SDC_DT_F32 || w[i]->dtype == SDC_DT_F16 || w[i]->dtype == SDC_DT_BF16)
+            w[k++] = w[i];
+    n = k;
+    for (size_t i = 0; i < n; i += INT32_MAX / 2)
+        m->be->weights(m->be, w + i, (int)(n - i < INT32_MAX / 2 ? n - i : INT32_MAX / 2), r);
+    free(w);
 }
 
-/* Maps a network's weights in before its stage runs (default mode; in
- * low-memory mode each block prefetches its own).  One MADV_POPULATE_READ
- * per tensor instead of a page fault per 4 KiB page in the first pass:
- * measured on the full-size UNet, the first step cost ~3 s more than the
- * next ones without this (docs/perf.md).  Resident memory is what the first
- * pass would have touched anyway. */
+/* Releases a network's weights once it is done for this image (CPU: their
+ * pages leave the resident set and are mapped back in from the file for
+ * the next image; a device frees its copy).  Memory: the text encoder's
+ * weights are gone before the UNet runs, the UNet's before the VAE
+ * decodes. */
+static void release_weights(const sdc_model *m, const char *prefix) {
+    weights_residency(m, prefix, SDC_RES_RELEASE);
+}
+
+/* Makes a network's weights resident before its stage runs (default mode;
+ * in low-memory mode each block asks for its own).  On the CPU one
+ * MADV_POPULATE_READ per tensor instead of a page fault per 4 KiB page in
+ * the first pass: measured on the full-size UNet, the first step cost ~3 s
+ * more than the next ones without this (docs/perf.md); a device uploads
+ * them.  Resident memory is what the first pass would have touched anyway. */
 static void prefetch_weights(const sdc_model *m, const char *prefix) {
-    if (!m->low_memory) sdc_model_files_advise_prefix(m->mf, prefix, SDC_PAGES_PREFETCH);
+    if (!m->low_memory) weights_residency(m, prefix, SDC_RES_PREFETCH);
+}
+
+/* The backend's first failure since the last check (a device's; the CPU
+ * never fails), named with the network it happened in. */
+static sdc_status synced(const sdc_model *m, const char *what) {
+    sdc_status st = m->be->sync(m->be);
+    return st == SDC_OK ? st : sdc_fail_context(st, "%s", what);
 }
 
 /* Text stage: g->ctx [B, S, D] = clip(negative) (if B == 2), clip(prompt). */
@@ -415,6 +513,7 @@ static sdc_status encode_text(sdc_model *m, const sdc_gen_params *p, gen_state *
         sdc_clip_forward(m->clip, m->be, a, ids[b], S, out);
         if ((st = arena_checked(a, "the text encoder")) != SDC_OK) return st;
         m->be->copy_out(m->be, g->ctx + (size_t)b * S * D, out, (int64_t)S * D);
+        if ((st = synced(m, "the text encoder")) != SDC_OK) return st;
         if (cancel_asked(m)) return cancel_requested();
         st = check_finite(g->ctx + (size_t)b * S * D, (int64_t)S * D, "text encoder", 0, 0);
         if (st != SDC_OK) return st;
@@ -484,6 +583,7 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
         if (st != SDC_OK) return st;
         if (B == 2) be->lerp(be, out, out, out + n, p->cfg_scale, n);
         be->copy_out(be, g->eps, out, n);
+        if ((st = synced(m, "the UNet")) != SDC_OK) return st;
         if (cancel_asked(m)) return cancel_requested();
         sdc_sched_step(g->sched, i, g->eps, g->x, &rng);
         if ((st = check_finite(g->x, n, "UNet", i + 1, len)) != SDC_OK) return st;
@@ -539,7 +639,7 @@ static sdc_status decode_whole(sdc_model *m, gen_state *g, int h, int w, int64_t
     sdc_status st = arena_checked(a, "the VAE");
     if (st != SDC_OK) return st;
     be->copy_out(be, g->img, img, img_n);
-    return SDC_OK;
+    return synced(m, "the VAE");
 }
 
 /* The same, in tiles of tile x tile latents (sdc_vae_decode_tiled): the
@@ -560,6 +660,7 @@ static sdc_status decode_tiles(sdc_model *m, gen_state *g, int h, int w, int til
     if (st == SDC_OK) {
         sdc_vae_decode_tiled(m->vae, m->be, a, g->eps, 1, h, w, tile, g->img, work);
         st = arena_checked(a, "the VAE");
+        if (st == SDC_OK) st = synced(m, "the VAE");
     }
     free(work);
     return st;
@@ -620,6 +721,7 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
 
     gen_state g;
     memset(&g, 0, sizeof g);
+    g.arena.be = m->be; /* activation memory is the backend's */
     if (cancel_asked(m)) {
         st = cancel_requested();
         goto done;
@@ -669,8 +771,22 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
         timings->steps = sdc_sched_len(g.sched);
         timings->sample_steps = g.steps_s;
     }
+    if (m->verbose && m->be->memory) {
+        size_t now = 0, peak = 0;
+        m->be->memory(m->be, &now, &peak);
+        fprintf(stderr, "sdc: device memory: peak %.0f MiB, %.0f MiB held now\n",
+                peak / 1048576.0, now / 1048576.0);
+    }
 
 done:
+    if (st != SDC_OK) {
+        /* a failed generation leaves nothing queued or pending for the next;
+         * the message is st's, not this sync's */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", sdc_last_error());
+        m->be->sync(m->be);
+        sdc_fail(st, "%s", msg);
+    }
     gen_free(&g);
     return st;
 }

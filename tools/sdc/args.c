@@ -54,6 +54,14 @@ void cli_usage(FILE *f) {
             "                              non-Winograd convolutions to bf16 and sums in fp32:\n"
             "                              faster on CPUs with AVX512_BF16 (refused on\n"
             "                              others), a slightly different image\n"
+            "      --backend B             auto, cpu or opencl (default auto): auto runs on an\n"
+            "                              OpenCL GPU when there is one, else on the CPU;\n"
+            "                              opencl insists (CPU OpenCL devices included)\n"
+            "      --device D              the OpenCL device: its number in --list-devices or\n"
+            "                              part of its name (default: the first GPU)\n"
+            "      --list-devices          list the OpenCL devices and exit\n"
+            "      --fp16-activations      on an OpenCL device, keep activations as fp16 (half\n"
+            "                              the activation memory; a slightly different image)\n"
             "  -v, --verbose               say more about the model and the timings\n"
             "      --version               print the version and how sdc was built\n"
             "  -h, --help                  print this help\n"
@@ -145,7 +153,8 @@ static int parse_tiling(const char *opt, const char *s, sdc_vae_tiling *out) {
 typedef enum {
     O_MODEL, O_PROMPT, O_NEG, O_OUTPUT, O_WIDTH, O_HEIGHT, O_STEPS, O_CFG, O_SEED,
     O_SAMPLER, O_SCHED, O_BATCH, O_THREADS, O_OVERWRITE, O_LOW_MEMORY, O_VERBOSE,
-    O_VERSION, O_HELP, O_VAE_TILING, O_PRECISION
+    O_VERSION, O_HELP, O_VAE_TILING, O_PRECISION, O_BACKEND, O_DEVICE, O_LIST_DEVICES,
+    O_FP16_ACT
 } opt_id;
 
 typedef struct opt {
@@ -166,6 +175,8 @@ static const opt OPTS[] = {
     {'v', "verbose", 0, O_VERBOSE},      {0, "version", 0, O_VERSION},
     {'h', "help", 0, O_HELP},            {0, "low-memory", 0, O_LOW_MEMORY},
     {0, "vae-tiling", 1, O_VAE_TILING},  {0, "precision", 1, O_PRECISION},
+    {0, "backend", 1, O_BACKEND},        {0, "device", 1, O_DEVICE},
+    {0, "list-devices", 0, O_LIST_DEVICES}, {0, "fp16-activations", 0, O_FP16_ACT},
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
 
@@ -207,6 +218,18 @@ static int apply(const opt *o, const char *name, const char *v, cli_args *a) {
         else if (strcmp(v, "bf16") == 0) a->precision = SDC_PRECISION_BF16;
         else return usage_error("%s: unknown precision '%s' (choose fp32 or bf16)", name, v);
         return 0;
+    case O_BACKEND:
+        if (strcmp(v, "auto") == 0) a->backend = SDC_BACKEND_AUTO;
+        else if (strcmp(v, "cpu") == 0) a->backend = SDC_BACKEND_CPU;
+        else if (strcmp(v, "opencl") == 0) a->backend = SDC_BACKEND_OPENCL;
+        else return usage_error("%s: unknown backend '%s' (choose auto, cpu or opencl)", name, v);
+        return 0;
+    case O_DEVICE:
+        if (!*v) return usage_error("%s: empty device name", name);
+        a->device = v;
+        return 0;
+    case O_LIST_DEVICES: a->list_devices = 1; return 0;
+    case O_FP16_ACT: a->fp16_activations = 1; return 0;
     case O_VERBOSE: a->verbose = 1; return 0;
     case O_VERSION: a->version = 1; return 0;
     case O_HELP: a->help = 1; return 0;
@@ -267,7 +290,11 @@ int cli_parse(int argc, char **argv, cli_args *a) {
         int rc = apply(o, name, value, a);
         if (rc) return rc;
     }
-    if (a->help || a->version) return 0;
+    if (a->help || a->version || a->list_devices) return 0;
+    if (a->backend == SDC_BACKEND_CPU && a->device)
+        return usage_error("--device chooses an OpenCL device; it does not go with --backend cpu");
+    if (a->backend == SDC_BACKEND_CPU && a->fp16_activations)
+        return usage_error("--fp16-activations is a mode of OpenCL devices, not of --backend cpu");
     if (!a->model) return usage_error("no model given (use -m PATH)");
     if (!a->prompt) return usage_error("no prompt given (use -p TEXT)");
     return 0;

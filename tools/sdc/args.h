@@ -33,6 +33,10 @@ typedef struct cli_args {
     int low_memory;       /* --low-memory */
     sdc_vae_tiling vae_tiling; /* --vae-tiling; auto */
     sdc_precision precision;   /* --precision; fp32 */
+    sdc_backend_kind backend;  /* --backend; auto */
+    const char *device;        /* --device; NULL */
+    int list_devices;          /* --list-devices */
+    int fp16_activations;      /* --fp16-activations */
     int verbose, overwrite, help, version;
 } cli_args;
 

@@ -109,6 +109,23 @@ static void print_timings(const sdc_timings *tm) {
         fprintf(stderr, "unknown\n");
 }
 
+/* --list-devices: one line per OpenCL device; exit 1 without OpenCL. */
+static int list_devices(void) {
+    sdc_device_info d[64];
+    int n = 0;
+    if (sdc_devices(d, 64, &n) != SDC_OK) {
+        fprintf(stderr, "sdc: no OpenCL: %s\n", sdc_last_error());
+        return 1;
+    }
+    if (n == 0) printf("no OpenCL devices\n");
+    for (int i = 0; i < n && i < 64; i++)
+        printf("%d: %s | %s (%s, %s) | %s | %.1f GiB, %d compute units, fp16 %s\n", d[i].index,
+               d[i].name, d[i].platform, d[i].version, d[i].driver,
+               d[i].is_gpu ? "GPU" : d[i].is_cpu ? "CPU" : "accelerator",
+               d[i].memory / 1073741824.0, d[i].compute_units, d[i].fp16 ? "yes" : "no");
+    return 0;
+}
+
 static int exit_code(sdc_status st) {
     switch (st) {
     case SDC_OK: return 0;
@@ -130,6 +147,7 @@ int main(int argc, char **argv) {
         printf("sdc %s\n%s\n", SDC_VERSION, sdc_build_info());
         return 0;
     }
+    if (a.list_devices) return list_devices();
     if (!a.schedule_given) {
         a.schedule = offers_karras(a.sampler) ? SDC_SCHEDULE_KARRAS : SDC_SCHEDULE_DISCRETE;
     } else if (a.schedule == SDC_SCHEDULE_KARRAS && !offers_karras(a.sampler)) {
@@ -172,6 +190,9 @@ int main(int argc, char **argv) {
     lp.verbose = a.verbose;
     lp.low_memory = a.low_memory;
     lp.precision = a.precision;
+    lp.backend = a.backend;
+    lp.device = a.device;
+    lp.fp16_activations = a.fp16_activations;
     sdc_status st = sdc_model_load(a.model, &lp, &model);
     if (st != SDC_OK) {
         fprintf(stderr, "sdc: cannot load the model: %s\n", sdc_last_error());

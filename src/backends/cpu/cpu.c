@@ -232,21 +232,34 @@ static void cpu_concat(sdc_backend *be, float *y, const float *a, int Ca, const 
 /* Straight from the OS and back: malloc would keep it in its heap (glibc
  * raises its mmap threshold after the first free; peak RSS rose by ~100
  * MiB over a 512x512 image that way). */
+static void unmap(float **p, size_t *floats) {
+    if (*p) munmap(*p, *floats * sizeof(float));
+    *p = NULL;
+    *floats = 0;
+}
+
+static float *grow(float **p, size_t *have, size_t floats) {
+    if (*have >= floats) return *p;
+    unmap(p, have);
+    void *q = mmap(NULL, floats * sizeof(float), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED) return NULL;
+    *p = q;
+    *have = floats;
+    return q;
+}
+
 void sdc_cpu_shared_release(sdc_cpu *cpu) {
-    if (cpu->shared) munmap(cpu->shared, cpu->shared_floats * sizeof(float));
-    cpu->shared = NULL;
-    cpu->shared_floats = 0;
+    unmap(&cpu->shared, &cpu->shared_floats);
+    unmap(&cpu->aux, &cpu->aux_floats);
 }
 
 float *sdc_cpu_shared_buffer(sdc_cpu *cpu, size_t floats) {
-    if (cpu->shared_floats >= floats) return cpu->shared;
-    sdc_cpu_shared_release(cpu);
-    void *p = mmap(NULL, floats * sizeof(float), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-    cpu->shared = p;
-    cpu->shared_floats = floats;
-    return cpu->shared;
+    return grow(&cpu->shared, &cpu->shared_floats, floats);
+}
+
+float *sdc_cpu_aux_buffer(sdc_cpu *cpu, size_t floats) {
+    return grow(&cpu->aux, &cpu->aux_floats, floats);
 }
 
 /* ---- creation ---------------------------------------------------------- */
@@ -257,6 +270,7 @@ static void cpu_free(sdc_backend *be) {
     sdc_threadpool_free(cb->cpu.pool);
     sdc_cpu_shared_release(&cb->cpu);
     free(cb->cpu.scratch);
+    free(cb->cpu.bias);
     free(cb);
 }
 
@@ -288,6 +302,36 @@ static void cpu_geglu(sdc_backend *be, float *y, const float *x, int rows, int D
     int per = (int)((1 << 15) / D);
     geglu_job j = {cpu, y, x, rows, D, per < 1 ? 1 : per};
     sdc_parallel_for(cpu->pool, (rows + j.per - 1) / j.per, geglu_task, &j);
+}
+
+/* ---- memory, residency, completion (backend.h) ------------------------ */
+
+static sdc_status cpu_buffer_alloc(sdc_backend *be, size_t bytes, float **base) {
+    (void)be;
+    size_t n = bytes ? (bytes + 63) / 64 * 64 : 64;
+    *base = n >= bytes ? aligned_alloc(64, n) : NULL;
+    if (!*base)
+        return sdc_fail(SDC_ERR_NOMEM, "cannot allocate %zu MiB of activation memory",
+                        bytes >> 20);
+    return SDC_OK;
+}
+
+static void cpu_buffer_free(sdc_backend *be, float *base) {
+    (void)be;
+    free(base);
+}
+
+/* The weights are read where they lie: their host pages are all there is. */
+static void cpu_weights(sdc_backend *be, const sdc_weight *const *w, int n, sdc_residency r) {
+    if (!be->host_pages) return;
+    for (int i = 0; i < n; i++)
+        if (w[i]) be->host_pages(be->host_pages_ctx, w[i], r);
+}
+
+/* Ops return when done and cannot fail. */
+static sdc_status cpu_sync(sdc_backend *be) {
+    (void)be;
+    return SDC_OK;
 }
 
 static void fill_ref(sdc_backend *be) {
@@ -420,7 +464,8 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
     size_t bytes = (size_t)n_threads * SDC_CPU_SCRATCH_FLOATS * sizeof(float);
     cpu->scratch = aligned_alloc(64, bytes); /* a multiple of 64 (KC*NC*4 is) */
     cpu->pool = sdc_threadpool_create(n_threads);
-    if (!cpu->scratch || !cpu->pool) {
+    cpu->bias = malloc(SDC_CPU_BIAS_FLOATS * sizeof *cpu->bias);
+    if (!cpu->scratch || !cpu->pool || !cpu->bias) {
         sdc_fail(SDC_ERR_NOMEM, "cpu backend: cannot allocate %d threads and %zu KiB of scratch",
                  n_threads, bytes >> 10);
         cpu_free(&cb->be);
@@ -429,6 +474,10 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
     sdc_backend *be = &cb->be;
     be->impl = cpu;
     be->free = cpu_free;
+    be->buffer_alloc = cpu_buffer_alloc;
+    be->buffer_free = cpu_buffer_free;
+    be->weights = cpu_weights;
+    be->sync = cpu_sync;
     cpu->k = kernels_6x16("generic", sdc_gemm_kernel_generic, sdc_cvt_f16_generic,
                           sdc_cvt_bf16_generic);
     switch (isa) {

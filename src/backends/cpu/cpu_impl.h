@@ -136,13 +136,21 @@ typedef struct sdc_cpu {
     float *scratch; /* [n_threads][SDC_CPU_SCRATCH_FLOATS], owned, 64-byte aligned */
     /* One buffer for whichever op needs a large one within a call:
      * Winograd's panel path (winograd.c: V of a tile group and the
-     * threads' products) and the GEMM's operands packed once for all its
-     * tiles (gemm.c).  Mapped, grown on demand, kept between calls
-     * (mapping it per call cost ~15% of the convolution in page faults);
-     * released by sdc_cpu_shared_release */
+     * threads' products), its layer path (U, V, M) and the GEMM's operands
+     * packed once for all its tiles (gemm.c).  Mapped, grown to the
+     * largest need in the first pass, kept between calls (mapping it per
+     * call cost ~15% of the convolution in page faults); released by
+     * sdc_cpu_shared_release */
     float *shared;
     size_t shared_floats;
+    /* The bf16 mode's per-image transpose (linear_map to tokens), which
+     * holds its data across a GEMM that uses `shared`; grown alike */
+    float *aux;
+    size_t aux_floats;
+    float *bias; /* [SDC_CPU_BIAS_FLOATS]: a 16-bit bias widened once per call */
 } sdc_cpu;
+
+#define SDC_CPU_BIAS_FLOATS 16384
 
 static inline sdc_cpu *sdc_cpu_of(sdc_backend *be) { return (sdc_cpu *)be->impl; }
 static inline float *sdc_cpu_scratch(sdc_cpu *cpu, int thread) {
@@ -225,50 +233,14 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
 /* cpu->shared with at least `floats` floats (NULL if it cannot be
  * mapped); its contents are the caller's until the op returns. */
 float *sdc_cpu_shared_buffer(sdc_cpu *cpu, size_t floats);
-/* Unmaps cpu->shared. */
+/* Unmaps cpu->shared and cpu->aux. */
 void sdc_cpu_shared_release(sdc_cpu *cpu);
+/* cpu->aux with at least `floats` floats, as sdc_cpu_shared_buffer. */
+float *sdc_cpu_aux_buffer(sdc_cpu *cpu, size_t floats);
 /* Whether sdc_cpu_conv2d sends this 3x3 stride-1 conv to Winograd. */
 int sdc_cpu_use_winograd(int C, int H, int W, int O);
 
-/* ---- reference ops (ops_ref.c): obviously right, single-threaded -------- */
-void sdc_ref_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
-                    const sdc_weight *b, const float *acc, int M, int N, int K);
-void sdc_ref_linear_map(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
-                        const sdc_weight *b, const float *acc, int N, int HW, int C, int O,
-                        int to_tokens);
-void sdc_ref_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
-                    const sdc_weight *w, const sdc_weight *b, int O, int kh, int kw, int stride,
-                    int pad, const float *acc);
-void sdc_ref_group_norm(sdc_backend *be, float *y, const float *x, const float *add, int N, int C,
-                        int HW, int G, const sdc_weight *gamma, const sdc_weight *beta,
-                        float eps, int silu);
-void sdc_ref_layer_norm(sdc_backend *be, float *y, const float *x, int rows, int D,
-                        const sdc_weight *gamma, const sdc_weight *beta, float eps);
-void sdc_ref_attention(sdc_backend *be, float *out, const float *q, int q_stride,
-                       const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
-                       int dh, float scale, int causal);
-void sdc_ref_silu(sdc_backend *be, float *y, const float *x, int64_t n);
-void sdc_ref_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
-void sdc_ref_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
-void sdc_ref_add(sdc_backend *be, float *y, const float *a, const float *b, int64_t n);
-void sdc_ref_lerp(sdc_backend *be, float *y, const float *a, const float *b, float s,
-                  int64_t n);
-void sdc_ref_axpby(sdc_backend *be, float *y, float a, const float *x, float b, const float *z,
-                   int64_t n);
-void sdc_ref_geglu(sdc_backend *be, float *y, const float *x, int rows, int D);
-void sdc_ref_upsample2x(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W);
-void sdc_ref_pad2d(sdc_backend *be, float *y, const float *x, int N, int C, int H, int W,
-                   int top, int bottom, int left, int right);
-void sdc_ref_transpose(sdc_backend *be, float *y, const float *x, int N, int H, int W);
-void sdc_ref_concat(sdc_backend *be, float *y, const float *a, int Ca, const float *b, int Cb,
-                    int N, int HW);
-void sdc_ref_copy(sdc_backend *be, float *y, const float *x, int64_t n);
-void sdc_ref_embed(sdc_backend *be, float *y, const int32_t *ids, int n, const sdc_weight *table,
-                   const sdc_weight *pos, int D);
-void sdc_ref_timestep_embed(sdc_backend *be, float *y, const float *t, int n, int dim);
-
-/* Scalar formulas shared by the reference and the portable threaded ops. */
-static inline float sdc_ref_gelu1(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+#include "backends/ref.h"
 
 /* ---- AVX2 (gemm_avx2.c, ops_avx2.c, attention_avx2.c); call only when
  * the CPU has avx2 + fma + f16c with OS support -------------------------- */

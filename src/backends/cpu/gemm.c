@@ -472,26 +472,22 @@ static void linear_init(const sdc_gemm *g, int m0, int mc, int n0, int nc) {
 }
 
 /* The bias as f32 for linear_init: an F32 bias in place, another widened
- * once per call into *owned (freed by the caller) rather than once per
- * micro-tile; NULL (linear_init converts per tile) if b is NULL or the
- * buffer cannot be had. */
-static const float *linear_bias(const sdc_cpu *cpu, const sdc_weight *b, int N, float **owned) {
-    *owned = NULL;
+ * once per call into cpu->bias rather than once per micro-tile; NULL
+ * (linear_init converts per tile) if b is NULL or longer than the buffer. */
+static const float *linear_bias(const sdc_cpu *cpu, const sdc_weight *b, int N) {
     if (!b || N <= 0) return NULL;
     if (b->dtype == SDC_DT_F32) return b->data;
-    float *f = malloc((size_t)N * sizeof *f);
-    if (f) sdc_cpu_weight_row(cpu, f, b, 0, N);
-    return *owned = f;
+    if (N > SDC_CPU_BIAS_FLOATS) return NULL;
+    sdc_cpu_weight_row(cpu, cpu->bias, b, 0, N);
+    return cpu->bias;
 }
 
 void sdc_cpu_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
                     const sdc_weight *b, const float *acc, int M, int N, int K) {
-    float *owned;
-    linear_ctx L = {x, acc, W, b, linear_bias(sdc_cpu_of(be), b, N, &owned)};
+    linear_ctx L = {x, acc, W, b, linear_bias(sdc_cpu_of(be), b, N)};
     sdc_gemm g = {sdc_cpu_of(be), M, N, K, y, N, x, K, linear_pack_a, linear_pack_b, linear_init, &L,
                   NULL, W, 0, 0};
     sdc_gemm_run(&g);
-    free(owned);
 }
 
 /* ---- conv2d: A = w [O, C*kh*kw], B = im2col(x) [C*kh*kw, images*Ho*Wo]
@@ -705,7 +701,7 @@ void sdc_cpu_linear_map(sdc_backend *be, float *y, const float *x, const sdc_wei
             /* the bf16 mode converts A from row-major rows: per image the
              * transpose as a pass of its own, then the Linear (the plain C
              * reference if even one image's buffer cannot be had) */
-            float *t = malloc((size_t)HW * C * sizeof *t);
+            float *t = sdc_cpu_aux_buffer(cpu, (size_t)HW * C);
             if (!t) {
                 sdc_ref_linear_map(be, y, x, W, b, NULL, N, HW, C, O, 1);
                 return;
@@ -714,15 +710,12 @@ void sdc_cpu_linear_map(sdc_backend *be, float *y, const float *x, const sdc_wei
                 be->transpose(be, t, x + (int64_t)n * C * HW, 1, C, HW);
                 sdc_cpu_linear(be, y + (int64_t)n * HW * O, t, W, b, NULL, HW, O, C);
             }
-            free(t);
             return;
         }
-        float *owned;
-        map_ctx mp = {{NULL, NULL, W, b, linear_bias(cpu, b, O, &owned)}, x, C, HW};
+        map_ctx mp = {{NULL, NULL, W, b, linear_bias(cpu, b, O)}, x, C, HW};
         sdc_gemm g = {cpu, N * HW, O, C, y, O, NULL, C, map_pack_a, linear_pack_b, linear_init, &mp,
                       NULL, W, 0, 0};
         sdc_gemm_run(&g);
-        free(owned);
         return;
     }
     /* per image a 1x1 conv over the image as one row of HW pixels; x: its

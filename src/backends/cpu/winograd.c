@@ -123,20 +123,6 @@ void sdc_wino2_output_avx512(const float *, int64_t, float *, const float *, flo
                              int, int, int, int, int64_t);
 #endif
 
-/* Buffers straight from the OS and back after the call: malloc would keep
- * them in its heap (glibc raises its mmap threshold after the first free),
- * and peak RSS rose by ~100 MiB over a 512x512 image that way. */
-static float *wino_alloc(size_t floats) {
-    void *p = mmap(NULL, floats * sizeof(float), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
-static void wino_free(float *p, size_t floats) {
-    if (p)
-        munmap(p, floats * sizeof(float));
-}
-
 /* Elements off .. off+n of the weight w towards the caches. */
 static void wino_prefetch_w(const sdc_weight *w, int64_t off, int64_t n) {
     size_t es = sdc_dtype_size(w->dtype);
@@ -488,13 +474,12 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
     int T_ = cpu->n_threads;
     const size_t nU = (size_t)36 * np_max * C * mr, nV = (size_t)T_ * 36 * C * nr,
                  nM = (size_t)T_ * 36 * np_max * mr * nr;
-    jb.U = wino_alloc(nU);
-    jb.V = wino_alloc(nV);
-    jb.M = wino_alloc(nM);
-    if (!jb.U || !jb.V || !jb.M) {
-        wino_free(jb.U, nU), wino_free(jb.V, nV), wino_free(jb.M, nM);
-        return -1;
-    }
+    /* U, V and M in the backend's shared buffer (nothing else uses it
+     * during this path), each on a 64-byte boundary */
+    const size_t rU = (nU + 15) / 16 * 16, rV = (nV + 15) / 16 * 16;
+    float *buf = sdc_cpu_shared_buffer(cpu, rU + rV + nM);
+    if (!buf) return -1;
+    jb.U = buf, jb.V = buf + rU, jb.M = buf + rU + rV;
     const int n_tp = ceil_div(jb.NT, nr); /* tile panels */
     for (int o0 = 0; o0 < O; o0 += ob) {
         jb.o0 = o0;
@@ -509,6 +494,5 @@ int sdc_cpu_conv2d_winograd(sdc_backend *be, float *y, const float *x, int N, in
         wino_zero_pad_rows(&jb);
         sdc_parallel_for(cpu->pool, (int64_t)n_tp * jb.n_og, wino_tile_task, &jb);
     }
-    wino_free(jb.U, nU), wino_free(jb.V, nV), wino_free(jb.M, nM);
     return 0;
 }

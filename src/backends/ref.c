@@ -4,7 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "backends/cpu/cpu_impl.h"
+#include "backends/ref.h"
 
 void sdc_ref_linear(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
                     const sdc_weight *b, const float *acc, int M, int N, int K) {
@@ -12,8 +12,8 @@ void sdc_ref_linear(sdc_backend *be, float *y, const float *x, const sdc_weight 
     for (int m = 0; m < M; m++) {
         const float *xm = x + (int64_t)m * K;
         for (int n = 0; n < N; n++) {
-            double s = b ? sdc_wget(b, n) : 0.0;
-            for (int k = 0; k < K; k++) s += (double)xm[k] * sdc_wget(W, (int64_t)n * K + k);
+            double s = b ? sdc_weight_get(b, n) : 0.0;
+            for (int k = 0; k < K; k++) s += (double)xm[k] * sdc_weight_get(W, (int64_t)n * K + k);
             int64_t i = (int64_t)m * N + n;
             y[i] = acc ? acc[i] + (float)s : (float)s;
         }
@@ -27,12 +27,12 @@ void sdc_ref_linear_map(sdc_backend *be, float *y, const float *x, const sdc_wei
     for (int n = 0; n < N; n++)
         for (int p = 0; p < HW; p++)
             for (int o = 0; o < O; o++) {
-                double s = b ? sdc_wget(b, o) : 0.0;
+                double s = b ? sdc_weight_get(b, o) : 0.0;
                 for (int c = 0; c < C; c++) {
                     /* x [N, C, HW] (to tokens) or [N, HW, C] */
                     float xv = to_tokens ? x[((int64_t)n * C + c) * HW + p]
                                          : x[((int64_t)n * HW + p) * C + c];
-                    s += (double)xv * sdc_wget(W, (int64_t)o * C + c);
+                    s += (double)xv * sdc_weight_get(W, (int64_t)o * C + c);
                 }
                 int64_t i = to_tokens ? ((int64_t)n * HW + p) * O + o : ((int64_t)n * O + o) * HW + p;
                 y[i] = acc && !to_tokens ? acc[i] + (float)s : (float)s;
@@ -56,7 +56,7 @@ void sdc_ref_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int
             for (int oy = 0; oy < Ho; oy++)
                 for (int ox0 = 0; ox0 < Wo; ox0 += REF_CONV_COLS) {
                     const int nc = Wo - ox0 < REF_CONV_COLS ? Wo - ox0 : REF_CONV_COLS;
-                    const double bias = b ? sdc_wget(b, o) : 0.0;
+                    const double bias = b ? sdc_weight_get(b, o) : 0.0;
                     for (int j = 0; j < nc; j++) s[j] = bias;
                     for (int c = 0; c < C; c++)
                         for (int ky = 0; ky < kh; ky++) {
@@ -71,7 +71,7 @@ void sdc_ref_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, int
                                 while (hi > lo && (ox0 + hi - 1) * stride - pad + kx >= W) hi--;
                                 if (lo >= hi) continue;
                                 const double wv =
-                                    sdc_wget(w, (((int64_t)o * C + c) * kh + ky) * kw + kx);
+                                    sdc_weight_get(w, (((int64_t)o * C + c) * kh + ky) * kw + kx);
                                 const int64_t ix0 = (int64_t)ox0 * stride - pad + kx;
                                 for (int j = lo; j < hi; j++)
                                     s[j] += (double)xr[ix0 + (int64_t)j * stride] * wv;
@@ -105,8 +105,8 @@ void sdc_ref_group_norm(sdc_backend *be, float *y, const float *x, const float *
             float rstd = (float)(1.0 / sqrt(var + eps));
             for (int cc = 0; cc < cg; cc++) {
                 int c = g * cg + cc;
-                float ga = gamma ? sdc_wget(gamma, c) : 1.0f;
-                float be_ = beta ? sdc_wget(beta, c) : 0.0f;
+                float ga = gamma ? sdc_weight_get(gamma, c) : 1.0f;
+                float be_ = beta ? sdc_weight_get(beta, c) : 0.0f;
                 /* x + a - mean as x - (mean - a) */
                 float fmean = (float)(mean - (add ? (double)add[(int64_t)n * C + c] : 0.0));
                 for (int64_t i = 0; i < HW; i++) {
@@ -132,7 +132,7 @@ void sdc_ref_layer_norm(sdc_backend *be, float *y, const float *x, int rows, int
         float fmean = (float)mean, rstd = (float)(1.0 / sqrt(var + eps));
         for (int i = 0; i < D; i++) {
             float v = (xr[i] - fmean) * rstd;
-            yr[i] = v * (gamma ? sdc_wget(gamma, i) : 1.0f) + (beta ? sdc_wget(beta, i) : 0.0f);
+            yr[i] = v * (gamma ? sdc_weight_get(gamma, i) : 1.0f) + (beta ? sdc_weight_get(beta, i) : 0.0f);
         }
     }
 }
@@ -269,8 +269,8 @@ void sdc_ref_embed(sdc_backend *be, float *y, const int32_t *ids, int n, const s
     (void)be;
     for (int i = 0; i < n; i++)
         for (int d = 0; d < D; d++) {
-            float v = sdc_wget(table, (int64_t)ids[i] * D + d);
-            if (pos) v += sdc_wget(pos, (int64_t)i * D + d);
+            float v = sdc_weight_get(table, (int64_t)ids[i] * D + d);
+            if (pos) v += sdc_weight_get(pos, (int64_t)i * D + d);
             y[(int64_t)i * D + d] = v;
         }
 }
