@@ -44,6 +44,7 @@
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_features.h"
+#include "backends/opencl/opencl.h"
 #include "core/arena.h"
 #include "core/error.h"
 #include "io/model_files.h"
@@ -299,11 +300,34 @@ static double clock_s(clockid_t id) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The sizes of the live frand buffers (a device backend copies them in). */
+#define FR_SLOTS 16
+static struct {
+    const float *p;
+    size_t n;
+} g_fr[FR_SLOTS];
+
+static size_t frand_len(const float *p) {
+    for (int i = 0; i < FR_SLOTS; i++)
+        if (p && g_fr[i].p == p) return g_fr[i].n;
+    return 0;
+}
+
+static void fr_forget(const float *p) {
+    for (int i = 0; i < FR_SLOTS; i++)
+        if (p && g_fr[i].p == p) g_fr[i].p = NULL, g_fr[i].n = 0;
+}
+
 /* n floats of uniform noise in [-0.5, 0.5), 64-byte aligned; NULL if short. */
 static float *frand(size_t n) {
     size_t bytes = ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
     float *p = aligned_alloc(64, bytes);
     if (!p) return NULL;
+    for (int i = 0; i < FR_SLOTS; i++)
+        if (!g_fr[i].p) {
+            g_fr[i].p = p, g_fr[i].n = n;
+            break;
+        }
     uint32_t s = 12345;
     size_t period = n < 65536 ? n : 65536;
     for (size_t i = 0; i < period; i++) {
@@ -325,6 +349,7 @@ static sdc_weight wrand(sdc_dtype dt, int64_t n) {
     w.shape[0] = w.numel = n;
     w.nbytes = (size_t)n * sdc_dtype_size(w.dtype);
     float *f = frand((size_t)n);
+    fr_forget(f); /* weights stay host memory */
     if (!f) return w;
     if (w.dtype == SDC_DT_F32) {
         for (int64_t i = 0; i < n; i++) f[i] *= 0.1f;
@@ -352,6 +377,7 @@ typedef struct bufs {
 } bufs;
 
 static void bufs_free(bufs *B) {
+    fr_forget(B->a), fr_forget(B->b), fr_forget(B->c), fr_forget(B->y);
     free(B->a), free(B->b), free(B->c), free(B->y), free(B->ids);
     free((void *)B->w.data), free((void *)B->bias.data), free((void *)B->g2.data);
 }
@@ -516,28 +542,59 @@ static void run_op(sdc_backend *be, const op_rec *r, bufs *B) {
     }
 }
 
-/* Times r: one warm-up, then the best of reps (at most ~2 s in all). */
+static int g_device; /* the backend is a device's: data copied in, ops synced */
+
+/* B's activation buffers copied into one block of be's memory: D is B with
+ * device addresses.  Returns the block (NULL if it cannot be had). */
+static float *to_device(sdc_backend *be, const bufs *B, bufs *D) {
+    *D = *B;
+    float **dev[4] = {&D->a, &D->b, &D->c, &D->y};
+    const float *host[4] = {B->a, B->b, B->c, B->y};
+    size_t off[4], total = 0;
+    for (int i = 0; i < 4; i++) {
+        off[i] = total;
+        total += (frand_len(host[i]) + 15) / 16 * 16;
+    }
+    float *base = NULL;
+    if (be->buffer_alloc(be, (total ? total : 16) * sizeof(float), &base) != SDC_OK) return NULL;
+    for (int i = 0; i < 4; i++) {
+        *dev[i] = host[i] ? base + off[i] : NULL;
+        if (host[i]) be->copy_in(be, *dev[i], host[i], (int64_t)frand_len(host[i]));
+    }
+    return base;
+}
+
+/* Times r: one warm-up, then the best of reps (at most ~2 s in all); on a
+ * device each call is timed from an idle queue to its end (be->sync). */
 static int time_op(sdc_backend *be, op_rec *r, int reps) {
-    bufs B;
+    bufs B, D;
     bufs_make(&B, r);
+    float *block = NULL;
+    if (B.ok && g_device && !(block = to_device(be, &B, &D))) B.ok = 0;
     if (!B.ok) {
         bufs_free(&B);
         return 0;
     }
-    run_op(be, r, &B);
+    bufs *X = g_device ? &D : &B;
+    run_op(be, r, X);
     double best = 1e30, best_cpu = 1e30, spent = 0;
     for (int i = 0; i < reps && (i == 0 || spent < 2.0); i++) {
+        be->sync(be);
         double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
-        run_op(be, r, &B);
+        run_op(be, r, X);
+        be->sync(be);
         double dt = clock_s(CLOCK_MONOTONIC) - t0, dc = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
         spent += dt;
         if (dt < best) best = dt;
         if (dc < best_cpu) best_cpu = dc;
     }
+    int ok = be->sync(be) == SDC_OK;
+    if (!ok) fprintf(stderr, "%s\n", sdc_last_error());
     r->ms = best * 1e3;
     r->cpu_ms = best_cpu * 1e3;
+    if (block) be->buffer_free(be, block);
     bufs_free(&B);
-    return 1;
+    return ok;
 }
 
 /* ---- report ------------------------------------------------------------------ */
@@ -710,14 +767,16 @@ static int write_json(const char *path, const machine *m, int threads, const cha
 static int usage(const char *argv0) {
     fprintf(stderr,
             "usage: %s [--model PATH] [--threads N] [--reps R] [--stage text|unet|vae]\n"
-            "          [--json FILE] [--size PX] [--op NAME] [--bf16]\n",
+            "          [--json FILE] [--size PX] [--op NAME] [--bf16]\n"
+            "          [--backend cpu|opencl] [--device D] [--fp16-activations]\n",
             argv0);
     return 2;
 }
 
 int main(int argc, char **argv) {
     const char *model = "/tmp/fs/sd14-standin", *json = NULL, *only_op = NULL;
-    int bf16 = 0;
+    int bf16 = 0, opencl = 0, fp16_act = 0;
+    const char *device = NULL;
     int threads = 0, reps = 3, px = 512, want[ST_COUNT] = {1, 1, 1}, npos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -728,6 +787,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--size") && v) px = atoi(v), i++;
         else if (!strcmp(a, "--op") && v) only_op = v, i++;
         else if (!strcmp(a, "--bf16")) bf16 = 1;
+        else if (!strcmp(a, "--fp16-activations")) fp16_act = 1;
+        else if (!strcmp(a, "--device") && v) device = v, i++;
+        else if (!strcmp(a, "--backend") && v) {
+            if (strcmp(v, "cpu") && strcmp(v, "opencl")) return usage(argv[0]);
+            opencl = !strcmp(v, "opencl"), i++;
+        }
         else if (!strcmp(a, "--stage") && v) {
             int found = 0;
             for (int st = 0; st < ST_COUNT; st++) {
@@ -752,9 +817,17 @@ int main(int argc, char **argv) {
         fprintf(stderr, "more than %d distinct ops\n", MAX_RECS);
         return 1;
     }
-    sdc_backend *be = sdc_backend_cpu_create(threads, 0);
+    sdc_backend *be = NULL;
+    if (opencl) {
+        sdc_cl_options o = {device, 1, fp16_act, NULL, 0};
+        be = sdc_backend_opencl_create(&o);
+        g_device = 1;
+    } else {
+        be = sdc_backend_cpu_create(threads, 0);
+    }
     if (!be) {
-        fprintf(stderr, "cannot create the CPU backend\n");
+        fprintf(stderr, "cannot create the %s backend: %s\n", opencl ? "OpenCL" : "CPU",
+                sdc_last_error());
         return 1;
     }
     if (bf16 && sdc_backend_cpu_set_bf16(be, 1) != SDC_OK) {
@@ -777,6 +850,17 @@ int main(int argc, char **argv) {
     }
     m.peak_kind = bm_kind_name(pk);
     m.bw = bm_bandwidth(BM_COPY, threads), m.bw1 = bm_bandwidth(BM_COPY, 1);
+    if (opencl) {
+        /* the device's own: an FMA chain and a copy kernel (opencl.h) */
+        double gf = 0, gb = 0;
+        if (sdc_opencl_peak(be, &gf, &gb) != SDC_OK) {
+            fprintf(stderr, "cannot measure the device's peak: %s\n", sdc_last_error());
+            be->free(be);
+            return 1;
+        }
+        m.peak = m.peak1 = gf, m.bw = m.bw1 = gb;
+        m.peak_kind = "device fp32 FMA";
+    }
     printf("%s\nbackend: %s; cpu: %s; features: %s\n", sdc_build_info(), be->name, cpu,
            sdc_cpu_features_str());
     printf("model shapes from %s, image %dx%d; %d threads, best of %d\n", model, px, px,

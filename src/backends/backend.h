@@ -129,8 +129,9 @@ struct sdc_backend {
     void (*concat)(sdc_backend *be, float *y, const float *a, int Ca, const float *b, int Cb,
                    int N, int HW);
 
-    /* y[i] = x[i] for n floats (device copy).  The copy_in/copy_out forms move
-     * data between host memory and activation memory. */
+    /* y[i] = x[i] for n floats (device copy; the two ranges must not
+     * overlap).  The copy_in/copy_out forms move data between host memory
+     * and activation memory. */
     void (*copy)(sdc_backend *be, float *y, const float *x, int64_t n);
     void (*copy_in)(sdc_backend *be, float *dev, const float *host, int64_t n);
     void (*copy_out)(sdc_backend *be, float *host, const float *dev, int64_t n);
@@ -162,7 +163,9 @@ struct sdc_backend {
      *     (CPU: their pages dropped from the resident set; device: its copy
      *     freed).
      * A weight an op uses is made resident by the op if it is not.  Advice
-     * only: the results do not depend on it. */
+     * only: the results do not depend on it.  A device finds its copy by
+     * w->data, so whoever owns weight memory releases the weights
+     * (SDC_RES_RELEASE) before freeing or unmapping it. */
     void (*weights)(sdc_backend *be, const sdc_weight *const *w, int n, sdc_residency r);
     /* Host page residency, set by the owner of the weights' mapping
      * (sdc_backend_set_host_pages); a backend's `weights` calls it for the

@@ -49,4 +49,10 @@ int sdc_opencl_devices(sdc_cl_device *out, int cap);
  * or it cannot be set up.  The caller frees it with be->free(be). */
 sdc_backend *sdc_backend_opencl_create(const sdc_cl_options *opt);
 
+/* The device's fp32 multiply-add rate (GFLOP/s) and copy bandwidth (GB/s),
+ * measured now with long FMA chains and a large copy (cl_peak.c): the
+ * yardstick of bench_ops' "% of peak".  be: an OpenCL backend (or a
+ * profiler around one). */
+sdc_status sdc_opencl_peak(sdc_backend *be, double *gflops, double *gbps);
+
 #endif
