@@ -15,6 +15,8 @@
  * Tolerances, relative L2 | max |diff| / max(1, max |want|):
  *                                fp32 storage       fp16 storage
  *   linear, linear_map, conv2d    1e-5 | 1e-5        1e-3 | 2e-3
+ *   conv2d by OpenCL's Winograd   3e-5 | 1e-4        1e-3 | 2e-3  (vs the reference and vs
+ *     the implicit GEMM; measured at most 7.7e-6 | 2.5e-5 at fp32, C = 1280)
  *   attention                     1e-5 | 1e-5        1e-3 | 2e-3
  *   group_norm, layer_norm        1e-5 | 2e-5        1e-3 | 4e-3
  *   activations, geglu            2e-6 | 2e-6        1e-3 | 2e-3
@@ -63,11 +65,17 @@ const char *__lsan_default_suppressions(void) { return "leak:libRusticlOpenCL.so
 
 enum { OP_LINEAR, OP_LINEAR_MAP, OP_CONV, OP_GN, OP_LN, OP_ATT, OP_SILU, OP_GELU, OP_QGELU,
        OP_ADD, OP_LERP, OP_AXPBY, OP_GEGLU, OP_UP, OP_PAD, OP_TRANS, OP_CONCAT, OP_COPY,
-       OP_EMBED, OP_TEMB, OP_COUNT };
+       OP_EMBED, OP_TEMB, OP_WINO, OP_WINO_GEMM, OP_COUNT };
 static const char *const k_op_names[OP_COUNT] = {
     "linear", "linear_map", "conv2d", "group_norm", "layer_norm", "attention", "silu", "gelu",
     "quick_gelu", "add", "lerp", "axpby", "geglu", "upsample2x", "pad2d", "transpose", "concat",
-    "copy", "embed", "timestep_embed"};
+    "copy", "embed", "timestep_embed", "conv2d wino", "wino vs gemm"};
+
+/* OpenCL's Winograd F(4x4, 3x3) convs (3x3, stride 1, pad 1, maps >= 4x4)
+ * against the reference and against the implicit GEMM (SDC_CL_WINOGRAD=0):
+ * the transforms' rounding, growing with C (7.7e-6 | 2.5e-5 at C = 1280) */
+#define WINO_REL 3e-5
+#define WINO_ABS 1e-4
 
 typedef struct tol {
     double rel, abs;
@@ -84,6 +92,8 @@ static const tol k_tol[OP_COUNT][2] = {
     [OP_PAD] = {{0, 0}, {0, 0}},                [OP_TRANS] = {{0, 0}, {0, 0}},
     [OP_CONCAT] = {{0, 0}, {0, 0}},             [OP_COPY] = {{0, 0}, {0, 0}},
     [OP_EMBED] = {{0, 0}, {1e-3, 2e-3}},        [OP_TEMB] = {{1e-5, 1e-4}, {1e-3, 2e-3}},
+    [OP_WINO] = {{WINO_REL, WINO_ABS}, {1e-3, 2e-3}},
+    [OP_WINO_GEMM] = {{WINO_REL, WINO_ABS}, {1e-3, 2e-3}},
 };
 
 typedef struct target {
@@ -150,13 +160,20 @@ static float *din(target *t, const float *h, size_t n) {
 
 /* Reads back n values of d into got, syncs (must be SDC_OK), and compares
  * with want; the tolerance of op at t's storage. */
+static void compare(target *t, int op, const char *shape, const float *got, const float *want,
+                    size_t n);
 static void finish(target *t, int op, const char *shape, float *got, const float *d,
                    const float *want, size_t n) {
     t->be->copy_out(t->be, got, d, (int64_t)n);
     sdc_status st = t->be->sync(t->be);
     CHECKF(st == SDC_OK, "%s: %s %s: sync: %s", t->name, k_op_names[op], shape, sdc_last_error());
     t->top = 0;
-    if (st != SDC_OK) return;
+    if (st == SDC_OK) compare(t, op, shape, got, want, n);
+}
+
+/* got against want within op's tolerance at t's storage; the maxima kept */
+static void compare(target *t, int op, const char *shape, const float *got, const float *want,
+                    size_t n) {
     double mx = 1.0;
     for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)want[i]));
     const double rel = t_rel_l2(got, want, n), ab = t_max_abs(got, want, n) / mx;
@@ -248,22 +265,35 @@ static void case_conv(int N, int C, int H, int W, int O, int k, int stride, int 
     const size_t nx = (size_t)N * C * H * W, ny = (size_t)N * O * Ho * Wo, nw = (size_t)O * C * k * k;
     float *x0 = rnd(nx, 1), *acc0 = rnd(ny, 1), *w = rnd(nw, 0.2f), *bv = rnd(O, 1);
     float *x = zeros(nx), *acc = zeros(ny), *want = zeros(ny), *got = zeros(ny);
+    float *got2 = zeros(ny);
     sdc_weight Wt[2] = {t_weight_make(dt, w, (int64_t)nw), t_weight_make(dt, bv, O)};
     Wt[0].ndim = 4, Wt[0].shape[0] = O, Wt[0].shape[1] = C, Wt[0].shape[2] = k, Wt[0].shape[3] = k;
+    /* OpenCL's Winograd shapes: once by Winograd, once by the implicit GEMM */
+    const int wino = k == 3 && stride == 1 && pad == 1 && H >= 4 && W >= 4;
     for (int i = 0; i < g_nt; i++) {
         target *t = &g_t[i];
         memcpy(x, x0, nx * sizeof *x), memcpy(acc, acc0, ny * sizeof *acc);
         as_held(t, x, nx), as_held(t, acc, ny);
         sdc_ref_conv2d(NULL, want, x, N, C, H, W, &Wt[0], bias ? &Wt[1] : NULL, O, k, k, stride,
                        pad, acc_mode ? acc : NULL);
-        float *dx = din(t, x, nx), *dacc = acc_mode ? din(t, acc, ny) : NULL;
-        float *dy = acc_mode == 2 ? dacc : dalloc(t, ny);
-        t->be->conv2d(t->be, dy, dx, N, C, H, W, &Wt[0], bias ? &Wt[1] : NULL, O, k, k, stride,
-                      pad, dacc);
-        finish(t, OP_CONV, shape, got, dy, want, ny);
+        const int cl_wino = wino && strncmp(t->name, "opencl", 6) == 0;
+        for (int pass = 0; pass < 1 + cl_wino; pass++) {
+            if (pass) setenv("SDC_CL_WINOGRAD", "0", 1);
+            float *dx = din(t, x, nx), *dacc = acc_mode ? din(t, acc, ny) : NULL;
+            float *dy = acc_mode == 2 ? dacc : dalloc(t, ny);
+            t->be->conv2d(t->be, dy, dx, N, C, H, W, &Wt[0], bias ? &Wt[1] : NULL, O, k, k,
+                          stride, pad, dacc);
+            finish(t, cl_wino && !pass ? OP_WINO : OP_CONV, shape, pass ? got2 : got, dy, want,
+                   ny);
+            if (pass) {
+                unsetenv("SDC_CL_WINOGRAD");
+                compare(t, OP_WINO_GEMM, shape, got, got2, ny);
+            }
+        }
     }
     wrelease(Wt, 2);
     free(x0), free(acc0), free(w), free(bv), free(x), free(acc), free(want), free(got);
+    free(got2);
 }
 
 /* ---- norms ------------------------------------------------------------------------ */
@@ -562,6 +592,15 @@ static void ops_conv(void) {
     case_conv(1, 40, 3, 3, 8, 3, 1, 1, SDC_DT_F32, 1, 0);  /* few pixels, K = 360 */
     case_conv(2, 320, 8, 8, 16, 3, 1, 1, SDC_DT_F16, 1, 0); /* UNet-like channels, 8x8 */
     case_conv(1, 4, 8, 8, 320, 3, 1, 1, SDC_DT_F16, 1, 0);  /* conv_in-like */
+    /* Winograd on OpenCL: maps that do not fill a 4x4 tile, C and O that do
+     * not fill the GEMM's 64x64x16 tile, more tiles than one GEMM tile */
+    case_conv(2, 5, 7, 9, 3, 3, 1, 1, SDC_DT_F32, 1, 0);
+    case_conv(2, 5, 7, 9, 3, 3, 1, 1, SDC_DT_BF16, 0, 2);
+    case_conv(1, 37, 13, 11, 29, 3, 1, 1, SDC_DT_F16, 0, 2);
+    case_conv(1, 37, 13, 11, 29, 3, 1, 1, SDC_DT_F32, 1, 1);
+    case_conv(1, 37, 13, 11, 29, 3, 1, 1, SDC_DT_BF16, 1, 0);
+    case_conv(2, 19, 4, 6, 70, 3, 1, 1, SDC_DT_F32, 0, 2);
+    case_conv(2, 8, 22, 30, 12, 3, 1, 1, SDC_DT_F16, 1, 1);
 }
 
 static void ops_norm(void) {
@@ -630,6 +669,8 @@ static void ops_full(void) {
     case_conv(2, 320, 64, 64, 320, 3, 1, 1, SDC_DT_F16, 1, 0);
     case_conv(1, 128, 512, 512, 128, 3, 1, 1, SDC_DT_F16, 1, 2); /* VAE decoder's last level */
     case_conv(2, 640, 32, 32, 640, 3, 2, 1, SDC_DT_F16, 1, 0);
+    case_conv(2, 1280, 8, 8, 1280, 3, 1, 1, SDC_DT_F16, 1, 2);
+    case_conv(1, 512, 64, 64, 512, 3, 1, 1, SDC_DT_F32, 1, 0); /* the VAE's mid block */
     case_group_norm(2, 320, 4096, 32, 1, 1, 1, 1, SDC_DT_F16);
     case_layer_norm(8192, 320, 1, 0, SDC_DT_F16);
     case_attention(4096, 4096, 8, 40, 0, 1);

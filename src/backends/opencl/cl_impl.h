@@ -16,6 +16,7 @@
 #define CLB_IDS_CAP 4096    /* embed's ids per launch (device int buffer) */
 #define CLB_STAGE 65536     /* host staging, elements (fp16 conversion) */
 #define CLB_SCRATCH (1u << 22) /* device scratch bytes: overlapping copies */
+#define CLB_WINO_SCRATCH ((size_t)64 << 20) /* Winograd's V and M, bytes (at most max_alloc) */
 
 typedef struct clb_block {
     uintptr_t base;   /* the reserved host range [base, base + bytes) */
@@ -29,6 +30,9 @@ typedef struct clb_weight {
     int half;         /* stored as half (else float) */
     int64_t numel;
     size_t bytes;
+    cl_mem wino;      /* Winograd's U [36, O, C] fp32 (cl_winograd.c) or NULL */
+    int wino_o;       /* the O it was made for */
+    size_t wino_bytes;
 } clb_weight;
 
 typedef struct clb_prog {
@@ -70,6 +74,8 @@ typedef struct clb {
 
     cl_mem ids;       /* CLB_IDS_CAP ints */
     cl_mem scratch;   /* CLB_SCRATCH bytes */
+    cl_mem wscratch;  /* wscratch_bytes: Winograd's V and M */
+    size_t wscratch_bytes;
     cl_mem dummy;     /* bound where an optional argument is absent */
     void *stage;      /* CLB_STAGE * 4 bytes of host memory */
 
@@ -98,6 +104,12 @@ int clb_addr(clb *b, const float *p, cl_mem *mem, cl_uint *off);
 /* The device copy of w (uploaded now if not resident); NULL and a recorded
  * failure if it cannot be made.  *half: stored as half. */
 cl_mem clb_weight_get(clb *b, const sdc_weight *w, int *half);
+/* w's entry in the weight table (uploaded now if not resident), valid until
+ * the next weight is uploaded or released; NULL and a recorded failure if
+ * it cannot be made.  The owner of e->wino (cl_winograd.c) counts its bytes
+ * with clb_mem_add; releasing the weight frees it. */
+clb_weight *clb_weight_entry(clb *b, const sdc_weight *w);
+void clb_mem_add(clb *b, size_t bytes);
 
 /* The kernel `name` of source family `src` built with options `opts` (the
  * activation storage option added); built on first use (binary cache);
@@ -131,5 +143,11 @@ void clb_launch(clb_args *a, cl_uint dims, const size_t *global, const size_t *l
 
 /* The op table's entries (cl_ops.c) */
 void clb_fill_ops(sdc_backend *be);
+
+/* conv2d 3x3, stride 1, pad 1 by Winograd F(4x4, 3x3) (cl_winograd.c).
+ * Returns 1 if it took the op (queued, or failed with a recorded failure),
+ * 0 if the shape is not one it takes (the caller runs the implicit GEMM). */
+int clb_conv_winograd(clb *b, float *y, const float *x, int N, int C, int H, int W,
+                      const sdc_weight *w, const sdc_weight *bias, int O, const float *acc);
 
 #endif

@@ -2,6 +2,7 @@
  * launch geometry; the arithmetic is in the kernels/ folder. */
 #if SDC_HAVE_OPENCL
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backends/opencl/cl_impl.h"
@@ -94,6 +95,13 @@ static void cl_conv2d(sdc_backend *be, float *y, const float *x, int N, int C, i
     clb *b = clb_of(be);
     if (clb_begin(b, "conv2d [%d,%d,%d,%d]->%d %dx%d/%d pad %d", N, C, H, W, O, kh, kw, stride,
                   pad))
+        return;
+    /* Winograd for the 3x3 "same" convs at least a tile (4x4) wide
+     * (cl_winograd.c); SDC_CL_WINOGRAD=0: the implicit GEMM for all */
+    const char *wino = getenv("SDC_CL_WINOGRAD");
+    if (kh == 3 && kw == 3 && stride == 1 && pad == 1 && H >= 4 && W >= 4 &&
+        !(wino && strcmp(wino, "0") == 0) &&
+        clb_conv_winograd(b, y, x, N, C, H, W, w, bias, O, acc))
         return;
     const int Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
     /* M = output pixels, N = O, K = C kh kw; y [O, Ho Wo] per image */

@@ -182,6 +182,8 @@ static void mem_add(clb *b, size_t n) {
     if (b->mem_now > b->mem_peak) b->mem_peak = b->mem_now;
 }
 
+void clb_mem_add(clb *b, size_t bytes) { mem_add(b, bytes); }
+
 static sdc_status cl_buffer_alloc(sdc_backend *be, size_t bytes, float **base) {
     clb *b = clb_of(be);
     *base = NULL;
@@ -291,7 +293,8 @@ static int wreserve(clb *b) {
 
 static void wrelease(clb *b, clb_weight *e) {
     b->cl->clReleaseMemObject(e->mem);
-    b->mem_now -= e->bytes;
+    if (e->wino) b->cl->clReleaseMemObject(e->wino);
+    b->mem_now -= e->bytes + e->wino_bytes;
     memset(e, 0, sizeof *e);
     e->key = CLB_TOMB;
 }
@@ -339,20 +342,24 @@ static clb_weight *wupload(clb *b, const sdc_weight *w) {
     size_t i = wslot(b, w->data);
     while (b->wmap[i].key && b->wmap[i].key != CLB_TOMB) i = (i + 1) & (b->wcap - 1);
     if (!b->wmap[i].key) b->wused++;
-    b->wmap[i] = (clb_weight){w->data, m, half, w->numel, bytes};
+    b->wmap[i] = (clb_weight){w->data, m, half, w->numel, bytes, NULL, 0, 0};
     mem_add(b, bytes);
     /* the host copy is not read again */
     if (b->be.host_pages) b->be.host_pages(b->be.host_pages_ctx, w, SDC_RES_RELEASE);
     return &b->wmap[i];
 }
 
-cl_mem clb_weight_get(clb *b, const sdc_weight *w, int *half) {
+clb_weight *clb_weight_entry(clb *b, const sdc_weight *w) {
     clb_weight *e = wfind(b, w->data);
     if (e && e->numel != w->numel) { /* the same memory holds another tensor now */
         wrelease(b, e);
         e = NULL;
     }
-    if (!e) e = wupload(b, w);
+    return e ? e : wupload(b, w);
+}
+
+cl_mem clb_weight_get(clb *b, const sdc_weight *w, int *half) {
+    clb_weight *e = clb_weight_entry(b, w);
     if (!e) return NULL;
     *half = e->half;
     return e->mem;
@@ -541,10 +548,14 @@ static void cl_free(sdc_backend *be) {
     for (int i = 0; i < b->nkernels; i++) cl->clReleaseKernel(b->kernels[i].k);
     for (int i = 0; i < b->nprogs; i++) cl->clReleaseProgram(b->progs[i].prog);
     for (size_t i = 0; i < b->wcap; i++)
-        if (b->wmap[i].key && b->wmap[i].key != CLB_TOMB) cl->clReleaseMemObject(b->wmap[i].mem);
+        if (b->wmap[i].key && b->wmap[i].key != CLB_TOMB) {
+            cl->clReleaseMemObject(b->wmap[i].mem);
+            if (b->wmap[i].wino) cl->clReleaseMemObject(b->wmap[i].wino);
+        }
     while (b->nblocks) cl_buffer_free(be, (float *)b->blocks[0].base);
     if (b->ids) cl->clReleaseMemObject(b->ids);
     if (b->scratch) cl->clReleaseMemObject(b->scratch);
+    if (b->wscratch) cl->clReleaseMemObject(b->wscratch);
     if (b->dummy) cl->clReleaseMemObject(b->dummy);
     if (b->q) cl->clReleaseCommandQueue(b->q);
     if (b->ctx) cl->clReleaseContext(b->ctx);
@@ -644,6 +655,16 @@ sdc_backend *sdc_backend_opencl_create(const sdc_cl_options *opt) {
         b->ids = cl->clCreateBuffer(b->ctx, CL_MEM_READ_ONLY, CLB_IDS_CAP * 4, NULL, &err);
         if (b->ids) b->scratch = cl->clCreateBuffer(b->ctx, CL_MEM_READ_WRITE, CLB_SCRATCH, NULL, &err);
         if (b->scratch) b->dummy = cl->clCreateBuffer(b->ctx, CL_MEM_READ_WRITE, 64, NULL, &err);
+        b->wscratch_bytes = CLB_WINO_SCRATCH < b->info.max_alloc ? CLB_WINO_SCRATCH
+                                                                  : (size_t)b->info.max_alloc;
+        if (b->dummy) {
+            b->wscratch = cl->clCreateBuffer(b->ctx, CL_MEM_READ_WRITE, b->wscratch_bytes, NULL,
+                                             &err);
+            if (!b->wscratch) {
+                cl->clReleaseMemObject(b->dummy);
+                b->dummy = NULL;
+            }
+        }
     }
     if (!b->dummy) {
         sdc_status st = err == CL_OUT_OF_HOST_MEMORY ? SDC_ERR_NOMEM : SDC_ERR_DEVICE;
@@ -651,7 +672,7 @@ sdc_backend *sdc_backend_opencl_create(const sdc_cl_options *opt) {
         sdc_fail(st, "opencl: setting up %s: %s: %s", pc.info.name, step, sdc_cl_error_name(err));
         return NULL;
     }
-    mem_add(b, CLB_IDS_CAP * 4 + CLB_SCRATCH + 64);
+    mem_add(b, CLB_IDS_CAP * 4 + CLB_SCRATCH + 64 + b->wscratch_bytes);
     b->be.buffer_alloc = cl_buffer_alloc;
     b->be.buffer_free = cl_buffer_free;
     b->be.weights = cl_weights;
