@@ -601,6 +601,9 @@ static void ops_conv(void) {
     case_conv(1, 37, 13, 11, 29, 3, 1, 1, SDC_DT_BF16, 1, 0);
     case_conv(2, 19, 4, 6, 70, 3, 1, 1, SDC_DT_F32, 0, 2);
     case_conv(2, 8, 22, 30, 12, 3, 1, 1, SDC_DT_F16, 1, 1);
+    /* OpenCL's U scratch (32 MiB) holds 64 of these 2048-channel filters:
+     * O in three slices (64, 64, 2), bias and residual at their offsets */
+    case_conv(1, 2048, 4, 5, 130, 3, 1, 1, SDC_DT_F16, 1, 1);
 }
 
 static void ops_norm(void) {

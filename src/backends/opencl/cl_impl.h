@@ -17,6 +17,7 @@
 #define CLB_STAGE 65536     /* host staging, elements (fp16 conversion) */
 #define CLB_SCRATCH (1u << 22) /* device scratch bytes: overlapping copies */
 #define CLB_WINO_SCRATCH ((size_t)64 << 20) /* Winograd's V and M, bytes (at most max_alloc) */
+#define CLB_WINO_U ((size_t)32 << 20)       /* Winograd's U for a slice of O, bytes (likewise) */
 
 typedef struct clb_block {
     uintptr_t base;   /* the reserved host range [base, base + bytes) */
@@ -30,9 +31,6 @@ typedef struct clb_weight {
     int half;         /* stored as half (else float) */
     int64_t numel;
     size_t bytes;
-    cl_mem wino;      /* Winograd's U [36, O, C] fp32 (cl_winograd.c) or NULL */
-    int wino_o;       /* the O it was made for */
-    size_t wino_bytes;
 } clb_weight;
 
 typedef struct clb_prog {
@@ -76,6 +74,8 @@ typedef struct clb {
     cl_mem scratch;   /* CLB_SCRATCH bytes */
     cl_mem wscratch;  /* wscratch_bytes: Winograd's V and M */
     size_t wscratch_bytes;
+    cl_mem wscratch_u; /* wscratch_u_bytes: Winograd's U of a slice of output channels */
+    size_t wscratch_u_bytes;
     cl_mem dummy;     /* bound where an optional argument is absent */
     void *stage;      /* CLB_STAGE * 4 bytes of host memory */
 
@@ -106,10 +106,8 @@ int clb_addr(clb *b, const float *p, cl_mem *mem, cl_uint *off);
 cl_mem clb_weight_get(clb *b, const sdc_weight *w, int *half);
 /* w's entry in the weight table (uploaded now if not resident), valid until
  * the next weight is uploaded or released; NULL and a recorded failure if
- * it cannot be made.  The owner of e->wino (cl_winograd.c) counts its bytes
- * with clb_mem_add; releasing the weight frees it. */
+ * it cannot be made. */
 clb_weight *clb_weight_entry(clb *b, const sdc_weight *w);
-void clb_mem_add(clb *b, size_t bytes);
 
 /* The kernel `name` of source family `src` built with options `opts` (the
  * activation storage option added); built on first use (binary cache);

@@ -182,7 +182,6 @@ static void mem_add(clb *b, size_t n) {
     if (b->mem_now > b->mem_peak) b->mem_peak = b->mem_now;
 }
 
-void clb_mem_add(clb *b, size_t bytes) { mem_add(b, bytes); }
 
 static sdc_status cl_buffer_alloc(sdc_backend *be, size_t bytes, float **base) {
     clb *b = clb_of(be);
@@ -293,8 +292,7 @@ static int wreserve(clb *b) {
 
 static void wrelease(clb *b, clb_weight *e) {
     b->cl->clReleaseMemObject(e->mem);
-    if (e->wino) b->cl->clReleaseMemObject(e->wino);
-    b->mem_now -= e->bytes + e->wino_bytes;
+    b->mem_now -= e->bytes;
     memset(e, 0, sizeof *e);
     e->key = CLB_TOMB;
 }
@@ -342,7 +340,7 @@ static clb_weight *wupload(clb *b, const sdc_weight *w) {
     size_t i = wslot(b, w->data);
     while (b->wmap[i].key && b->wmap[i].key != CLB_TOMB) i = (i + 1) & (b->wcap - 1);
     if (!b->wmap[i].key) b->wused++;
-    b->wmap[i] = (clb_weight){w->data, m, half, w->numel, bytes, NULL, 0, 0};
+    b->wmap[i] = (clb_weight){w->data, m, half, w->numel, bytes};
     mem_add(b, bytes);
     /* the host copy is not read again */
     if (b->be.host_pages) b->be.host_pages(b->be.host_pages_ctx, w, SDC_RES_RELEASE);
@@ -548,14 +546,12 @@ static void cl_free(sdc_backend *be) {
     for (int i = 0; i < b->nkernels; i++) cl->clReleaseKernel(b->kernels[i].k);
     for (int i = 0; i < b->nprogs; i++) cl->clReleaseProgram(b->progs[i].prog);
     for (size_t i = 0; i < b->wcap; i++)
-        if (b->wmap[i].key && b->wmap[i].key != CLB_TOMB) {
-            cl->clReleaseMemObject(b->wmap[i].mem);
-            if (b->wmap[i].wino) cl->clReleaseMemObject(b->wmap[i].wino);
-        }
+        if (b->wmap[i].key && b->wmap[i].key != CLB_TOMB) cl->clReleaseMemObject(b->wmap[i].mem);
     while (b->nblocks) cl_buffer_free(be, (float *)b->blocks[0].base);
     if (b->ids) cl->clReleaseMemObject(b->ids);
     if (b->scratch) cl->clReleaseMemObject(b->scratch);
     if (b->wscratch) cl->clReleaseMemObject(b->wscratch);
+    if (b->wscratch_u) cl->clReleaseMemObject(b->wscratch_u);
     if (b->dummy) cl->clReleaseMemObject(b->dummy);
     if (b->q) cl->clReleaseCommandQueue(b->q);
     if (b->ctx) cl->clReleaseContext(b->ctx);
@@ -657,10 +653,15 @@ sdc_backend *sdc_backend_opencl_create(const sdc_cl_options *opt) {
         if (b->scratch) b->dummy = cl->clCreateBuffer(b->ctx, CL_MEM_READ_WRITE, 64, NULL, &err);
         b->wscratch_bytes = CLB_WINO_SCRATCH < b->info.max_alloc ? CLB_WINO_SCRATCH
                                                                   : (size_t)b->info.max_alloc;
+        b->wscratch_u_bytes = CLB_WINO_U < b->info.max_alloc ? CLB_WINO_U
+                                                             : (size_t)b->info.max_alloc;
         if (b->dummy) {
             b->wscratch = cl->clCreateBuffer(b->ctx, CL_MEM_READ_WRITE, b->wscratch_bytes, NULL,
                                              &err);
-            if (!b->wscratch) {
+            if (b->wscratch)
+                b->wscratch_u = cl->clCreateBuffer(b->ctx, CL_MEM_READ_WRITE,
+                                                   b->wscratch_u_bytes, NULL, &err);
+            if (!b->wscratch_u) {
                 cl->clReleaseMemObject(b->dummy);
                 b->dummy = NULL;
             }
@@ -672,7 +673,7 @@ sdc_backend *sdc_backend_opencl_create(const sdc_cl_options *opt) {
         sdc_fail(st, "opencl: setting up %s: %s: %s", pc.info.name, step, sdc_cl_error_name(err));
         return NULL;
     }
-    mem_add(b, CLB_IDS_CAP * 4 + CLB_SCRATCH + 64 + b->wscratch_bytes);
+    mem_add(b, CLB_IDS_CAP * 4 + CLB_SCRATCH + 64 + b->wscratch_bytes + b->wscratch_u_bytes);
     b->be.buffer_alloc = cl_buffer_alloc;
     b->be.buffer_free = cl_buffer_free;
     b->be.weights = cl_weights;

@@ -2,11 +2,12 @@
  * matrices of backends/cpu/winograd_tf.h, points 0, +-1, +-2, inf):
  *   y (4x4 tile) = A^T [ U (.) V ] A,  U = G g G^T,  V = B^T d B,
  * d the 6x6 input tile at stride 4 (origin -1: the padding), 36 points p.
- * Four kernels: wino_filter (U, once per weight), wino_input (V), wino_gemm
- * (M[p] = U[p] V[p], batched over p) and wino_output (y = A^T M A + bias,
- * + acc).  Tiles are numbered over the batch (tile g: image g / tpi), a
- * chunk of T of them at a time.  Layouts, fp32 unless said:
- *   U[p][O][C]   (kept in fp32 for every weight dtype: in half its rounding,
+ * Four kernels: wino_filter (U of a slice of O output channels, per call),
+ * wino_input (V), wino_gemm (M[p] = U[p] V[p], batched over p) and
+ * wino_output (y = A^T M A + bias, + acc).  Tiles are numbered over the
+ * batch (tile g: image g / tpi), a chunk of T of them at a time.  Layouts,
+ * fp32 unless said:
+ *   U[p][O][C]   (in fp32 for every weight dtype: in half its rounding,
  *                amplified by A^T, gave ~2e-3 relative error)
  *   V[p][C][T], M[p][O][T]   in the scratch buffer at element offsets.
  * Options: TM, TN, TK, RM, RN (wino_gemm's tiles, as gemm.cl; TM/RM == TN/RN). */
@@ -40,15 +41,15 @@ inline void wa4(float m0, float m1, float m2, float m3, float m4, float m5, floa
     o[3] = b + 8.0f * d + m5;
 }
 
-/* one item per (o, c) = i: u[p OC + i] = (G g G^T)[p], g = w[9i .. 9i+8]
- * (w float, or half if whalf) */
-kernel void wino_filter(global float *u, global const float *w, int whalf, uint OC) {
+/* one item per (o, c) = i of the slice: u[p OC + i] = (G g G^T)[p],
+ * g = w[w0 + 9i .. w0 + 9i + 8] (w float, or half if whalf) */
+kernel void wino_filter(global float *u, global const float *w, int whalf, uint w0, uint OC) {
     const uint i = get_global_id(0);
     if (i >= OC) return;
     float t[3][6], r[6];
+    const uint g = w0 + 9 * i; /* filter i of the slice */
     for (int s = 0; s < 3; s++) /* columns of G g */
-        wg6(ldw(w, whalf, 9 * i + s), ldw(w, whalf, 9 * i + 3 + s), ldw(w, whalf, 9 * i + 6 + s),
-            t[s]);
+        wg6(ldw(w, whalf, g + s), ldw(w, whalf, g + 3 + s), ldw(w, whalf, g + 6 + s), t[s]);
     for (int a = 0; a < 6; a++) {
         wg6(t[0][a], t[1][a], t[2][a], r);
         for (int s = 0; s < 6; s++) u[(uint)(a * 6 + s) * OC + i] = r[s];
@@ -126,12 +127,13 @@ wino_gemm(global float *s, uint vo, uint mo, global const float *u, int O, int C
         }
 }
 
-/* one item per (tile t of the chunk, output channel o): the 4x4 outputs
- * inside the map, y = acc + (A^T M A + bias) */
+/* one item per (tile t of the chunk, output channel o of the slice that
+ * starts at o0 of Oall): the 4x4 outputs inside the map,
+ * y = acc + (A^T M A + bias) */
 kernel void wino_output(global act_t *y, uint yo, global const float *s, uint mo,
                         global const float *bias, int bias_half, int has_bias,
-                        global const act_t *acc, uint acco, int has_acc, int O, int H, int W,
-                        int tw, int tpi, int g0, int T) {
+                        global const act_t *acc, uint acco, int has_acc, int O, int o0,
+                        int Oall, int H, int W, int tw, int tpi, int g0, int T) {
     const int t = get_global_id(0), o = get_global_id(1);
     if (t >= T || o >= O) return;
     float m[6][6], e[4][6];
@@ -142,8 +144,8 @@ kernel void wino_output(global act_t *y, uint yo, global const float *s, uint mo
         for (int i = 0; i < 4; i++) e[i][j] = q[i];
     }
     const int g = g0 + t, n = g / tpi, r = g % tpi, y0 = r / tw * 4, x0 = r % tw * 4;
-    const float bv = has_bias ? ldw(bias, bias_half, o) : 0.0f;
-    const uint ob = ((uint)n * O + o) * (uint)(H * W);
+    const float bv = has_bias ? ldw(bias, bias_half, o0 + o) : 0.0f;
+    const uint ob = ((uint)n * Oall + o0 + o) * (uint)(H * W);
     for (int i = 0; i < 4; i++) {
         float q[4];
         wa4(e[i][0], e[i][1], e[i][2], e[i][3], e[i][4], e[i][5], q);
