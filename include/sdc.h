@@ -107,7 +107,9 @@ typedef struct sdc_load_params {
     sdc_backend_kind backend; /* SDC_BACKEND_AUTO (default) */
     const char *device;       /* OpenCL device: NULL (the first GPU; for OPENCL the
                                  first device), its index in sdc_devices' list
-                                 ("1"), or part of its name ("H100") */
+                                 ("1"), or part of its name ("H100"); a device
+                                 named is used even under AUTO and even if it is
+                                 a CPU */
     int fp16_activations;     /* 1: a device keeps activations as fp16 (half the
                                  activation memory; a slightly different image) */
 } sdc_load_params;

@@ -128,7 +128,8 @@ static sdc_status create_cpu(sdc_model *m, const sdc_load_params *lp) {
 }
 
 /* m->be by lp->backend: AUTO tries an OpenCL GPU first (a failure to start
- * one is said on stderr, then the CPU is used), OPENCL insists. */
+ * one is said on stderr, then the CPU is used), OPENCL or a named device
+ * insists. */
 static sdc_status create_backend(sdc_model *m, const sdc_load_params *lp) {
     if (lp->backend == SDC_BACKEND_CPU) return create_cpu(m, lp);
     const int explicit = lp->backend == SDC_BACKEND_OPENCL || (lp->device && lp->device[0]);
@@ -149,8 +150,8 @@ static sdc_status create_backend(sdc_model *m, const sdc_load_params *lp) {
             return create_cpu(m, lp);
         }
     }
-    sdc_cl_options o = {lp->device, lp->backend == SDC_BACKEND_OPENCL, lp->fp16_activations,
-                        NULL, lp->verbose};
+    /* a device asked for by name or number is taken even if it is a CPU */
+    sdc_cl_options o = {lp->device, explicit, lp->fp16_activations, NULL, lp->verbose};
     m->be = sdc_backend_opencl_create(&o);
     if (m->be) return SDC_OK;
     if (explicit) return sdc_fail_context(SDC_ERR_DEVICE, "OpenCL");

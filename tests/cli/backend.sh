@@ -43,7 +43,15 @@ fi
 
 # the devices this machine has
 if expect_ok --list-devices; then
+    cp "$WORK/stdout" "$WORK/devices"
+    CHECKS=$((CHECKS + 1))
+    grep -Eq '^[0-9]+: |^no OpenCL devices$' "$WORK/devices" || fail "--list-devices: $(cat "$WORK/devices")"
     expect_fail 1 "no-such-device|no OpenCL device|matches" --device no-such-device-name "${tiny[@]}"
+    # a device named is used under the default auto, a CPU one too
+    if expect_ok "${tiny[@]}" --device 0 -o named.png -v; then
+        CHECKS=$((CHECKS + 1))
+        grep -q "backend opencl" "$WORK/stderr" || fail "--device 0 under auto: not on OpenCL"
+    fi
     while IFS= read -r line; do
         idx=${line%%:*}
         case $idx in '' | *[!0-9]*) continue ;; esac
@@ -56,7 +64,7 @@ if expect_ok --list-devices; then
             fi
             rm -f "$WORK/cl$idx.png"
         done
-    done < <(grep -E '^[0-9]+:' "$WORK/stdout")
+    done < <(grep -E '^[0-9]+:' "$WORK/devices")
 fi
 
 finish
