@@ -26,9 +26,12 @@ if expect_ok "${tiny[@]}" -o auto.png -v && expect_ok "${tiny[@]}" -o cpu.png --
 fi
 unset SDC_OPENCL_LIB
 
-# a build without the OpenCL headers: the errors above are all it has
-if "$SDC" --list-devices 2>&1 | grep -q "built without OpenCL"; then
-    echo "this sdc was built without OpenCL: the device checks are left out"
+# a build without the OpenCL headers, or a machine without an OpenCL
+# library (e.g. the aarch64 suite under qemu): the errors above are all
+# there is to check
+why=$("$SDC" --list-devices 2>&1 >/dev/null)
+if [ -n "$why" ]; then
+    echo "no OpenCL here ($why): the device checks are left out"
     finish
     exit
 fi
