@@ -46,6 +46,16 @@ static void wino_filter(clb *b, const sdc_weight *w, int o0, int ob, int C) {
     clb_launch(&a, 1, &oc, &local);
 }
 
+/* The transforms' trailing arguments: the map, its tiles, the chunk. */
+static void tile_args(clb_args *a, int H, int W, int tw, int tpi, int64_t g0, int t) {
+    clb_arg_i32(a, H);
+    clb_arg_i32(a, W);
+    clb_arg_i32(a, tw);
+    clb_arg_i32(a, tpi);
+    clb_arg_i32(a, (cl_int)g0);
+    clb_arg_i32(a, t);
+}
+
 int clb_conv_winograd(clb *b, float *y, const float *x, int N, int C, int H, int W,
                       const sdc_weight *w, const sdc_weight *bias, int O, const float *acc) {
     const int th = (H + 3) / 4, tw = (W + 3) / 4, tpi = th * tw;
@@ -75,12 +85,7 @@ int clb_conv_winograd(clb *b, float *y, const float *x, int N, int C, int H, int
             clb_arg_u32(&a, vo);
             clb_arg_act(&a, x);
             clb_arg_i32(&a, C);
-            clb_arg_i32(&a, H);
-            clb_arg_i32(&a, W);
-            clb_arg_i32(&a, tw);
-            clb_arg_i32(&a, tpi);
-            clb_arg_i32(&a, (cl_int)g0);
-            clb_arg_i32(&a, t);
+            tile_args(&a, H, W, tw, tpi, g0, t);
             const size_t gin[2] = {(size_t)t, (size_t)C}, lin[2] = {WG_LOCAL, 1};
             clb_launch(&a, 2, gin, lin);
 
@@ -107,12 +112,7 @@ int clb_conv_winograd(clb *b, float *y, const float *x, int N, int C, int H, int
             clb_arg_i32(&a, os);
             clb_arg_i32(&a, o0);
             clb_arg_i32(&a, O);
-            clb_arg_i32(&a, H);
-            clb_arg_i32(&a, W);
-            clb_arg_i32(&a, tw);
-            clb_arg_i32(&a, tpi);
-            clb_arg_i32(&a, (cl_int)g0);
-            clb_arg_i32(&a, t);
+            tile_args(&a, H, W, tw, tpi, g0, t);
             const size_t gout[2] = {(size_t)t, (size_t)os}, lout[2] = {WG_LOCAL, 1};
             clb_launch(&a, 2, gout, lout);
         }
