@@ -429,13 +429,23 @@ static void run_case(sdc_model *m, const sdc_st_file *ref, const ref_case *c, co
     free(img);
 }
 
-static void test_against_diffusers(void) {
+/* diffusers' outputs (pipeline_ref.safetensors) and their cases; NULL
+ * (a failed check) if the file does not open. */
+static sdc_st_file *open_ref(ref_case *cases, int cap, int *n) {
     sdc_st_file *ref = NULL;
     sdc_status st = sdc_st_open(t_fixture("pipeline_ref.safetensors"), &ref);
     CHECKF(st == SDC_OK, "%s", sdc_last_error());
-    if (st != SDC_OK) return;
+    if (st != SDC_OK) return NULL;
+    *n = load_cases(ref, cases, cap);
+    return ref;
+}
+
+static void test_against_diffusers(void) {
     ref_case cases[32];
-    int n = load_cases(ref, cases, 32);
+    int n = 0;
+    sdc_st_file *ref = open_ref(cases, 32, &n);
+    if (!ref) return;
+    sdc_status st;
     CHECK(n >= 7);
     const char *layouts[2] = {"tiny-sd", "tiny-sd.safetensors"};
     for (int l = 0; l < 2; l++) {
@@ -513,12 +523,11 @@ static void test_opencl(void) {
                                                                         : sdc_last_error());
         return;
     }
-    sdc_st_file *ref = NULL;
-    sdc_status st = sdc_st_open(t_fixture("pipeline_ref.safetensors"), &ref);
-    CHECKF(st == SDC_OK, "%s", sdc_last_error());
-    if (st != SDC_OK) return;
     ref_case cases[32];
-    int n = load_cases(ref, cases, 32);
+    int n = 0;
+    sdc_st_file *ref = open_ref(cases, 32, &n);
+    if (!ref) return;
+    sdc_status st;
     const char *layouts[2] = {"tiny-sd", "tiny-sd.safetensors"};
     for (int i = 0; i < nd && i < 16; i++) {
         for (int fp16 = 0; fp16 <= 1; fp16++) {

@@ -445,9 +445,7 @@ static void weights_residency(const sdc_model *m, const char *prefix, sdc_reside
     for (size_t i = 0; i < n; i++)
         if (w[i]->dtype == SDC_DT_F32 || w[i]->dtype == SDC_DT_F16 || w[i]->dtype == SDC_DT_BF16)
             w[k++] = w[i];
-    n = k;
-    for (size_t i = 0; i < n; i += INT32_MAX / 2)
-        m->be->weights(m->be, w + i, (int)(n - i < INT32_MAX / 2 ? n - i : INT32_MAX / 2), r);
+    if (k <= INT32_MAX) m->be->weights(m->be, w, (int)k, r);
     free(w);
 }
 
