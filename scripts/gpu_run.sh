@@ -41,6 +41,13 @@ say "test_pipeline: $(grep -E 'opencl .* worst' "$out/test_pipeline.txt" | tr '\
 if [ -n "$model" ]; then
   ./build-gpu/bench_ops --backend opencl --model "$model" --reps 5 >"$out/bench_ops.txt" 2>&1
   say "bench_ops: $(grep -E '^peak|estimate' "$out/bench_ops.txt" | tr '\n' ' ')"
+  # attention's two kernels on every shape, for the per-shape choice in cl_ops.c
+  for att in flash softmax; do
+    for st in unet vae; do
+      SDC_CL_ATTENTION=$att ./build-gpu/bench_ops --backend opencl --model "$model" --reps 5 \
+        --stage $st --op attention >"$out/attention-$att-$st.txt" 2>&1
+    done
+  done
   for act in "" --fp16-activations; do
     ./build-gpu/sdc --backend opencl -m "$model" -p "a lighthouse on a cliff at dusk" \
       -W 512 -H 512 --steps 20 --cfg-scale 7.5 -s 42 -o "$out/image$act.png" --overwrite -v \

@@ -17,7 +17,8 @@
  *   linear, linear_map, conv2d    1e-5 | 1e-5        1e-3 | 2e-3
  *   conv2d by OpenCL's Winograd   3e-5 | 1e-4        1e-3 | 2e-3  (vs the reference and vs
  *     the implicit GEMM; measured at most 7.7e-6 | 2.5e-5 at fp32, C = 1280)
- *   attention                     1e-5 | 1e-5        1e-3 | 2e-3
+ *   attention                     1e-5 | 1e-5        1e-3 | 2e-3  (OpenCL: each shape by
+ *     FlashAttention and by the partially fused softmax, SDC_CL_ATTENTION)
  *   group_norm, layer_norm        1e-5 | 2e-5        1e-3 | 4e-3
  *   activations, geglu            2e-6 | 2e-6        1e-3 | 2e-3
  *   add, lerp, axpby              1e-6 | 1e-6        1e-3 | 2e-3
@@ -45,11 +46,12 @@
 
 enum { OP_LINEAR, OP_LINEAR_MAP, OP_CONV, OP_GN, OP_LN, OP_ATT, OP_SILU, OP_GELU, OP_QGELU,
        OP_ADD, OP_LERP, OP_AXPBY, OP_GEGLU, OP_UP, OP_PAD, OP_TRANS, OP_CONCAT, OP_COPY,
-       OP_EMBED, OP_TEMB, OP_WINO, OP_WINO_GEMM, OP_COUNT };
+       OP_EMBED, OP_TEMB, OP_WINO, OP_WINO_GEMM, OP_ATT_FLASH, OP_ATT_SOFTMAX, OP_COUNT };
 static const char *const k_op_names[OP_COUNT] = {
     "linear", "linear_map", "conv2d", "group_norm", "layer_norm", "attention", "silu", "gelu",
     "quick_gelu", "add", "lerp", "axpby", "geglu", "upsample2x", "pad2d", "transpose", "concat",
-    "copy", "embed", "timestep_embed", "conv2d wino", "wino vs gemm"};
+    "copy", "embed", "timestep_embed", "conv2d wino", "wino vs gemm", "attention flash",
+    "attention softmax"};
 
 /* OpenCL's Winograd F(4x4, 3x3) convs (3x3, stride 1, pad 1, maps >= 4x4)
  * against the reference and against the implicit GEMM (SDC_CL_WINOGRAD=0):
@@ -74,6 +76,7 @@ static const tol k_tol[OP_COUNT][2] = {
     [OP_EMBED] = {{0, 0}, {1e-3, 2e-3}},        [OP_TEMB] = {{1e-5, 1e-4}, {1e-3, 2e-3}},
     [OP_WINO] = {{WINO_REL, WINO_ABS}, {1e-3, 2e-3}},
     [OP_WINO_GEMM] = {{WINO_REL, WINO_ABS}, {1e-3, 2e-3}},
+    [OP_ATT_FLASH] = {{1e-5, 1e-5}, {1e-3, 2e-3}}, [OP_ATT_SOFTMAX] = {{1e-5, 1e-5}, {1e-3, 2e-3}},
 };
 
 typedef struct target {
@@ -351,10 +354,18 @@ static void case_attention(int Sq, int Sk, int heads, int dh, int causal, int fu
         as_held(t, q, nq), as_held(t, kv, nkv);
         const float *hk = fused ? q + D : kv, *hv = fused ? q + 2 * D : kv + D;
         sdc_ref_attention(NULL, want, q, qs, hk, hv, kvs, Sq, Sk, heads, dh, scale, causal);
-        float *dq = din(t, q, nq), *dkv = fused ? NULL : din(t, kv, nkv), *dout = dalloc(t, no);
-        const float *dk = fused ? dq + D : dkv, *dv = fused ? dq + 2 * D : dkv + D;
-        t->be->attention(t->be, dout, dq, qs, dk, dv, kvs, Sq, Sk, heads, dh, scale, causal);
-        finish(t, OP_ATT, shape, got, dout, want, no);
+        /* OpenCL: once by each of its two kernels */
+        const int cl = strncmp(t->name, "opencl", 6) == 0;
+        for (int pass = 0; pass < 1 + cl; pass++) {
+            if (cl) setenv("SDC_CL_ATTENTION", pass ? "softmax" : "flash", 1);
+            float *dq = din(t, q, nq), *dkv = fused ? NULL : din(t, kv, nkv);
+            float *dout = dalloc(t, no);
+            const float *dk = fused ? dq + D : dkv, *dv = fused ? dq + 2 * D : dkv + D;
+            t->be->attention(t->be, dout, dq, qs, dk, dv, kvs, Sq, Sk, heads, dh, scale, causal);
+            finish(t, !cl ? OP_ATT : pass ? OP_ATT_SOFTMAX : OP_ATT_FLASH, shape, got, dout,
+                   want, no);
+        }
+        unsetenv("SDC_CL_ATTENTION");
     }
     free(q0), free(kv0), free(q), free(kv), free(want), free(got);
 }
@@ -611,6 +622,7 @@ static void ops_attention(void) {
     case_attention(5, 1, 3, 8, 0, 0);
     case_attention(9, 130, 1, 40, 0, 0); /* keys over several tiles, partial last */
     case_attention(70, 50, 1, 40, 1, 0);  /* causal with Sq > Sk */
+    case_attention(300, 60000, 1, 8, 1, 0); /* the softmax's scores in two chunks of rows */
 }
 
 static void ops_elementwise(void) {
@@ -664,6 +676,7 @@ static void ops_full(void) {
     case_attention(1024, 1024, 8, 80, 0, 1);
     case_attention(256, 256, 8, 160, 0, 1);
     case_attention(77, 77, 12, 64, 1, 1);
+    case_attention(4096, 4096, 1, 512, 0, 1); /* the VAE's mid block */
     case_geglu(4096, 1280);
 }
 

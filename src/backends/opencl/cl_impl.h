@@ -16,7 +16,8 @@
 #define CLB_IDS_CAP 4096    /* embed's ids per launch (device int buffer) */
 #define CLB_STAGE 65536     /* host staging, elements (fp16 conversion) */
 #define CLB_SCRATCH (1u << 22) /* device scratch bytes: overlapping copies */
-#define CLB_WINO_SCRATCH ((size_t)64 << 20) /* Winograd's V and M, bytes (at most max_alloc) */
+/* Winograd's V and M, or the partially fused softmax's scores: bytes (at most max_alloc) */
+#define CLB_WINO_SCRATCH ((size_t)64 << 20)
 #define CLB_WINO_U ((size_t)32 << 20)       /* Winograd's U for a slice of O, bytes (likewise) */
 
 typedef struct clb_block {
@@ -72,7 +73,7 @@ typedef struct clb {
 
     cl_mem ids;       /* CLB_IDS_CAP ints */
     cl_mem scratch;   /* CLB_SCRATCH bytes */
-    cl_mem wscratch;  /* wscratch_bytes: Winograd's V and M */
+    cl_mem wscratch;  /* wscratch_bytes: Winograd's V and M, or attention's scores */
     size_t wscratch_bytes;
     cl_mem wscratch_u; /* wscratch_u_bytes: Winograd's U of a slice of output channels */
     size_t wscratch_u_bytes;

@@ -163,18 +163,17 @@ static void cl_layer_norm(sdc_backend *be, float *y, const float *x, int rows, i
 /* ---- attention (kernels/attention.cl) ------------------------------------------- */
 
 #define ATT_BQ 64
+#define SM_TM 64 /* the partially fused softmax's products (softmax.cl) */
+#define SM_TN 64
+#define SM_TK 16
+#define SM_R 4
+#define SM_L (SM_TM / SM_R)
+#define SM_WG 64
 
-static void cl_attention(sdc_backend *be, float *out, const float *q, int q_stride,
-                         const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
-                         int dh, float scale, int causal) {
-    clb *b = clb_of(be);
-    if (clb_begin(b, "attention q[%d,%d] kv[%d,%d] %dx%d%s", Sq, q_stride, Sk, kv_stride, heads,
-                  dh, causal ? " causal" : ""))
-        return;
-    if (dh < 1 || dh > 512) {
-        clb_fail_msg(b, "head dim %d outside 1..512", dh);
-        return;
-    }
+/* FlashAttention (attention.cl): the score matrix is never written. */
+static void attention_flash(clb *b, float *out, const float *q, int q_stride, const float *k,
+                            const float *v, int kv_stride, int Sq, int Sk, int heads, int dh,
+                            float scale, int causal) {
     /* K and V tiles of BK keys: 2 BK dh floats of local memory, <= 20 KiB */
     const int bk = dh <= 64 ? 32 : dh <= 160 ? 16 : 8;
     char opts[64];
@@ -193,6 +192,96 @@ static void cl_attention(sdc_backend *be, float *out, const float *q, int q_stri
     clb_arg_i32(&a, causal);
     const size_t global[2] = {(size_t)Sq, (size_t)heads}, local[2] = {ATT_BQ, 1};
     clb_launch(&a, 2, global, local);
+}
+
+/* The partially fused softmax (softmax.cl), over chunks of query rows whose
+ * scores (all heads) fit the Winograd scratch.  0: they cannot (Sk too long). */
+static int attention_softmax(clb *b, float *out, const float *q, int q_stride, const float *k,
+                             const float *v, int kv_stride, int Sq, int Sk, int heads, int dh,
+                             float scale, int causal) {
+    const int64_t per_row = (int64_t)heads * (Sk + 2); /* scores and (max, 1/sum) */
+    int64_t R = (int64_t)(b->wscratch_bytes / 4) / per_row;
+    if (R >= SM_TM) R -= R % SM_TM;
+    if (R > Sq) R = Sq;
+    if (!b->wscratch || R < 1 || Sk < 1) return 0;
+    char opts[96];
+    snprintf(opts, sizeof opts, "-DDH=%d -DTM=%d -DTN=%d -DTK=%d -DRM=%d -DRN=%d -DWG=%d", dh,
+             SM_TM, SM_TN, SM_TK, SM_R, SM_R, SM_WG);
+    cl_kernel ks = clb_kernel_get(b, "softmax", opts, "att_scores");
+    cl_kernel kst = clb_kernel_get(b, "softmax", opts, "att_stats");
+    cl_kernel kpv = clb_kernel_get(b, "softmax", opts, "att_pv");
+    const cl_uint so = 0, sto = (cl_uint)(R * heads * Sk);
+    for (int i0 = 0; i0 < Sq && !b->failed; i0 += (int)R) {
+        const int r = (int)(Sq - i0 < R ? Sq - i0 : R);
+        clb_args a = clb_args_start(b, ks);
+        clb_arg_mem(&a, b->wscratch);
+        clb_arg_u32(&a, so);
+        clb_arg_act(&a, q);
+        clb_arg_i32(&a, q_stride);
+        clb_arg_act(&a, k);
+        clb_arg_i32(&a, kv_stride);
+        clb_arg_i32(&a, heads);
+        clb_arg_i32(&a, i0);
+        clb_arg_i32(&a, r);
+        clb_arg_i32(&a, Sk);
+        clb_arg_f32(&a, scale);
+        clb_arg_i32(&a, causal);
+        const size_t gs[3] = {(size_t)(Sk + SM_TN - 1) / SM_TN * SM_L,
+                              (size_t)(r + SM_TM - 1) / SM_TM * SM_L, (size_t)heads};
+        const size_t ls[3] = {SM_L, SM_L, 1};
+        clb_launch(&a, 3, gs, ls);
+
+        a = clb_args_start(b, kst);
+        clb_arg_mem(&a, b->wscratch);
+        clb_arg_u32(&a, so);
+        clb_arg_mem(&a, b->wscratch);
+        clb_arg_u32(&a, sto);
+        clb_arg_i32(&a, r);
+        clb_arg_i32(&a, Sk);
+        const size_t gst[2] = {(size_t)r * SM_WG, (size_t)heads}, lst[2] = {SM_WG, 1};
+        clb_launch(&a, 2, gst, lst);
+
+        a = clb_args_start(b, kpv);
+        clb_arg_act(&a, out);
+        clb_arg_mem(&a, b->wscratch);
+        clb_arg_u32(&a, so);
+        clb_arg_mem(&a, b->wscratch);
+        clb_arg_u32(&a, sto);
+        clb_arg_act(&a, v);
+        clb_arg_i32(&a, kv_stride);
+        clb_arg_i32(&a, heads);
+        clb_arg_i32(&a, i0);
+        clb_arg_i32(&a, r);
+        clb_arg_i32(&a, Sk);
+        const size_t gpv[3] = {(size_t)(dh + SM_TN - 1) / SM_TN * SM_L,
+                               (size_t)(r + SM_TM - 1) / SM_TM * SM_L, (size_t)heads};
+        clb_launch(&a, 3, gpv, ls);
+    }
+    return 1;
+}
+
+static void cl_attention(sdc_backend *be, float *out, const float *q, int q_stride,
+                         const float *k, const float *v, int kv_stride, int Sq, int Sk, int heads,
+                         int dh, float scale, int causal) {
+    clb *b = clb_of(be);
+    if (clb_begin(b, "attention q[%d,%d] kv[%d,%d] %dx%d%s", Sq, q_stride, Sk, kv_stride, heads,
+                  dh, causal ? " causal" : ""))
+        return;
+    if (dh < 1 || dh > 512) {
+        clb_fail_msg(b, "head dim %d outside 1..512", dh);
+        return;
+    }
+    /* The paper's choice: FlashAttention, register-hungry (a query row and
+     * its output per item), at head dim <= 40; the partially fused softmax
+     * above.  SDC_CL_ATTENTION=flash|softmax takes one for every shape. */
+    const char *force = getenv("SDC_CL_ATTENTION");
+    int flash = dh <= 40;
+    if (force && strcmp(force, "flash") == 0) flash = 1;
+    if (force && strcmp(force, "softmax") == 0) flash = 0;
+    if (!flash &&
+        attention_softmax(b, out, q, q_stride, k, v, kv_stride, Sq, Sk, heads, dh, scale, causal))
+        return;
+    attention_flash(b, out, q, q_stride, k, v, kv_stride, Sq, Sk, heads, dh, scale, causal);
 }
 
 /* ---- elementwise and layout (kernels/elementwise.cl) ------------------------------ */
@@ -224,7 +313,6 @@ static void cl_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
 static void cl_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
     unary(be, "quick_gelu", y, x, n);
 }
-
 static void cl_add(sdc_backend *be, float *y, const float *x, const float *z, int64_t n) {
     clb *b = clb_of(be);
     if (n <= 0 || clb_begin(b, "add [%lld]", (long long)n)) return;
