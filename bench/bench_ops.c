@@ -57,13 +57,13 @@
 typedef enum {
     OP_LINEAR, OP_CONV, OP_ATTN, OP_GN, OP_LN, OP_SILU, OP_GELU, OP_QGELU, OP_GEGLU, OP_ADD,
     OP_LERP, OP_AXPBY, OP_UPS, OP_PAD, OP_TRANSPOSE, OP_CONCAT, OP_COPY, OP_EMBED,
-    OP_TEMB, OP_LINMAP, OP_KINDS
+    OP_TEMB, OP_LINMAP, OP_RELU, OP_KINDS
 } op_kind;
 
 static const char *const k_op_name[OP_KINDS] = {
     "linear", "conv2d", "attention", "group_norm", "layer_norm", "silu", "gelu",
     "quick_gelu", "geglu", "add", "lerp", "axpby", "upsample2x", "pad2d",
-    "transpose", "concat", "copy", "embed", "timestep_emb", "linear_map"};
+    "transpose", "concat", "copy", "embed", "timestep_emb", "linear_map", "relu"};
 
 enum { ST_TEXT, ST_UNET, ST_VAE, ST_COUNT };
 static const char *const k_stage[ST_COUNT] = {"text", "unet", "vae"};
@@ -179,6 +179,10 @@ static void r_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
     (void)be, (void)y, (void)x;
     REC(OP_QGELU, SDC_DT_F32, 0, n);
 }
+static void r_relu(sdc_backend *be, float *y, const float *x, int64_t n) {
+    (void)be, (void)y, (void)x;
+    REC(OP_RELU, SDC_DT_F32, 0, n);
+}
 static void r_add(sdc_backend *be, float *y, const float *a, const float *b, int64_t n) {
     (void)be, (void)y, (void)a, (void)b;
     REC(OP_ADD, SDC_DT_F32, 0, n);
@@ -235,7 +239,7 @@ static sdc_backend recording_backend(void) {
     b.linear = r_linear, b.linear_map = r_linear_map, b.conv2d = r_conv2d, b.group_norm = r_group_norm;
     b.layer_norm = r_layer_norm, b.attention = r_attention, b.silu = r_silu;
     b.gelu = r_gelu, b.quick_gelu = r_quick_gelu, b.add = r_add, b.lerp = r_lerp;
-    b.axpby = r_axpby, b.geglu = r_geglu;
+    b.axpby = r_axpby, b.geglu = r_geglu, b.relu = r_relu;
     b.upsample2x = r_upsample2x, b.pad2d = r_pad2d, b.transpose = r_transpose;
     b.concat = r_concat, b.copy = r_copy, b.embed = r_embed;
     b.timestep_embed = r_timestep_embed;
@@ -433,7 +437,7 @@ static void bufs_make(bufs *B, op_rec *r) {
         r->bytes = 2.0 * n * F;
         break;
     }
-    case OP_SILU: case OP_GELU: case OP_QGELU: case OP_COPY:
+    case OP_SILU: case OP_GELU: case OP_QGELU: case OP_RELU: case OP_COPY:
         B->a = frand((size_t)p[0]), B->y = frand((size_t)p[0]);
         NEED(B->a), NEED(B->y);
         r->bytes = 2.0 * p[0] * F;
@@ -520,6 +524,7 @@ static void run_op(sdc_backend *be, const op_rec *r, bufs *B) {
     case OP_SILU: be->silu(be, B->y, B->a, p[0]); break;
     case OP_GELU: be->gelu(be, B->y, B->a, p[0]); break;
     case OP_QGELU: be->quick_gelu(be, B->y, B->a, p[0]); break;
+    case OP_RELU: be->relu(be, B->y, B->a, p[0]); break;
     case OP_COPY: be->copy(be, B->y, B->a, p[0]); break;
     case OP_ADD: be->add(be, B->y, B->a, B->b, p[0]); break;
     case OP_LERP: be->lerp(be, B->y, B->a, B->b, 7.5f, p[0]); break;

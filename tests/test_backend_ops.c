@@ -22,6 +22,7 @@
  *   group_norm, layer_norm        1e-5 | 2e-5        1e-3 | 4e-3
  *   activations, geglu            2e-6 | 2e-6        1e-3 | 2e-3
  *   add, lerp, axpby              1e-6 | 1e-6        1e-3 | 2e-3
+ *   relu                          exact              exact
  *   layout ops, copy, embed       exact              exact (inputs are halfs already;
  *                                                     embed: 1e-3 | 2e-3)
  *   timestep_embed                1e-5 | 1e-4        1e-3 | 2e-3
@@ -44,12 +45,13 @@
 
 /* ---- backends under test ---------------------------------------------------- */
 
-enum { OP_LINEAR, OP_LINEAR_MAP, OP_CONV, OP_GN, OP_LN, OP_ATT, OP_SILU, OP_GELU, OP_QGELU,
+enum { OP_LINEAR, OP_LINEAR_MAP, OP_CONV, OP_GN, OP_LN, OP_ATT, OP_SILU, OP_GELU, OP_QGELU, OP_RELU,
        OP_ADD, OP_LERP, OP_AXPBY, OP_GEGLU, OP_UP, OP_PAD, OP_TRANS, OP_CONCAT, OP_COPY,
        OP_EMBED, OP_TEMB, OP_WINO, OP_WINO_GEMM, OP_ATT_FLASH, OP_ATT_SOFTMAX, OP_COUNT };
 static const char *const k_op_names[OP_COUNT] = {
     "linear", "linear_map", "conv2d", "group_norm", "layer_norm", "attention", "silu", "gelu",
-    "quick_gelu", "add", "lerp", "axpby", "geglu", "upsample2x", "pad2d", "transpose", "concat",
+    "quick_gelu", "relu", "add", "lerp", "axpby", "geglu", "upsample2x", "pad2d", "transpose",
+    "concat",
     "copy", "embed", "timestep_embed", "conv2d wino", "wino vs gemm", "attention flash",
     "attention softmax"};
 
@@ -69,6 +71,7 @@ static const tol k_tol[OP_COUNT][2] = {
     [OP_GN] = {{1e-5, 2e-5}, {1e-3, 4e-3}},     [OP_LN] = {{1e-5, 2e-5}, {1e-3, 4e-3}},
     [OP_SILU] = {{2e-6, 2e-6}, {1e-3, 2e-3}},   [OP_GELU] = {{2e-6, 2e-6}, {1e-3, 2e-3}},
     [OP_QGELU] = {{2e-6, 2e-6}, {1e-3, 2e-3}},  [OP_GEGLU] = {{2e-6, 2e-6}, {1e-3, 2e-3}},
+    [OP_RELU] = {{0, 0}, {0, 0}},
     [OP_ADD] = {{1e-6, 1e-6}, {1e-3, 2e-3}},    [OP_LERP] = {{1e-6, 1e-6}, {1e-3, 2e-3}},
     [OP_AXPBY] = {{1e-6, 1e-6}, {1e-3, 2e-3}},  [OP_UP] = {{0, 0}, {0, 0}},
     [OP_PAD] = {{0, 0}, {0, 0}},                [OP_TRANS] = {{0, 0}, {0, 0}},
@@ -389,6 +392,7 @@ static void case_ew(int op, int64_t n, int inplace) {
         case OP_SILU: sdc_ref_silu(NULL, want, a, n), be->silu(be, dy, da, n); break;
         case OP_GELU: sdc_ref_gelu(NULL, want, a, n), be->gelu(be, dy, da, n); break;
         case OP_QGELU: sdc_ref_quick_gelu(NULL, want, a, n), be->quick_gelu(be, dy, da, n); break;
+        case OP_RELU: sdc_ref_relu(NULL, want, a, n), be->relu(be, dy, da, n); break;
         case OP_ADD: sdc_ref_add(NULL, want, a, b, n), be->add(be, dy, da, db, n); break;
         case OP_LERP:
             sdc_ref_lerp(NULL, want, a, b, 7.5f, n), be->lerp(be, dy, da, db, 7.5f, n);
@@ -626,7 +630,7 @@ static void ops_attention(void) {
 }
 
 static void ops_elementwise(void) {
-    const int ops[] = {OP_SILU, OP_GELU, OP_QGELU, OP_ADD, OP_LERP, OP_AXPBY, -1};
+    const int ops[] = {OP_SILU, OP_GELU, OP_QGELU, OP_RELU, OP_ADD, OP_LERP, OP_AXPBY, -1};
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
         case_ew(ops[i], 1000, 0);
         case_ew(ops[i], 4099, 1);

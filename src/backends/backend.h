@@ -103,6 +103,7 @@ struct sdc_backend {
     void (*silu)(sdc_backend *be, float *y, const float *x, int64_t n);
     void (*gelu)(sdc_backend *be, float *y, const float *x, int64_t n);       /* erf GELU */
     void (*quick_gelu)(sdc_backend *be, float *y, const float *x, int64_t n); /* x*sigmoid(1.702x) */
+    void (*relu)(sdc_backend *be, float *y, const float *x, int64_t n); /* x < 0 ? 0 : x (NaN stays) */
     void (*add)(sdc_backend *be, float *y, const float *a, const float *b, int64_t n);
     /* y = a + s * (b - a)   (classifier-free guidance: a = uncond, b = cond) */
     void (*lerp)(sdc_backend *be, float *y, const float *a, const float *b, float s, int64_t n);

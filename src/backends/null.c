@@ -130,6 +130,7 @@ static sdc_backend g_null = {
     .silu = null_unary,
     .gelu = null_unary,
     .quick_gelu = null_unary,
+    .relu = null_unary,
     .add = null_add,
     .lerp = null_lerp,
     .axpby = null_axpby,

@@ -194,6 +194,7 @@ static void p_attention(sdc_backend *be, float *out, const float *q, int q_strid
 P_UNARY(silu)
 P_UNARY(gelu)
 P_UNARY(quick_gelu)
+P_UNARY(relu)
 P_UNARY(copy)
 P_UNARY(copy_in)
 P_UNARY(copy_out)
@@ -360,6 +361,7 @@ sdc_backend *sdc_backend_profile_wrap(sdc_backend *inner) {
     be->silu = p_silu;
     be->gelu = p_gelu;
     be->quick_gelu = p_quick_gelu;
+    be->relu = p_relu;
     be->add = p_add;
     be->lerp = p_lerp;
     be->axpby = p_axpby;

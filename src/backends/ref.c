@@ -192,6 +192,12 @@ void sdc_ref_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
 }
 
+/* torch.relu: a NaN input stays NaN (x < 0 is false for it) */
+void sdc_ref_relu(sdc_backend *be, float *y, const float *x, int64_t n) {
+    (void)be;
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
 void sdc_ref_add(sdc_backend *be, float *y, const float *a, const float *b, int64_t n) {
     (void)be;
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];

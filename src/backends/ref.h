@@ -29,6 +29,7 @@ void sdc_ref_attention(sdc_backend *be, float *out, const float *q, int q_stride
 void sdc_ref_silu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_ref_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_ref_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n);
+void sdc_ref_relu(sdc_backend *be, float *y, const float *x, int64_t n);
 void sdc_ref_add(sdc_backend *be, float *y, const float *a, const float *b, int64_t n);
 void sdc_ref_lerp(sdc_backend *be, float *y, const float *a, const float *b, float s,
                   int64_t n);

@@ -50,7 +50,7 @@ typedef struct ew_ctx {
     int64_t n;
 } ew_ctx;
 
-enum { EW_ADD, EW_LERP, EW_AXPBY, EW_COPY, EW_SILU, EW_GELU, EW_QGELU };
+enum { EW_ADD, EW_LERP, EW_AXPBY, EW_COPY, EW_SILU, EW_GELU, EW_QGELU, EW_RELU };
 
 static void ew_task(void *p, int64_t task, int thread) {
     (void)thread;
@@ -66,6 +66,7 @@ static void ew_task(void *p, int64_t task, int thread) {
     case EW_SILU: sdc_ref_silu(e->be, y, a, n); break;
     case EW_GELU: sdc_ref_gelu(e->be, y, a, n); break;
     case EW_QGELU: sdc_ref_quick_gelu(e->be, y, a, n); break;
+    case EW_RELU: sdc_ref_relu(e->be, y, a, n); break;
     }
 }
 
@@ -99,6 +100,11 @@ static void cpu_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
 }
 static void cpu_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
     ew_run(be, EW_QGELU, y, x, NULL, 0, 0, n);
+}
+/* every fast path (generic, avx2, avx512, neon): the reference's loop in
+ * chunks over the threads, which the compiler turns into vector maxes */
+static void cpu_relu(sdc_backend *be, float *y, const float *x, int64_t n) {
+    ew_run(be, EW_RELU, y, x, NULL, 0, 0, n);
 }
 
 /* ---- per-plane ops: tasks over groups of [H, W] planes ------------------ */
@@ -344,6 +350,7 @@ static void fill_ref(sdc_backend *be) {
     be->silu = sdc_ref_silu;
     be->gelu = sdc_ref_gelu;
     be->quick_gelu = sdc_ref_quick_gelu;
+    be->relu = sdc_ref_relu;
     be->add = sdc_ref_add;
     be->lerp = sdc_ref_lerp;
     be->axpby = sdc_ref_axpby;
@@ -367,6 +374,7 @@ static void fill_portable(sdc_backend *be) {
     be->silu = cpu_silu;
     be->gelu = cpu_gelu;
     be->quick_gelu = cpu_quick_gelu;
+    be->relu = cpu_relu;
     be->add = cpu_add;
     be->lerp = cpu_lerp;
     be->axpby = cpu_axpby;

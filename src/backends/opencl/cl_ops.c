@@ -313,6 +313,10 @@ static void cl_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
 static void cl_quick_gelu(sdc_backend *be, float *y, const float *x, int64_t n) {
     unary(be, "quick_gelu", y, x, n);
 }
+static void cl_relu(sdc_backend *be, float *y, const float *x, int64_t n) {
+    unary(be, "relu", y, x, n);
+}
+
 static void cl_add(sdc_backend *be, float *y, const float *x, const float *z, int64_t n) {
     clb *b = clb_of(be);
     if (n <= 0 || clb_begin(b, "add [%lld]", (long long)n)) return;
@@ -514,6 +518,7 @@ void clb_fill_ops(sdc_backend *be) {
     be->silu = cl_silu;
     be->gelu = cl_gelu;
     be->quick_gelu = cl_quick_gelu;
+    be->relu = cl_relu;
     be->add = cl_add;
     be->lerp = cl_lerp;
     be->axpby = cl_axpby;

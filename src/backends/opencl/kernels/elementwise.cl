@@ -20,6 +20,15 @@ kernel void quick_gelu(global act_t *y, uint yo, global act_t *x, uint xo, uint 
     }
 }
 
+/* torch.relu: NaN stays NaN (fmax would make it 0) */
+kernel void relu(global act_t *y, uint yo, global act_t *x, uint xo, uint n) {
+    const uint i = get_global_id(0);
+    if (i < n) {
+        const float v = LDA(x, xo + i);
+        STA(y, yo + i, v < 0.0f ? 0.0f : v);
+    }
+}
+
 kernel void add(global act_t *y, uint yo, global act_t *a, uint ao, global act_t *b, uint bo,
                 uint n) {
     const uint i = get_global_id(0);
