@@ -6,6 +6,9 @@ make(dir) writes:
                                  text_encoder/, scheduler/, tokenizer/ (CLIP BPE built from
                                  open_clip's bpe_simple_vocab_16e6, if fixtures_lib.tokens has it)
   dir/sd14-standin.safetensors   the same weights under the original (CompVis) names, fp16
+  dir/taesd/                     a TAESD (diffusers AutoencoderTiny) of madebyollin/taesd's
+                                 config (64 channels, blocks (1,3,3,3) / (3,3,3,1)), fp16:
+                                 config.json, diffusion_pytorch_model.safetensors (make_taesd)
   dir/fullsize_ref.safetensors   fp32 references computed by diffusers with exactly those
                                  (fp16-rounded) weights:
       unet_x [2,4,64,64], unet_t [2] (801, 801), unet_ctx [2,77,768] -> unet_out [2,4,64,64]
@@ -96,6 +99,17 @@ def randomise(model, gen):
         p.copy_(v.half().float())
 
 
+@torch.no_grad()
+def make_taesd(outdir):
+    """dir/taesd: AutoencoderTiny's defaults (those of madebyollin/taesd), random fp16 weights."""
+    from diffusers import AutoencoderTiny
+
+    from .taesd import write_folder
+    taesd = AutoencoderTiny().eval()
+    randomise(taesd, torch.Generator().manual_seed(104))
+    write_folder(taesd, os.path.join(outdir, "taesd"), torch.float16)
+
+
 def _log(t0, what):
     print(f"   [{time.time() - t0:6.1f} s] {what}", flush=True)
 
@@ -158,6 +172,8 @@ def make(outdir, references=True):
     save_file(ckpt, os.path.join(outdir, "sd14-standin.safetensors"))
     del ckpt
     _log(t0, "single file written")
+    make_taesd(outdir)
+    _log(t0, "TAESD written")
 
     if not references:
         return
