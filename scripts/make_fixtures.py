@@ -23,7 +23,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-PARTS = ["tokens", "schedulers", "ops", "models", "vae_tiling", "pipeline", "taesd"]
+PARTS = ["tokens", "schedulers", "ops", "models", "vae_tiling", "pipeline", "images", "taesd"]
 
 
 def main():
