@@ -112,6 +112,13 @@ typedef struct sdc_load_params {
                                  a CPU */
     int fp16_activations;     /* 1: a device keeps activations as fp16 (half the
                                  activation memory; a slightly different image) */
+    const char *taesd;        /* NULL, or TAESD (a tiny distilled VAE: diffusers'
+                                 AutoencoderTiny folder or .safetensors) that
+                                 decodes the image and encodes init images
+                                 instead of the VAE (an order of magnitude
+                                 faster, a little less detail) and decodes the
+                                 previews */
+    int taesd_previews_only;  /* 1: TAESD decodes the previews only */
 } sdc_load_params;
 
 /* A compute device sdc can run on (besides the CPU). */
@@ -152,6 +159,13 @@ void sdc_model_cancel(sdc_model *model, int on);
 const char *sdc_model_describe(const sdc_model *model);
 /* The factor between image and latent size (8 for SD 1.x). */
 int sdc_model_vae_scale(const sdc_model *model);
+/* What image sides must be multiples of (64 for SD 1.x: the VAE's 8 times
+ * the UNet's 8). */
+int sdc_model_size_multiple(const sdc_model *model);
+/* 1 for an inpainting model (a UNet that takes the mask and the masked
+ * image besides the latent): it makes images only with an init image and
+ * a mask. */
+int sdc_model_is_inpainting(const sdc_model *model);
 
 /* ---- generation ------------------------------------------------------- */
 
@@ -160,14 +174,30 @@ typedef enum sdc_stage {
     SDC_STAGE_TEXT,   /* text encoding */
     SDC_STAGE_SAMPLE, /* denoising steps */
     SDC_STAGE_DECODE, /* VAE decoding */
+    SDC_STAGE_ENCODE, /* VAE encoding of the init image (img2img, inpainting) */
     SDC_STAGE_COUNT
 } sdc_stage;
+
+/* 8-bit pixels, rows top to bottom, channels interleaved.  Images sdc
+ * makes are RGB (channels 3) and owned by the caller (sdc_image_free);
+ * images given to sdc (init image, mask) are borrowed. */
+typedef struct sdc_image {
+    int width, height, channels;
+    uint8_t *data; /* height*width*channels */
+} sdc_image;
 
 /* Called from the generating thread.  step counts from 1 to total within the
  * stage.  Return non-zero to cancel: sdc_generate then returns
  * SDC_ERR_CANCELLED (this takes effect at the end of the step or stage;
  * sdc_model_cancel stops mid-step). */
 typedef int (*sdc_progress_fn)(void *user, sdc_stage stage, int step, int total);
+/* Called from the generating thread after sampling step `step` of `total`
+ * (every preview_every steps) with the current denoised estimate (the
+ * sampler's prediction of the final latents) as an RGB image: decoded by
+ * TAESD when one is loaded (sdc_load_params.taesd; the image's size), else
+ * by a fixed linear map from the 4 latent channels to RGB (the latent's
+ * size, 1/8 of the image's).  The image is valid during the call only. */
+typedef void (*sdc_preview_fn)(void *user, int step, int total, const sdc_image *preview);
 
 /* VAE decoding in tiles: diffusers' AutoencoderKL tiled decoding
  * (vae.enable_tiling()).  The latent is cut into overlapping tiles of the
@@ -202,6 +232,30 @@ typedef struct sdc_gen_params {
     sdc_progress_fn progress; /* may be NULL */
     void *progress_user;
     sdc_vae_tiling vae_tiling; /* SDC_VAE_TILING_AUTO (default) | _ON | _OFF */
+
+    /* Image to image (init_image set, mask NULL): diffusers'
+     * StableDiffusionImg2ImgPipeline.  The init image is resized to width x
+     * height when its size differs (PIL's Lanczos, as diffusers' image
+     * processor), encoded by the VAE (a sample of its latent distribution,
+     * drawn from the seed's generator as diffusers does), noised to the point
+     * of the schedule that strength gives, and denoised from there:
+     * int(steps * strength) steps run (at least one, else
+     * SDC_ERR_INVALID_ARG).
+     * Inpainting (mask set too): diffusers' StableDiffusionInpaintPipeline.
+     * The mask (the init image's size; grey, or RGB taken as PIL's luma) is
+     * resized likewise and binarized at 50%: white is repainted, black kept.
+     * An inpainting model (UNet with 9 input channels) sees the mask and the
+     * masked image's latents; an ordinary one has the kept region's noised
+     * latents blended back after every step.  strength 1 starts from pure
+     * noise.  Images are 8-bit, 1 (grey) or 3 (RGB) channels, borrowed for
+     * the call. */
+    const sdc_image *init_image; /* NULL: text to image */
+    double strength;             /* 0..1; default 0.75 */
+    const sdc_image *mask;       /* NULL: no inpainting */
+
+    sdc_preview_fn preview; /* NULL: no previews */
+    void *preview_user;
+    int preview_every;      /* sampling steps between previews, >= 1 (default 1) */
 } sdc_gen_params;
 
 sdc_gen_params sdc_gen_params_default(void);
@@ -212,14 +266,10 @@ sdc_gen_params sdc_gen_params_default(void);
  * cross-attention keys and values, letting the weights go after). */
 typedef struct sdc_timings {
     double text, sample, decode, total;
-    int steps;
+    int steps; /* denoising steps run (img2img: the part strength leaves) */
     double sample_steps;
+    double encode; /* VAE encoding of the init image (0 without one) */
 } sdc_timings;
-
-typedef struct sdc_image {
-    int width, height, channels; /* channels = 3, RGB */
-    uint8_t *data;               /* height*width*channels, owned; sdc_image_free */
-} sdc_image;
 
 /* Makes one image.  On success *out holds pixels owned by the caller. */
 sdc_status sdc_generate(sdc_model *model, const sdc_gen_params *params, sdc_image *out,

@@ -13,6 +13,11 @@
 
 int t_checks, t_failures;
 
+int t_selected(const char *name) {
+    const char *only = getenv("SDC_TEST_ONLY");
+    return !only || !only[0] || strstr(name, only) != NULL;
+}
+
 double t_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -33,9 +33,11 @@ extern int t_checks, t_failures;
     } while (0)
 
 /* Runs one case; prints its result and wall time, flushed (a test killed by
- * ctest's timeout still shows how far it got). */
+ * ctest's timeout still shows how far it got).  SDC_TEST_ONLY=<substring>
+ * runs only the cases whose name has it (while developing). */
 #define RUN(fn)                                                                         \
     do {                                                                                \
+        if (!t_selected(#fn)) break;                                                    \
         int before_ = t_failures;                                                       \
         double t0_ = t_seconds();                                                       \
         fn();                                                                           \
@@ -43,6 +45,9 @@ extern int t_checks, t_failures;
                t_seconds() - t0_);                                                      \
         fflush(stdout);                                                                 \
     } while (0)
+
+/* Whether SDC_TEST_ONLY (unset: every case) selects the case named name. */
+int t_selected(const char *name);
 
 /* Monotonic wall clock, seconds. */
 double t_seconds(void);

@@ -317,7 +317,26 @@ typedef struct ref_case {
     int steps, width, height;
     float cfg;
     uint64_t seed;
+    /* img2img_ref only: the model, strength, and the init image's and
+     * mask's names (mask "": none) */
+    char model[32], taesd[32], init[32], mask[32];
+    double strength;
+    sdc_image init_image, mask_image; /* borrowed from the reference file */
 } ref_case;
+
+/* An input picture of the reference file (U8 [H, W, C]) as an sdc_image. */
+static sdc_image ref_pixels(const sdc_st_file *ref, const char *name) {
+    char key[64];
+    snprintf(key, sizeof key, "%.40s.pixels", name);
+    const sdc_weight *w = sdc_st_find(ref, key);
+    sdc_image im = {0, 0, 0, NULL};
+    CHECKF(w && w->dtype == SDC_DT_U8 && w->ndim == 3, "%s: no U8 [H, W, C] pixels", key);
+    if (w && w->dtype == SDC_DT_U8 && w->ndim == 3) {
+        im.height = (int)w->shape[0], im.width = (int)w->shape[1], im.channels = (int)w->shape[2];
+        im.data = (uint8_t *)w->data;
+    }
+    return im;
+}
 
 /* The cases listed in the fixture's metadata; returns the count. */
 static int load_cases(const sdc_st_file *ref, ref_case *cases, int max) {
@@ -341,6 +360,20 @@ static int load_cases(const sdc_st_file *ref, ref_case *cases, int max) {
         r->height = cJSON_GetObjectItem(c, "height")->valueint;
         r->cfg = (float)cJSON_GetObjectItem(c, "cfg")->valuedouble;
         r->seed = (uint64_t)cJSON_GetObjectItem(c, "seed")->valuedouble;
+        const cJSON *model = cJSON_GetObjectItem(c, "model"), *init = cJSON_GetObjectItem(c, "init");
+        const cJSON *mask = cJSON_GetObjectItem(c, "mask");
+        if (cJSON_IsString(model)) snprintf(r->model, sizeof r->model, "%s", model->valuestring);
+        const cJSON *taesd = cJSON_GetObjectItem(c, "taesd");
+        if (cJSON_IsString(taesd)) snprintf(r->taesd, sizeof r->taesd, "%s", taesd->valuestring);
+        if (cJSON_IsString(init)) {
+            snprintf(r->init, sizeof r->init, "%s", init->valuestring);
+            r->strength = cJSON_GetObjectItem(c, "strength")->valuedouble;
+            r->init_image = ref_pixels(ref, r->init);
+        }
+        if (cJSON_IsString(mask)) {
+            snprintf(r->mask, sizeof r->mask, "%s", mask->valuestring);
+            r->mask_image = ref_pixels(ref, r->mask);
+        }
         n++;
     }
     cJSON_Delete(root);
@@ -358,6 +391,11 @@ static sdc_gen_params case_params(const ref_case *c) {
     p.seed = c->seed;
     p.sampler = c->sampler;
     p.schedule = c->schedule;
+    if (c->init[0]) {
+        p.init_image = &c->init_image;
+        p.strength = c->strength;
+    }
+    if (c->mask[0]) p.mask = &c->mask_image;
     return p;
 }
 
@@ -419,7 +457,8 @@ static void run_case(sdc_model *m, const sdc_st_file *ref, const ref_case *c, co
                c->name, off_by_one, off_more);
         if (off_by_one > worst_bytes) worst_bytes = off_by_one;
         CHECK(out.width == c->width && out.height == c->height && out.channels == 3);
-        CHECK(tm.total > 0 && tm.steps >= c->steps);
+        CHECK(tm.total > 0 && (c->init[0] ? tm.steps >= 1 && tm.steps <= 2 * c->steps
+                                          : tm.steps >= c->steps));
         if (e_lat > worst_latent) worst_latent = e_lat;
         if (e_u8 > worst_u8) worst_u8 = e_u8;
         if (e_f > worst_float) worst_float = e_f;
@@ -429,11 +468,11 @@ static void run_case(sdc_model *m, const sdc_st_file *ref, const ref_case *c, co
     free(img);
 }
 
-/* diffusers' outputs (pipeline_ref.safetensors) and their cases; NULL
- * (a failed check) if the file does not open. */
-static sdc_st_file *open_ref(ref_case *cases, int cap, int *n) {
+/* diffusers' outputs (file, e.g. pipeline_ref.safetensors) and their cases;
+ * NULL (a failed check) if the file does not open. */
+static sdc_st_file *open_ref(const char *file, ref_case *cases, int cap, int *n) {
     sdc_st_file *ref = NULL;
-    sdc_status st = sdc_st_open(t_fixture("pipeline_ref.safetensors"), &ref);
+    sdc_status st = sdc_st_open(t_fixture(file), &ref);
     CHECKF(st == SDC_OK, "%s", sdc_last_error());
     if (st != SDC_OK) return NULL;
     *n = load_cases(ref, cases, cap);
@@ -443,7 +482,7 @@ static sdc_st_file *open_ref(ref_case *cases, int cap, int *n) {
 static void test_against_diffusers(void) {
     ref_case cases[32];
     int n = 0;
-    sdc_st_file *ref = open_ref(cases, 32, &n);
+    sdc_st_file *ref = open_ref("pipeline_ref.safetensors", cases, 32, &n);
     if (!ref) return;
     sdc_status st;
     CHECK(n >= 7);
@@ -466,6 +505,161 @@ static void test_against_diffusers(void) {
            "(tol 1%%)\n",
            worst_latent, LATENT_TOL, worst_u8, U8_MAE_TOL, worst_float, FLOAT_MAE_TOL, worst_bytes);
     sdc_st_close(ref);
+}
+
+/* Image to image and inpainting against diffusers' StableDiffusionImg2ImgPipeline
+ * and StableDiffusionInpaintPipeline (img2img_ref.safetensors,
+ * scripts/fixtures_lib/img2img.py): every sampler, three and more strengths,
+ * both UNet kinds, grey and RGB inputs and masks, resizing; both layouts of
+ * both models; the text-to-image tolerances. */
+static void test_img2img(void) {
+    ref_case cases[32];
+    int n = 0;
+    sdc_st_file *ref = open_ref("img2img_ref.safetensors", cases, 32, &n);
+    if (!ref) return;
+    CHECK(n >= 18);
+    worst_latent = worst_u8 = worst_float = 0;
+    worst_bytes = 0;
+    const char *models[2] = {"tiny-sd", "tiny-sd-inpaint"};
+    int ran = 0;
+    for (int mi = 0; mi < 4; mi++)
+        for (int l = 0; l < 2; l++) {
+            char path[64], taesd[300];
+            snprintf(path, sizeof path, "%s%s", models[mi % 2], l ? ".safetensors" : "");
+            snprintf(taesd, sizeof taesd, "%s", mi >= 2 ? t_fixture("tiny-taesd-x2") : "");
+            sdc_model *m = NULL;
+            sdc_load_params lp = sdc_load_params_default();
+            lp.n_threads = 2;
+            lp.taesd = mi >= 2 ? taesd : NULL;
+            sdc_status st = sdc_model_load(t_fixture(path), &lp, &m);
+            CHECKF(st == SDC_OK, "%s: %s", path, sdc_last_error());
+            if (st != SDC_OK) continue;
+            for (int i = 0; i < n; i++)
+                if (strcmp(cases[i].model, models[mi % 2]) == 0 && !cases[i].taesd[0] == (mi < 2))
+                    run_case(m, ref, &cases[i], l ? "file" : "folder", &k_fp32_tol), ran++;
+            sdc_model_free(m);
+        }
+    CHECKF(ran == 2 * n, "%d of %d cases ran", ran, 2 * n);
+    printf("  img2img worst: latents rel L2 %.2e (tol %.0e), image MAE %.3f/255 (tol %.2f), "
+           "float image MAE %.2e (tol %.2e), %zu bytes off by one\n",
+           worst_latent, LATENT_TOL, worst_u8, U8_MAE_TOL, worst_float, FLOAT_MAE_TOL, worst_bytes);
+    sdc_st_close(ref);
+}
+
+typedef struct preview_log {
+    int calls, last_step, last_total, width, height, channels;
+    uint8_t last[16 * 16 * 3];
+} preview_log;
+
+static void on_preview(void *user, int step, int total, const sdc_image *im) {
+    preview_log *l = user;
+    l->calls++;
+    l->last_step = step, l->last_total = total;
+    l->width = im->width, l->height = im->height, l->channels = im->channels;
+    if ((size_t)im->width * im->height * 3 <= sizeof l->last)
+        memcpy(l->last, im->data, (size_t)im->width * im->height * 3);
+}
+
+/* Previews: every N steps and at the last; at the last step of Euler the
+ * denoised estimate is the final latents (sigma_next = 0), so the preview
+ * is their picture by the latent-to-RGB map. */
+static void test_preview(void) {
+    sdc_model *m = NULL;
+    sdc_status st = sdc_model_load(t_fixture("tiny-sd"), NULL, &m);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    if (!m) return;
+    static const float k[3][4] = {{0.298f, 0.187f, -0.158f, -0.184f},
+                                  {0.207f, 0.286f, 0.189f, -0.271f},
+                                  {0.208f, 0.173f, 0.264f, -0.473f}};
+    sdc_gen_params p = sdc_gen_params_default();
+    p.prompt = "a red cube";
+    p.width = p.height = 32;
+    p.steps = 5;
+    p.sampler = SDC_SAMPLER_EULER;
+    p.schedule = SDC_SCHEDULE_DISCRETE;
+    preview_log log;
+    memset(&log, 0, sizeof log);
+    p.preview = on_preview;
+    p.preview_user = &log;
+    p.preview_every = 2;
+    float lat[4 * 16 * 16];
+    sdc_gen_debug dbg = {lat, NULL};
+    sdc_image out;
+    st = sdc_generate_debug(m, &p, &out, NULL, &dbg);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    CHECKF(log.calls == 3 && log.last_step == 5 && log.last_total == 5, "%d previews, last %d/%d",
+           log.calls, log.last_step, log.last_total);
+    CHECK(log.width == 16 && log.height == 16 && log.channels == 3);
+    int off = 0;
+    for (int i = 0; i < 16 * 16; i++)
+        for (int c = 0; c < 3; c++) {
+            float v = 0;
+            for (int l = 0; l < 4; l++) v += k[c][l] * lat[l * 256 + i];
+            v = fminf(fmaxf((v + 1) * 0.5f, 0), 1) * 255;
+            off += abs((int)log.last[3 * i + c] - (int)nearbyintf(v)) > 1;
+        }
+    CHECKF(off == 0, "%d preview values differ from the final latents' picture", off);
+    sdc_image_free(&out);
+    /* refused: no steps between previews */
+    p.preview_every = 0;
+    st = sdc_generate(m, &p, &out, NULL);
+    CHECKF(st == SDC_ERR_INVALID_ARG && strstr(sdc_last_error(), "preview"), "%s",
+           sdc_last_error());
+    sdc_model_free(m);
+}
+
+/* Bad image-to-image and inpainting parameters: refused before any work,
+ * with a message naming the problem. */
+static void test_img2img_params(void) {
+    sdc_model *m = NULL, *m9 = NULL;
+    sdc_status st = sdc_model_load(t_fixture("tiny-sd"), NULL, &m);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    st = sdc_model_load(t_fixture("tiny-sd-inpaint"), NULL, &m9);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    if (!m || !m9) {
+        sdc_model_free(m);
+        sdc_model_free(m9);
+        return;
+    }
+    uint8_t px[32 * 32 * 3], px2[16 * 32];
+    memset(px, 128, sizeof px);
+    memset(px2, 255, sizeof px2);
+    sdc_image init = {32, 32, 3, px}, mask = {32, 32, 1, px}, small = {32, 16, 1, px2};
+    sdc_image four = {32, 32, 4, px}, empty = {0, 32, 3, px}, nodata = {32, 32, 3, NULL};
+    struct {
+        sdc_model *m;
+        const sdc_image *init, *mask;
+        double strength;
+        int steps;
+        const char *says;
+    } bad[] = {
+        {m, NULL, &mask, 0.5, 4, "mask needs an init image"},
+        {m, &init, NULL, 1.5, 4, "strength 1.5 is out of range"},
+        {m, &init, NULL, -0.1, 4, "strength -0.1 is out of range"},
+        {m, &init, NULL, 0.2, 4, "leaves no step"},
+        {m, &init, &small, 0.5, 4, "must be the same size"},
+        {m, &four, NULL, 0.5, 4, "4 channels"},
+        {m, &empty, NULL, 0.5, 4, "out of range"},
+        {m, &nodata, NULL, 0.5, 4, "no pixels"},
+        {m9, NULL, NULL, 0.5, 4, "inpainting model: it needs an init image"},
+        {m9, &init, NULL, 0.5, 4, "inpainting model: it needs a mask"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sdc_gen_params p = sdc_gen_params_default();
+        p.prompt = "x";
+        p.width = p.height = 32;
+        p.steps = bad[i].steps;
+        p.init_image = bad[i].init;
+        p.mask = bad[i].mask;
+        p.strength = bad[i].strength;
+        sdc_image out = {1, 1, 3, NULL};
+        st = sdc_generate(bad[i].m, &p, &out, NULL);
+        CHECKF(st == SDC_ERR_INVALID_ARG && strstr(sdc_last_error(), bad[i].says),
+               "case %zu: %s: %s", i, sdc_status_str(st), sdc_last_error());
+        CHECK(out.data == NULL);
+    }
+    sdc_model_free(m);
+    sdc_model_free(m9);
 }
 
 /* The bf16 precision mode against the same fp32 references: its error,
@@ -525,7 +719,7 @@ static void test_opencl(void) {
     }
     ref_case cases[32];
     int n = 0;
-    sdc_st_file *ref = open_ref(cases, 32, &n);
+    sdc_st_file *ref = open_ref("pipeline_ref.safetensors", cases, 32, &n);
     if (!ref) return;
     sdc_status st;
     const char *layouts[2] = {"tiny-sd", "tiny-sd.safetensors"};
@@ -857,6 +1051,9 @@ int main(void) {
     RUN(test_nonfinite);
     RUN(test_cancel_mid_step);
     RUN(test_against_diffusers);
+    RUN(test_img2img);
+    RUN(test_img2img_params);
+    RUN(test_preview);
     RUN(test_bf16_mode);
     RUN(test_opencl);
     return t_summary();

@@ -2,7 +2,8 @@
  * Reference: tests/fixtures/sched_ref.safetensors (scripts/fixtures_lib/schedulers.py),
  * per <sampler>.<schedule>.<steps>: timesteps, sigmas, init_noise_sigma,
  * input_scale, and the latents after the whole pipeline loop with a fake
- * model (final: epsilon prediction, final_v: v prediction).
+ * model (final: epsilon prediction, final_v: v prediction); at 5 steps the
+ * denoised estimate at the middle index (x0, x0_v: sdc_sched_pred_x0).
  * Tolerances: schedule values 1e-6 relative (float32 numbers computed through
  * MKL/numpy functions that are not always correctly rounded); timesteps
  * also 2e-5 absolute (Karras timesteps near 0 come from a difference of two
@@ -24,7 +25,7 @@ static sdc_st_file *g_ref;
 static const int g_steps[] = {1, 2, 5, 20, 50};
 
 /* worst errors seen, for the report */
-static double g_worst_t, g_worst_sigma, g_worst_scale, g_worst_traj, g_worst_traj_v;
+static double g_worst_t, g_worst_sigma, g_worst_scale, g_worst_traj, g_worst_traj_v, g_worst_x0;
 
 static const sdc_weight *ref(const char *key, const char *what, sdc_dtype dt) {
     char name[128];
@@ -62,6 +63,34 @@ static void run_loop(sdc_sched *s, float *out) {
 }
 
 static int n_combos;
+
+/* The denoised estimate at the middle index of a 5-step loop (preview):
+ * sdc_sched_pred_x0 on diffusers' latents and model output there. */
+static void check_x0(sdc_sampler sampler, sdc_schedule schedule, const char *key,
+                     sdc_prediction pred, const char *sfx) {
+    char name[32];
+    const sdc_weight *w[4];
+    const char *parts[4] = {"x0_x", "x0_eps", "x0_i", "x0"};
+    for (int k = 0; k < 4; k++) {
+        snprintf(name, sizeof name, "%s%s", parts[k], sfx);
+        w[k] = ref(key, name, k == 2 ? SDC_DT_I64 : SDC_DT_F32);
+    }
+    CHECKF(w[0] && w[1] && w[2] && w[3] && w[0]->numel == LATENT_N && w[3]->numel == LATENT_N,
+           "%s: no x0%s reference", key, sfx);
+    if (!(w[0] && w[1] && w[2] && w[3] && w[0]->numel == LATENT_N && w[3]->numel == LATENT_N))
+        return;
+    sdc_sched_config cfg = sdc_sched_config_sd1();
+    cfg.prediction_type = pred;
+    sdc_sched *s = NULL;
+    if (sdc_sched_create(sampler, schedule, &cfg, 5, LATENT_N, &s) != SDC_OK) return;
+    float x0[LATENT_N];
+    const int i = (int)*(const int64_t *)w[2]->data;
+    sdc_sched_pred_x0(s, i, w[0]->data, w[1]->data, x0);
+    const double err = t_rel_l2(x0, w[3]->data, LATENT_N);
+    g_worst_x0 = fmax(g_worst_x0, err);
+    CHECKF(err <= 1e-6, "%s: denoised estimate%s at %d: rel L2 %.3g", key, sfx, i, err);
+    sdc_sched_free(s);
+}
 
 static void check_combo(sdc_sampler sampler, sdc_schedule schedule, int steps) {
     char key[96];
@@ -137,6 +166,10 @@ static void check_combo(sdc_sampler sampler, sdc_schedule schedule, int steps) {
     g_worst_traj_v = fmax(g_worst_traj_v, err);
     CHECKF(err <= 1e-5, "%s: final latents (v prediction) rel L2 %.3g", key, err);
     sdc_sched_free(s);
+    if (steps == 5) {
+        check_x0(sampler, schedule, key, SDC_PRED_EPSILON, "");
+        check_x0(sampler, schedule, key, SDC_PRED_V, "_v");
+    }
 }
 
 static void test_against_diffusers(void) {
@@ -147,8 +180,9 @@ static void test_against_diffusers(void) {
     /* 7 samplers discrete + 4 karras, 5 step counts each */
     CHECKF(n_combos == 55, "%d combinations found in the fixture", n_combos);
     printf("  %d combinations; worst: timestep %.2g, sigma %.2g, input scale %.2g (relative), "
-           "final latents rel L2 %.2g (epsilon), %.2g (v)\n",
-           n_combos, g_worst_t, g_worst_sigma, g_worst_scale, g_worst_traj, g_worst_traj_v);
+           "final latents rel L2 %.2g (epsilon), %.2g (v), denoised estimate %.2g\n",
+           n_combos, g_worst_t, g_worst_sigma, g_worst_scale, g_worst_traj, g_worst_traj_v,
+           g_worst_x0);
 }
 
 static void test_karras_only_where_offered(void) {

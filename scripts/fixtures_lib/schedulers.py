@@ -118,6 +118,34 @@ def _run(sched):
     return latents.float().contiguous()
 
 
+def _x0_at_middle(name, sched):
+    """The loop of _run up to index len // 2; there: latents, the model
+    output and the denoised estimate (pred_original_sample where step()
+    returns it, else what the class computes internally)."""
+    g = torch.Generator("cpu").manual_seed(SEED)
+    latents = torch.randn(SHAPE, generator=g, dtype=torch.float32) * sched.init_noise_sigma
+    params = set(inspect.signature(sched.step).parameters.keys())
+    extra = {k: v for k, v in (("eta", 0.0), ("generator", g)) if k in params}
+    mid = len(sched.timesteps) // 2
+    for i, t in enumerate(sched.timesteps):
+        x_in = sched.scale_model_input(latents, t)
+        eps = fake_model(x_in, t)
+        if i == mid:
+            if name == "dpm++2m":
+                x0 = sched.convert_model_output(eps, sample=latents)
+            elif name == "pndm":
+                a = sched.alphas_cumprod[int(t)]
+                if sched.config.prediction_type == "v_prediction":
+                    x0 = a ** 0.5 * latents - (1 - a) ** 0.5 * eps
+                else:
+                    x0 = (latents - (1 - a) ** 0.5 * eps) / a ** 0.5
+            else:
+                x0 = sched.step(eps, t, latents.clone(), **extra).pred_original_sample
+            return latents.contiguous(), eps.contiguous(), i, x0.float().contiguous()
+        latents = sched.step(eps, t, latents, **extra, return_dict=False)[0]
+    raise AssertionError("no middle step")
+
+
 def make_rng(outdir):
     out = {}
     for seed in RNG_SEEDS:
@@ -164,6 +192,13 @@ def make_sched(outdir):
                 out[key + "input_scale"] = torch.tensor(scales, dtype=torch.float64)
                 out[key + "final"] = _run(_fresh(cls, karras, steps, "epsilon"))
                 out[key + "final_v"] = _run(_fresh(cls, karras, steps, "v_prediction"))
+                if steps == 5:
+                    for pred in ("epsilon", "v_prediction"):
+                        x, eps, i, x0 = _x0_at_middle(name, _fresh(cls, karras, steps, pred))
+                        sfx = "" if pred == "epsilon" else "_v"
+                        out[key + "x0_x" + sfx], out[key + "x0_eps" + sfx] = x, eps
+                        out[key + "x0_i" + sfx] = torch.tensor([i], dtype=torch.int64)
+                        out[key + "x0" + sfx] = x0
     save_file(out, os.path.join(outdir, "sched_ref.safetensors"),
               metadata={"made_with": f"diffusers {diffusers.__version__}, torch {torch.__version__}, seed {SEED}"})
 

@@ -472,6 +472,11 @@ char *sdc_infotext(const sdc_gen_params *p, const char *model_name) {
         sb_puts(&b, ", Model: ");
         sb_put_value(&b, model_name);
     }
+    if (p->init_image) {
+        sb_puts(&b, ", Denoising strength: ");
+        format_float((float)p->strength, num, sizeof num);
+        sb_puts(&b, num);
+    }
     sb_puts(&b, ", Version: sdc " SDC_VERSION);
     if (b.failed) {
         free(b.s);

@@ -610,13 +610,12 @@ static sdc_status check_family(const sdc_model_files *mf) {
             SDC_ERR_UNSUPPORTED,
             "SD 2.x models are not supported (OpenCLIP text encoder, cross-attention dim %d%s)",
             u->cross_dim, u->use_linear_projection ? ", linear projections" : "");
-    if (u->in_channels == 9)
-        return sdc_fail(SDC_ERR_UNSUPPORTED,
-                        "inpainting models are not supported (UNet in_channels 9)");
     if (u->in_channels == 8)
         return sdc_fail(SDC_ERR_UNSUPPORTED,
                         "InstructPix2Pix models are not supported (UNet in_channels 8)");
-    if (u->in_channels != mf->vae.latent_channels || u->out_channels != mf->vae.latent_channels)
+    /* an inpainting UNet also takes the mask and the masked image's latent */
+    const int lc = mf->vae.latent_channels;
+    if ((u->in_channels != lc && u->in_channels != 2 * lc + 1) || u->out_channels != lc)
         return sdc_fail(SDC_ERR_UNSUPPORTED,
                         "UNet in/out channels %d/%d do not match the VAE's %d latent channels",
                         u->in_channels, u->out_channels, mf->vae.latent_channels);
@@ -816,7 +815,8 @@ static sdc_status check_model_index(const char *dir) {
         st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: SDXL models are not supported (text_encoder_2)", p);
     } else if (name &&
                (strstr(name, "XL") || strstr(name, "StableDiffusion3") || strstr(name, "Flux") ||
-                strstr(name, "Inpaint") || strstr(name, "Upscale") || strstr(name, "UnCLIP"))) {
+                strstr(name, "Upscale") || strstr(name, "UnCLIP") ||
+                (strstr(name, "Inpaint") && strcmp(name, "StableDiffusionInpaintPipeline") != 0))) {
         st = sdc_fail(SDC_ERR_UNSUPPORTED, "%s: %.60s models are not supported (sdc runs SD 1.x)",
                       p, name);
     }
@@ -948,10 +948,12 @@ const char *sdc_model_files_name(const sdc_model_files *mf) { return mf->name; }
 void sdc_model_files_advise(const sdc_model_files *mf, const sdc_weight *w,
                             sdc_page_advice advice) {
     if (!mf || !w) return;
-    if (advice == SDC_PAGES_RELEASE) /* the counter is no part of the files' state */
-        atomic_fetch_add(&((sdc_model_files *)mf)->released, w->nbytes);
     for (int c = 0; c < COMP_COUNT; c++)
-        if (sdc_st_advise(mf->files[c], w->data, w->nbytes, advice)) return;
+        if (sdc_st_advise(mf->files[c], w->data, w->nbytes, advice)) {
+            if (advice == SDC_PAGES_RELEASE) /* the counter is no part of the files' state */
+                atomic_fetch_add(&((sdc_model_files *)mf)->released, w->nbytes);
+            return;
+        }
 }
 
 size_t sdc_model_files_released_bytes(const sdc_model_files *mf) {

@@ -40,8 +40,10 @@
 #include "backends/opencl/opencl.h"
 #include "core/arena.h"
 #include "core/error.h"
+#include "image/image_read.h"
 #include "io/model_files.h"
 #include "models/models.h"
+#include "models/taesd.h"
 #include "pipeline/pipeline_internal.h"
 #include "sched/rng.h"
 #include "sched/sched.h"
@@ -51,6 +53,8 @@
  * SDC_MAX_PIXELS pixels in all, so no size product can overflow. */
 #define SDC_MAX_SIDE 16384
 #define SDC_MAX_PIXELS (4096 * 4096)
+/* An init image or mask may be larger than the image made (it is resized) */
+#define SDC_MAX_INPUT_PIXELS (8192 * 8192)
 #define SDC_MAX_STEPS 1000
 #define SDC_MAX_CFG 100.0f
 /* SDC_VAE_TILING_AUTO decodes images up to this side whole (SD 1.x's 512,
@@ -64,6 +68,8 @@ struct sdc_model {
     sdc_clip *clip;      /* owned */
     sdc_unet *unet;      /* owned */
     sdc_vae *vae;        /* owned */
+    sdc_taesd *taesd;    /* owned; NULL: none */
+    int taesd_all;       /* TAESD decodes and encodes (else previews only) */
     int vae_scale;       /* f = 2^(vae levels - 1): image / latent size */
     int unet_div;        /* 2^(unet levels - 1): latent sides must be multiples */
     int verbose;
@@ -80,7 +86,7 @@ static int profiling(void) {
 }
 
 sdc_load_params sdc_load_params_default(void) {
-    sdc_load_params p = {0, 0, 0, SDC_PRECISION_FP32, SDC_BACKEND_AUTO, NULL, 0};
+    sdc_load_params p = {0, 0, 0, SDC_PRECISION_FP32, SDC_BACKEND_AUTO, NULL, 0, NULL, 0};
     return p;
 }
 
@@ -171,15 +177,21 @@ sdc_gen_params sdc_gen_params_default(void) {
     p.seed = 42;
     p.sampler = SDC_SAMPLER_DPMPP_2M;
     p.schedule = SDC_SCHEDULE_KARRAS;
+    p.strength = 0.75;
+    p.preview_every = 1;
     return p;
 }
+
+static void taesd_residency(const sdc_model *m, sdc_residency r);
 
 void sdc_model_free(sdc_model *m) {
     if (!m) return;
     sdc_vae_free(m->vae);
     sdc_unet_free(m->unet);
     sdc_clip_free(m->clip);
+    if (m->be && m->taesd) taesd_residency(m, SDC_RES_RELEASE);
     if (m->be) m->be->free(m->be);
+    sdc_taesd_free(m->taesd);
     sdc_tokenizer_free(m->tok);
     sdc_model_files_close(m->mf);
     free(m);
@@ -189,12 +201,23 @@ const char *sdc_model_describe(const sdc_model *m) { return m ? m->desc : ""; }
 
 int sdc_model_vae_scale(const sdc_model *m) { return m ? m->vae_scale : 0; }
 
+int sdc_model_size_multiple(const sdc_model *m) {
+    return !m ? 0 : m->vae_scale * m->unet_div < 8 ? 8 : m->vae_scale * m->unet_div;
+}
+
+/* The UNet takes the mask and the masked image's latents besides the latent. */
+static int inpainting_unet(const sdc_model *m) {
+    return sdc_unet_cfg(m->unet)->in_channels != sdc_unet_cfg(m->unet)->out_channels;
+}
+
+int sdc_model_is_inpainting(const sdc_model *m) { return m ? inpainting_unet(m) : 0; }
+
 size_t sdc_model_released_bytes(const sdc_model *m) {
     return m ? sdc_model_files_released_bytes(m->mf) : 0;
 }
 
 int sdc_model_latent_channels(const sdc_model *m) {
-    return m ? sdc_unet_cfg(m->unet)->in_channels : 0;
+    return m ? sdc_unet_cfg(m->unet)->out_channels : 0;
 }
 
 static const char *weight_dtype(const sdc_model_files *mf, const char *name) {
@@ -214,7 +237,9 @@ static sdc_status check_configs(const sdc_model *m, const char *path) {
         return sdc_fail(SDC_ERR_FORMAT,
                         "%s: text encoder width %d does not match the UNet's cross_attention_dim %d",
                         path, cc->hidden, uc->cross_dim);
-    if (vc->latent_channels != uc->in_channels || uc->out_channels != uc->in_channels)
+    /* an inpainting UNet takes the latent, the mask and the masked image's latent */
+    const int lc = vc->latent_channels;
+    if (uc->out_channels != lc || (uc->in_channels != lc && uc->in_channels != 2 * lc + 1))
         return sdc_fail(SDC_ERR_FORMAT,
                         "%s: VAE latent channels %d do not match the UNet's in/out channels %d/%d",
                         path, vc->latent_channels, uc->in_channels, uc->out_channels);
@@ -228,6 +253,41 @@ static sdc_status check_configs(const sdc_model *m, const char *path) {
     if (!(vc->scaling_factor > 0) || !isfinite(vc->scaling_factor))
         return sdc_fail(SDC_ERR_FORMAT, "%s: bad VAE scaling_factor %g", path,
                         (double)vc->scaling_factor);
+    return SDC_OK;
+}
+
+/* The weights of the TAESD's halves to the backend (one be->weights call). */
+static void taesd_residency(const sdc_model *m, sdc_residency r) {
+    const int parts = SDC_TAESD_ENCODER | SDC_TAESD_DECODER;
+    size_t n = sdc_taesd_weights(m->taesd, parts, NULL, 0);
+    const sdc_weight **w = n ? malloc(n * sizeof *w) : NULL;
+    if (!w) return; /* advice only */
+    sdc_taesd_weights(m->taesd, parts, w, n);
+    if (n <= INT32_MAX) m->be->weights(m->be, w, (int)n, r);
+    free(w);
+}
+
+/* lp->taesd: opened and checked against the model's VAE (latent channels,
+ * size factor); it must hold the decoder. */
+static sdc_status open_taesd(sdc_model *m, const sdc_load_params *lp) {
+    sdc_status st = sdc_taesd_open(lp->taesd, &m->taesd);
+    if (st != SDC_OK) return sdc_fail_context(st, "TAESD");
+    const sdc_taesd_config *t = sdc_taesd_cfg(m->taesd);
+    const int lc = sdc_vae_cfg(m->vae)->latent_channels;
+    if (!t->has_decoder)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "TAESD %s has no decoder", sdc_taesd_name(m->taesd));
+    if (t->latent_channels != lc || t->dec_factor != m->vae_scale ||
+        (t->has_encoder && t->enc_factor != m->vae_scale))
+        return sdc_fail(SDC_ERR_UNSUPPORTED,
+                        "TAESD %s (%d latent channels, %dx) does not fit this model's VAE (%d "
+                        "latent channels, %dx)",
+                        sdc_taesd_name(m->taesd), t->latent_channels, t->dec_factor, lc,
+                        m->vae_scale);
+    m->taesd_all = !lp->taesd_previews_only;
+    if (m->verbose)
+        fprintf(stderr, "sdc: TAESD %s%s for %s\n", sdc_taesd_name(m->taesd),
+                t->has_encoder ? "" : " (decoder only)",
+                m->taesd_all ? "decoding, encoding and previews" : "previews");
     return SDC_OK;
 }
 
@@ -281,6 +341,7 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
     }
     m->vae_scale = 1 << (sdc_vae_cfg(m->vae)->levels - 1);
     m->unet_div = 1 << (sdc_unet_cfg(m->unet)->levels - 1);
+    if (lp.taesd && (st = open_taesd(m, &lp)) != SDC_OK) goto fail;
 
     snprintf(m->desc, sizeof m->desc,
              "SD 1.x, %s, unet %s, text encoder %s, vae %s, tokenizer %s, %s",
@@ -332,10 +393,50 @@ static sdc_status check_side(const char *what, int v, int gran, int f) {
     return SDC_OK;
 }
 
+/* A borrowed input image: sizes within the limits, 1 or 3 channels. */
+static sdc_status check_input_image(const char *what, const sdc_image *im) {
+    if (!im->data) return sdc_fail(SDC_ERR_INVALID_ARG, "%s: no pixels", what);
+    if (im->width < 1 || im->height < 1 || im->width > SDC_MAX_SIDE || im->height > SDC_MAX_SIDE ||
+        (int64_t)im->width * im->height > SDC_MAX_INPUT_PIXELS)
+        return sdc_fail(SDC_ERR_INVALID_ARG,
+                        "%s: %dx%d pixels is out of range (sides 1..%d, at most %d pixels)", what,
+                        im->width, im->height, SDC_MAX_SIDE, SDC_MAX_INPUT_PIXELS);
+    if (im->channels != 1 && im->channels != 3)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "%s: %d channels (need 1, grey, or 3, RGB)", what,
+                        im->channels);
+    return SDC_OK;
+}
+
+/* The image-to-image and inpainting parameters against the model. */
+static sdc_status check_images(const sdc_model *m, const sdc_gen_params *p) {
+    const int inpaint_unet = inpainting_unet(m);
+    if (!p->init_image) {
+        if (p->mask)
+            return sdc_fail(SDC_ERR_INVALID_ARG, "a mask needs an init image to inpaint");
+        if (inpaint_unet)
+            return sdc_fail(SDC_ERR_INVALID_ARG,
+                            "this is an inpainting model: it needs an init image and a mask");
+        return SDC_OK;
+    }
+    sdc_status st = check_input_image("init image", p->init_image);
+    if (st != SDC_OK) return st;
+    if (!(p->strength >= 0.0 && p->strength <= 1.0))
+        return sdc_fail(SDC_ERR_INVALID_ARG, "strength %g is out of range (0..1)", p->strength);
+    if (p->mask) {
+        if ((st = check_input_image("mask", p->mask)) != SDC_OK) return st;
+        if (p->mask->width != p->init_image->width || p->mask->height != p->init_image->height)
+            return sdc_fail(SDC_ERR_INVALID_ARG, "the mask is %dx%d, the init image %dx%d: they "
+                            "must be the same size", p->mask->width, p->mask->height,
+                            p->init_image->width, p->init_image->height);
+    } else if (inpaint_unet) {
+        return sdc_fail(SDC_ERR_INVALID_ARG, "this is an inpainting model: it needs a mask");
+    }
+    return SDC_OK;
+}
+
 static sdc_status check_params(const sdc_model *m, const sdc_gen_params *p) {
     if (!p->prompt) return sdc_fail(SDC_ERR_INVALID_ARG, "prompt is NULL");
-    int gran = m->vae_scale * m->unet_div;
-    if (gran < 8) gran = 8;
+    const int gran = sdc_model_size_multiple(m);
     sdc_status st = check_side("width", p->width, gran, m->vae_scale);
     if (st == SDC_OK) st = check_side("height", p->height, gran, m->vae_scale);
     if (st != SDC_OK) return st;
@@ -356,19 +457,36 @@ static sdc_status check_params(const sdc_model *m, const sdc_gen_params *p) {
         return sdc_fail(SDC_ERR_INVALID_ARG, "unknown schedule %d", (int)p->schedule);
     if ((unsigned)p->vae_tiling >= SDC_VAE_TILING_COUNT)
         return sdc_fail(SDC_ERR_INVALID_ARG, "unknown VAE tiling mode %d", (int)p->vae_tiling);
-    return SDC_OK;
+    if (p->preview && p->preview_every < 1)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "preview every %d steps: must be at least 1",
+                        p->preview_every);
+    if (p->preview && !m->taesd && sdc_unet_cfg(m->unet)->out_channels != 4)
+        return sdc_fail(SDC_ERR_UNSUPPORTED, "previews need 4 latent channels (the model has %d)",
+                        sdc_unet_cfg(m->unet)->out_channels);
+    return check_images(m, p);
 }
 
 /* Everything one sdc_generate call owns; freed by gen_free. */
 typedef struct gen_state {
     sdc_sched *sched;
+    sdc_rng rng;     /* the seed's generator: VAE samples, noise, ancestral steps */
     sdc_arena arena; /* the network that runs now */
     float *x;        /* host [n]: latents */
     float *eps;      /* host [n]: guided noise; then x / scaling_factor */
     float *ctx;      /* host [B, S, D]: uncond then cond */
-    float *img;      /* host [3, H, W] */
+    float *img;      /* host [3, H, W]: the init image, then the decoded image */
     uint8_t *rgb;    /* host [H, W, 3]; handed to the caller on success */
     double steps_s;  /* seconds in the denoising steps themselves */
+    /* inpainting (NULL otherwise) */
+    float *mask;     /* host [H, W] then [h, w]: 1 repaint, 0 keep */
+    float *lat0;     /* host [n]: the init image's latents (ordinary UNet) */
+    float *noise;    /* host [n]: the noise they are noised with at each step */
+    float *cond;     /* host [n + h w]: the mask and the masked image's latents
+                        (inpainting UNet: its extra input channels) */
+    /* previews (NULL otherwise) */
+    float *x0;       /* host [n]: the denoised estimate */
+    uint8_t *prgb;   /* host [h, w, 3] (TAESD: [H, W, 3]): its picture */
+    sdc_arena parena; /* TAESD's activations for the previews */
 } gen_state;
 
 static void gen_free(gen_state *g) {
@@ -379,6 +497,13 @@ static void gen_free(gen_state *g) {
     free(g->ctx);
     free(g->img);
     free(g->rgb);
+    free(g->mask);
+    free(g->lat0);
+    free(g->noise);
+    free(g->cond);
+    free(g->x0);
+    free(g->prgb);
+    sdc_arena_free(&g->parena);
 }
 
 static int report(const sdc_gen_params *p, sdc_stage stage, int step, int total) {
@@ -523,6 +648,285 @@ static sdc_status encode_text(sdc_model *m, const sdc_gen_params *p, gen_state *
     return SDC_OK;
 }
 
+/* Plans a (TAESD) arena with the pass the null backend ran into it. */
+static sdc_status taesd_plan(sdc_model *m, sdc_arena *a, sdc_status pass, const char *what) {
+    if (pass != SDC_OK) return pass;
+    return arena_commit_plan(m, a, what);
+}
+
+/* g->img [3, H, W] = TAESD's decode of z host [C, h, w] in arena a: planned,
+ * run, the arena given back. */
+static sdc_status taesd_decode(sdc_model *m, sdc_arena *a, const float *z, int h, int w,
+                               float *img) {
+    sdc_arena_plan(a);
+    sdc_status st = taesd_plan(
+        m, a, sdc_taesd_decode(m->taesd, sdc_backend_null(), a, NULL, 1, h, w, NULL), "TAESD");
+    if (st == SDC_OK) st = sdc_taesd_decode(m->taesd, m->be, a, z, 1, h, w, img);
+    if (st == SDC_OK) st = arena_checked(a, "TAESD");
+    if (st == SDC_OK) st = synced(m, "TAESD");
+    sdc_arena_free(a);
+    return st;
+}
+
+/* ---- image to image and inpainting: the init image's latents ------------------ */
+
+static sdc_status alloc_floats(float **p, size_t n) {
+    size_t bytes;
+    if (!sdc_mul_size(n, sizeof(float), &bytes) || !(*p = malloc(bytes ? bytes : 1)))
+        return sdc_fail(SDC_ERR_NOMEM, "out of memory (%zu floats)", n);
+    return SDC_OK;
+}
+
+
+/* in at width x height into *out: the pixels as they are, or resized as
+ * diffusers' image processor resizes (PIL's Lanczos) into tmp. */
+static sdc_status fit_image(const char *what, const sdc_image *in, int W, int H, sdc_image *tmp,
+                            const sdc_image **out) {
+    *out = in;
+    if (in->width == W && in->height == H) return SDC_OK;
+    sdc_status st = sdc_image_resize(in, W, H, tmp);
+    if (st != SDC_OK) return sdc_fail_context(st, "resizing %s", what);
+    *out = tmp;
+    return SDC_OK;
+}
+
+/* diffusers' image processor on the init image: [3, H, W] = 2 (u / 255) - 1
+ * in float32, a grey image replicated to RGB. */
+static sdc_status init_planes(const sdc_gen_params *p, float *out) {
+    sdc_image tmp = {0, 0, 0, NULL};
+    const sdc_image *im;
+    const int W = p->width, H = p->height;
+    sdc_status st = fit_image("the init image", p->init_image, W, H, &tmp, &im);
+    if (st != SDC_OK) return st;
+    const size_t plane = (size_t)W * H;
+    for (size_t k = 0; k < plane; k++)
+        for (int c = 0; c < 3; c++) {
+            const uint8_t u = im->data[k * im->channels + (im->channels == 3 ? c : 0)];
+            out[c * plane + k] = 2.0f * ((float)u / 255.0f) - 1.0f;
+        }
+    sdc_image_free(&tmp);
+    return SDC_OK;
+}
+
+/* The inpainting pipeline's mask processor: resized, then grey (PIL's
+ * convert("L") of RGB), u / 255 binarized at 0.5 -> [H, W] of 0 (keep) and
+ * 1 (repaint). */
+static sdc_status mask_plane(const sdc_gen_params *p, float *out) {
+    const int W = p->width, H = p->height;
+    sdc_image tmp = {0, 0, 0, NULL}, grey = {0, 0, 0, NULL};
+    const sdc_image *im;
+    sdc_status st = fit_image("the mask", p->mask, W, H, &tmp, &im);
+    if (st == SDC_OK && im->channels == 3) {
+        st = sdc_image_convert(im, 1, &grey);
+        im = &grey;
+    }
+    if (st == SDC_OK)
+        for (size_t k = 0; k < (size_t)W * H; k++)
+            out[k] = (float)im->data[k] / 255.0f < 0.5f ? 0.0f : 1.0f;
+    sdc_image_free(&tmp);
+    sdc_image_free(&grey);
+    return st;
+}
+
+typedef struct encoder_job {
+    float *img, *moments; /* dev [3, H, W], [2 C, h, w] */
+    float *host;          /* host [2 n]: the moments */
+    int H, W;
+    int64_t n;
+} encoder_job;
+
+/* TAESD encodes (sdc_load_params.taesd, with its encoder). */
+static int taesd_encodes(const sdc_model *m) {
+    return m->taesd && m->taesd_all && sdc_taesd_cfg(m->taesd)->has_encoder;
+}
+
+/* dst [n] = scaling_factor * (mean + exp(logvar / 2) * randn) of the VAE's
+ * latent distribution for the image in g->img, the logvar clamped to
+ * [-30, 20]: diffusers' retrieve_latents sampling with the generator, in
+ * its order of draws.  Through TAESD: scaling_factor * its latents, no
+ * draw (retrieve_latents takes AutoencoderTiny's .latents). */
+static sdc_status vae_sample(sdc_model *m, gen_state *g, const encoder_job *j, float *dst) {
+    sdc_backend *be = m->be;
+    if (taesd_encodes(m)) {
+        sdc_status st = sdc_taesd_encode(m->taesd, be, &g->arena, g->img, 1, j->H, j->W, dst);
+        if (st == SDC_OK) st = arena_checked(&g->arena, "TAESD");
+        if (st == SDC_OK) st = synced(m, "TAESD");
+        if (st != SDC_OK) return st;
+        if (cancel_asked(m)) return cancel_requested();
+        const float sf = sdc_taesd_cfg(m->taesd)->scaling_factor;
+        for (int64_t k = 0; k < j->n; k++) dst[k] = sf * dst[k];
+        return check_finite(dst, j->n, "TAESD encoder", 0, 0);
+    }
+    be->copy_in(be, j->img, g->img, (int64_t)3 * j->H * j->W);
+    sdc_vae_encode(m->vae, be, &g->arena, j->img, 1, j->H, j->W, j->moments);
+    sdc_status st = arena_checked(&g->arena, "the VAE encoder");
+    if (st != SDC_OK) return st;
+    be->copy_out(be, j->host, j->moments, 2 * j->n);
+    if ((st = synced(m, "the VAE encoder")) != SDC_OK) return st;
+    if (cancel_asked(m)) return cancel_requested();
+    if ((st = check_finite(j->host, 2 * j->n, "VAE encoder", 0, 0)) != SDC_OK) return st;
+    const float sf = sdc_vae_cfg(m->vae)->scaling_factor;
+    sdc_rng_randn(&g->rng, dst, j->n);
+    for (int64_t k = 0; k < j->n; k++) {
+        float lv = j->host[j->n + k];
+        lv = lv < -30.0f ? -30.0f : lv > 20.0f ? 20.0f : lv;
+        const float z = j->host[k] + expf(0.5f * lv) * dst[k];
+        dst[k] = sf * z;
+    }
+    return SDC_OK;
+}
+
+/* Encode stage (an init image): g->x = the latents the denoising starts
+ * from, and for inpainting the mask and latents the steps use, drawing from
+ * g->rng as diffusers' prepare_latents and prepare_mask_latents do:
+ *   img2img    lat = sample(init); noise; x = add_noise(lat, noise, begin)
+ *   inpainting lat = sample(init) (unless an inpainting UNet at strength 1);
+ *              noise; x = strength 1 ? noise * init_sigma : add_noise(...);
+ *              masked = sample(init * (mask < 0.5)) (its draws taken even
+ *              where an ordinary UNet has no use for it). */
+static sdc_status encode_image(sdc_model *m, const sdc_gen_params *p, gen_state *g, int h,
+                               int w, int64_t n) {
+    const int H = p->height, W = p->width, f = m->vae_scale;
+    const int inpaint = p->mask != NULL, unet9 = inpainting_unet(m);
+    const int begin = sdc_sched_begin_for_strength(g->sched, p->strength);
+    if (begin < 0)
+        return sdc_fail(SDC_ERR_INVALID_ARG,
+                        "strength %g leaves no step of %d to run (int(steps * strength) < 1)",
+                        p->strength, p->steps);
+    sdc_sched_set_begin(g->sched, begin);
+    sdc_status st = init_planes(p, g->img);
+    if (st == SDC_OK && inpaint) st = mask_plane(p, g->mask);
+    if (st != SDC_OK) return st;
+
+    encoder_job j = {NULL, NULL, NULL, H, W, n};
+    sdc_arena *a = &g->arena;
+    const int tiny = taesd_encodes(m);
+    if (tiny) {
+        taesd_residency(m, SDC_RES_PREFETCH);
+        sdc_arena_plan(a);
+        st = taesd_plan(
+            m, a, sdc_taesd_encode(m->taesd, sdc_backend_null(), a, NULL, 1, H, W, NULL), "TAESD");
+        if (st != SDC_OK) goto done;
+    } else {
+        if ((st = alloc_floats(&j.host, 2 * (size_t)n)) != SDC_OK) return st;
+        prefetch_weights(m, "vae.encoder.");
+        prefetch_weights(m, "vae.quant_conv.");
+        sdc_arena_plan(a);
+        for (int pass = 0; pass < 2; pass++) {
+            j.img = sdc_arena_alloc(a, (size_t)3 * H * W);
+            j.moments = sdc_arena_alloc(a, 2 * (size_t)n);
+            if (pass == 0) {
+                sdc_vae_encode(m->vae, sdc_backend_null(), a, j.img, 1, H, W, j.moments);
+                if ((st = arena_commit_plan(m, a, "the VAE encoder")) != SDC_OK) goto done;
+            }
+        }
+        if (!j.img || !j.moments) {
+            st = arena_checked(a, "the VAE encoder");
+            goto done;
+        }
+    }
+    const int strength_max = p->strength == 1.0;
+    if (!inpaint) {
+        if ((st = vae_sample(m, g, &j, g->x)) != SDC_OK) goto done;
+        sdc_rng_randn(&g->rng, g->eps, n);
+        sdc_sched_add_noise(g->sched, begin, g->x, g->eps, g->x);
+    } else {
+        if ((!unet9 || !strength_max) && (st = vae_sample(m, g, &j, g->lat0)) != SDC_OK) goto done;
+        sdc_rng_randn(&g->rng, g->noise, n);
+        if (strength_max) {
+            const float s0 = sdc_sched_init_noise_sigma(g->sched);
+            for (int64_t k = 0; k < n; k++) g->x[k] = g->noise[k] * s0;
+        } else {
+            sdc_sched_add_noise(g->sched, begin, g->lat0, g->noise, g->x);
+        }
+        const size_t plane = (size_t)H * W;
+        for (int c = 0; c < 3; c++)
+            for (size_t k = 0; k < plane; k++) g->img[c * plane + k] *= g->mask[k] < 0.5f;
+        /* the mask at latent size (torch's nearest interpolation by f), in place */
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) g->mask[(size_t)y * w + x] = g->mask[(size_t)y * f * W + (size_t)x * f];
+        if (unet9) {
+            memcpy(g->cond, g->mask, (size_t)h * w * sizeof(float));
+            st = vae_sample(m, g, &j, g->cond + (size_t)h * w);
+        } else {
+            sdc_rng_randn(&g->rng, g->eps, n); /* the masked image's sample, unused */
+        }
+        if (st != SDC_OK) goto done;
+    }
+    if (report(p, SDC_STAGE_ENCODE, 1, 1)) st = cancelled();
+done:
+    free(j.host);
+    sdc_arena_free(a);
+    if (tiny) {
+        taesd_residency(m, SDC_RES_RELEASE);
+    } else {
+        release_weights(m, "vae.encoder.");
+        release_weights(m, "vae.quant_conv.");
+    }
+    return st;
+}
+
+/* Inpainting with an ordinary UNet, after step i: the kept region (mask 0)
+ * becomes the init image's latents noised to the next step's level (or
+ * clean after the last), as diffusers' pipeline does:
+ * x = (1 - m) * proper + m * x.  g->eps serves as scratch. */
+static void blend_known(gen_state *g, int i, int len, int64_t n, int64_t hw) {
+    const float *proper = g->lat0;
+    if (i < len - 1) {
+        sdc_sched_add_noise(g->sched, i + 1, g->lat0, g->noise, g->eps);
+        proper = g->eps;
+    }
+    for (int64_t k = 0; k < n; k++) {
+        const float mk = g->mask[k % hw];
+        g->x[k] = (1.0f - mk) * proper[k] + mk * g->x[k];
+    }
+}
+
+/* A preview of the denoised estimate x0 [4, h, w] by a fixed linear map
+ * from SD's four latent channels to RGB (the approximation peers call
+ * "cheap": a least-squares fit of decoded colours to latents), then
+ * (v + 1) / 2 to 8 bits. */
+static void latent_rgb(const float *x0, int h, int w, uint8_t *rgb) {
+    static const float k[3][4] = {{0.298f, 0.187f, -0.158f, -0.184f},
+                                  {0.207f, 0.286f, 0.189f, -0.271f},
+                                  {0.208f, 0.173f, 0.264f, -0.473f}};
+    const size_t plane = (size_t)h * w;
+    for (size_t i = 0; i < plane; i++)
+        for (int c = 0; c < 3; c++) {
+            float v = 0.0f;
+            for (int l = 0; l < 4; l++) v += k[c][l] * x0[l * plane + i];
+            v = (v + 1.0f) * 0.5f;
+            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            rgb[3 * i + c] = (uint8_t)nearbyintf(v * 255.0f);
+        }
+}
+
+static void to_rgb(const float *img, int H, int W, uint8_t *rgb, float *dbg_image);
+
+/* After the model output eps of step i (before the step): the preview, if
+ * one is due; through TAESD in g->parena (planned by the caller) when the
+ * model has one. */
+static sdc_status preview(sdc_model *m, gen_state *g, const sdc_gen_params *p, int i, int begin,
+                          int len, int h, int w) {
+    const int step = i + 1 - begin, total = len - begin;
+    if (!p->preview || (step % p->preview_every != 0 && step != total)) return SDC_OK;
+    sdc_sched_pred_x0(g->sched, i, g->x, g->eps, g->x0);
+    sdc_image im = {w, h, 3, g->prgb};
+    if (m->taesd) {
+        const float sf = sdc_taesd_cfg(m->taesd)->scaling_factor;
+        for (int64_t k = 0; k < (int64_t)4 * h * w; k++) g->x0[k] /= sf;
+        sdc_status st = sdc_taesd_decode(m->taesd, m->be, &g->parena, g->x0, 1, h, w, g->img);
+        if (st == SDC_OK) st = synced(m, "TAESD (preview)");
+        if (st != SDC_OK) return st;
+        im.width = p->width, im.height = p->height;
+        to_rgb(g->img, im.height, im.width, g->prgb, NULL);
+    } else {
+        latent_rgb(g->x0, h, w, g->prgb);
+    }
+    p->preview(p->preview_user, step, total, &im);
+    return SDC_OK;
+}
+
 /* Sample stage: the denoising loop over g->x [n] (n = C*h*w). */
 static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, int B, int h,
                           int w, int64_t n) {
@@ -532,14 +936,16 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
     sdc_arena *a = &g->arena;
     float t[2];
 
-    /* plan: in dev [C, h, w] (the B rows share it), ctx dev [B, S, D], the context's keys and
+    /* plan: in dev [Cin, h, w] (the B rows share it; an inpainting UNet's
+     * Cin = C + 1 + C), ctx dev [B, S, D], the context's keys and
      * values kv (sdc_unet_context), out dev [B, C, h, w], then one UNet pass
      * against the null backend */
     float *in = NULL, *ctx = NULL, *kv = NULL, *out = NULL;
     size_t mark = 0;
     sdc_arena_plan(a);
+    const int64_t n_cond = g->cond ? n + (int64_t)h * w : 0;
     for (int pass = 0; pass < 2; pass++) {
-        in = sdc_arena_alloc(a, (size_t)n);
+        in = sdc_arena_alloc(a, (size_t)(n + n_cond));
         ctx = sdc_arena_alloc(a, ctx_n);
         kv = sdc_arena_alloc(a, sdc_unet_context_floats(m->unet, B, S));
         out = sdc_arena_alloc(a, (size_t)(B * n));
@@ -560,16 +966,27 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
     sdc_backend_profile_stage(be, "text");
     sdc_unet_context(m->unet, be, ctx, B, S, kv);
     sdc_backend_profile_stage(be, "unet");
+    /* the inpainting UNet's mask and masked latents: the same every step */
+    if (n_cond) be->copy_in(be, in + n, g->cond, n_cond);
+    if (p->preview && m->taesd) { /* TAESD's arena and weights for the previews */
+        taesd_residency(m, SDC_RES_PREFETCH);
+        sdc_arena_plan(&g->parena);
+        sdc_status st = taesd_plan(
+            m, &g->parena, sdc_taesd_decode(m->taesd, sdc_backend_null(), &g->parena, NULL, 1, h,
+                                            w, NULL),
+            "TAESD (previews)");
+        if (st != SDC_OK) return st;
+    }
 
-    sdc_rng rng;
-    sdc_rng_seed(&rng, p->seed);
-    sdc_rng_randn(&rng, g->x, n);
-    const float sigma0 = sdc_sched_init_noise_sigma(g->sched);
-    for (int64_t i = 0; i < n; i++) g->x[i] *= sigma0;
+    if (!p->init_image) { /* text to image: pure noise (an init image's latents are made) */
+        sdc_rng_randn(&g->rng, g->x, n);
+        const float sigma0 = sdc_sched_init_noise_sigma(g->sched);
+        for (int64_t i = 0; i < n; i++) g->x[i] *= sigma0;
+    }
 
-    const int len = sdc_sched_len(g->sched);
+    const int len = sdc_sched_len(g->sched), begin = sdc_sched_begin(g->sched);
     const double t_steps = now_s();
-    for (int i = 0; i < len; i++) {
+    for (int i = begin; i < len; i++) {
         /* the B rows (CFG: unconditional, conditional) share the input:
          * the UNet takes it once (sdc_unet_forward's shared) */
         be->copy_in(be, in, g->x, n);
@@ -584,20 +1001,19 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
         be->copy_out(be, g->eps, out, n);
         if ((st = synced(m, "the UNet")) != SDC_OK) return st;
         if (cancel_asked(m)) return cancel_requested();
-        sdc_sched_step(g->sched, i, g->eps, g->x, &rng);
-        if ((st = check_finite(g->x, n, "UNet", i + 1, len)) != SDC_OK) return st;
-        if (report(p, SDC_STAGE_SAMPLE, i + 1, len)) return cancelled();
+        if ((st = preview(m, g, p, i, begin, len, h, w)) != SDC_OK) return st;
+        sdc_sched_step(g->sched, i, g->eps, g->x, &g->rng);
+        if (p->mask && !g->cond) blend_known(g, i, len, n, (int64_t)h * w);
+        if ((st = check_finite(g->x, n, "UNet", i + 1 - begin, len - begin)) != SDC_OK) return st;
+        if (report(p, SDC_STAGE_SAMPLE, i + 1 - begin, len - begin)) return cancelled();
     }
     g->steps_s = now_s() - t_steps;
     sdc_arena_free(a);
     release_weights(m, "unet.");
-    return SDC_OK;
-}
-
-static sdc_status alloc_floats(float **p, size_t n) {
-    size_t bytes;
-    if (!sdc_mul_size(n, sizeof(float), &bytes) || !(*p = malloc(bytes ? bytes : 1)))
-        return sdc_fail(SDC_ERR_NOMEM, "out of memory (%zu floats)", n);
+    if (p->preview && m->taesd) {
+        sdc_arena_free(&g->parena);
+        taesd_residency(m, SDC_RES_RELEASE);
+    }
     return SDC_OK;
 }
 
@@ -666,21 +1082,33 @@ static sdc_status decode_tiles(sdc_model *m, gen_state *g, int h, int w, int til
 }
 
 /* Decode stage: g->img [3, H, W] = vae_decode(g->x / scaling_factor),
- * whole or in tiles (vae_tile). */
+ * whole or in tiles (vae_tile); or TAESD's decode of g->x / its
+ * scaling_factor (whole: its activations are a tenth of the VAE's). */
 static sdc_status decode(sdc_model *m, const sdc_gen_params *p, gen_state *g, int h, int w,
                          int64_t n) {
     const int64_t img_n = (int64_t)3 * p->height * p->width;
-    const float sf = sdc_vae_cfg(m->vae)->scaling_factor;
+    const int tiny = m->taesd && m->taesd_all;
+    const float sf = tiny ? sdc_taesd_cfg(m->taesd)->scaling_factor
+                          : sdc_vae_cfg(m->vae)->scaling_factor;
     for (int64_t i = 0; i < n; i++) g->eps[i] = g->x[i] / sf; /* as diffusers: a division */
-    prefetch_weights(m, "vae.post_quant_conv.");
-    prefetch_weights(m, "vae.decoder.");
-    const int tile = vae_tile(m, p, h, w);
-    sdc_status st = tile ? decode_tiles(m, g, h, w, tile) : decode_whole(m, g, h, w, n, img_n);
+    sdc_status st;
+    if (tiny) {
+        taesd_residency(m, SDC_RES_PREFETCH);
+        st = taesd_decode(m, &g->arena, g->eps, h, w, g->img);
+    } else {
+        prefetch_weights(m, "vae.post_quant_conv.");
+        prefetch_weights(m, "vae.decoder.");
+        const int tile = vae_tile(m, p, h, w);
+        st = tile ? decode_tiles(m, g, h, w, tile) : decode_whole(m, g, h, w, n, img_n);
+    }
     if (st != SDC_OK) return st;
     if (cancel_asked(m)) return cancel_requested();
     if ((st = check_finite(g->img, img_n, "VAE decoder", 0, 0)) != SDC_OK) return st;
     sdc_arena_free(&g->arena);
-    release_weights(m, "vae.");
+    if (tiny)
+        taesd_residency(m, SDC_RES_RELEASE);
+    else
+        release_weights(m, "vae.");
     if (report(p, SDC_STAGE_DECODE, 1, 1)) return cancelled();
     return SDC_OK;
 }
@@ -712,7 +1140,7 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
     const double t0 = now_s();
     const int H = p->height, W = p->width, f = m->vae_scale;
     const int h = H / f, w = W / f;
-    const int C = sdc_unet_cfg(m->unet)->in_channels;
+    const int C = sdc_unet_cfg(m->unet)->out_channels; /* latent channels */
     const int64_t n = (int64_t)C * h * w;
     const int B = p->cfg_scale > 1.0f ? 2 : 1;
     const int D = sdc_clip_cfg(m->clip)->hidden;
@@ -737,6 +1165,19 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
         st = sdc_fail(SDC_ERR_NOMEM, "out of memory");
         goto done;
     }
+    if (p->mask && ((st = alloc_floats(&g.mask, plane)) != SDC_OK ||
+                    (st = alloc_floats(&g.lat0, (size_t)n)) != SDC_OK ||
+                    (st = alloc_floats(&g.noise, (size_t)n)) != SDC_OK ||
+                    (inpainting_unet(m) &&
+                     (st = alloc_floats(&g.cond, (size_t)n + (size_t)h * w)) != SDC_OK)))
+        goto done;
+    g.parena.be = m->be;
+    if (p->preview && ((st = alloc_floats(&g.x0, (size_t)n)) != SDC_OK ||
+                       !(g.prgb = malloc(m->taesd ? 3 * plane : (size_t)h * w * 3)))) {
+        if (st == SDC_OK) st = sdc_fail(SDC_ERR_NOMEM, "out of memory (preview)");
+        goto done;
+    }
+    sdc_rng_seed(&g.rng, p->seed);
 
     double t1 = now_s();
     /* a failed generation's ops must not count into this one's table */
@@ -744,6 +1185,12 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
     sdc_backend_profile_stage(m->be, "text");
     st = encode_text(m, p, &g, B);
     if (st != SDC_OK) goto done;
+    double t_enc = now_s();
+    if (p->init_image) {
+        sdc_backend_profile_stage(m->be, "vae");
+        st = encode_image(m, p, &g, h, w, n);
+        if (st != SDC_OK) goto done;
+    }
     double t2 = now_s();
     sdc_backend_profile_stage(m->be, "unet");
     st = denoise(m, p, &g, B, h, w, n);
@@ -763,11 +1210,12 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
     out->data = g.rgb;
     g.rgb = NULL;
     if (timings) {
-        timings->text = t2 - t1;
+        timings->text = t_enc - t1;
+        timings->encode = t2 - t_enc;
         timings->sample = t3 - t2;
         timings->decode = t4 - t3;
         timings->total = t4 - t0;
-        timings->steps = sdc_sched_len(g.sched);
+        timings->steps = sdc_sched_len(g.sched) - sdc_sched_begin(g.sched);
         timings->sample_steps = g.steps_s;
     }
     if (m->verbose && m->be->memory) {

@@ -43,6 +43,7 @@ struct sdc_sched {
     int len;     /* model evaluations */
     int n_train; /* num_train_timesteps */
     int ratio;   /* num_train // steps (ddim, pndm) */
+    int begin;   /* the first index the loop runs (img2img: sdc_sched_set_begin) */
 
     float *timesteps;   /* [len]   as the UNet receives them */
     float *sigmas;      /* [len+1] or NULL */
@@ -476,7 +477,7 @@ static dpm_point dpm_at(float sigma) {
 }
 
 static void step_dpmpp_2m(sdc_sched *s, int i, const float *eps, float *x) {
-    if (i == 0) s->dpm_have = 0;
+    if (i == s->begin) s->dpm_have = 0;
     int cur = s->dpm_cur ^ 1;
     float *m0 = s->h[cur], *m1 = s->h[cur ^ 1];
     dpm_point ps0 = dpm_at(s->sigmas[i]);
@@ -554,10 +555,11 @@ static void pndm_prev_sample(const sdc_sched *s, int t, int prev, const float *x
  * its output is not kept). */
 static void step_pndm(sdc_sched *s, int i, const float *eps, float *x) {
     float *cur_sample = s->h[4];
-    if (i == 0) s->n_ets = 0, s->ets_head = 0;
+    const int counter = i - s->begin; /* diffusers' counter: steps since the loop began */
+    if (counter == 0) s->n_ets = 0, s->ets_head = 0;
     int t = (int)s->timesteps[i];
     int prev = t - s->ratio;
-    if (i != 1) {
+    if (counter != 1) {
         s->ets_head = (s->ets_head + 1) % 4;
         memcpy(s->h[s->ets_head], eps, sizeof(float) * (size_t)s->n);
         if (s->n_ets < 4) s->n_ets++;
@@ -569,10 +571,10 @@ static void step_pndm(sdc_sched *s, int i, const float *eps, float *x) {
     const float *e3 = s->h[(s->ets_head + 2) % 4], *e4 = s->h[(s->ets_head + 1) % 4];
     float *e = s->h[(s->ets_head + 1) % 4]; /* scratch: the oldest, read before written */
     const float *from = x;
-    if (s->n_ets == 1 && i == 0) {
+    if (s->n_ets == 1 && counter == 0) {
         memcpy(cur_sample, x, sizeof(float) * (size_t)s->n);
         e = (float *)e1; /* model output as is; not written below */
-    } else if (s->n_ets == 1 && i == 1) {
+    } else if (s->n_ets == 1 && counter == 1) {
         /* the scratch block is unused while only one output is kept */
         for (int64_t k = 0; k < s->n; k++) e[k] = (eps[k] + e1[k]) / 2.0f;
         from = cur_sample;
@@ -609,28 +611,32 @@ static double lms_coefficient(const float *sigmas, int order, int i, int j) {
     return sum * half;
 }
 
-/* LMS: d_i = (x - x0) / sigma_i, x += sum_j c_j d_{i-j}, order min(i+1, 4). */
+/* LMS: d_i = (x - x0) / sigma_i, x += sum_j c_j d_{i-j}, order min(i+1, 4).
+ * From a later begin (img2img) diffusers keeps the order of the absolute
+ * index but has only the derivatives since the begin: the sum takes the
+ * first min(order, i - begin + 1) terms of that order's coefficients. */
 static void step_lms(sdc_sched *s, int i, const float *eps, float *x) {
     float sigma = s->sigmas[i];
     k_pred p = k_pred_make(s->pred, sigma);
     float *d = s->h[i % LMS_ORDER];
     for (int64_t k = 0; k < s->n; k++) d[k] = (x[k] - k_x0(&p, x[k], eps[k])) / sigma;
-    int order = i + 1 < LMS_ORDER ? i + 1 : LMS_ORDER;
+    const int order = i + 1 < LMS_ORDER ? i + 1 : LMS_ORDER;
+    const int terms = i - s->begin + 1 < order ? i - s->begin + 1 : order;
     float c[LMS_ORDER];
     const float *dj[LMS_ORDER];
-    for (int j = 0; j < order; j++) {
+    for (int j = 0; j < terms; j++) {
         c[j] = (float)lms_coefficient(s->sigmas, order, i, j);
         dj[j] = s->h[(i - j) % LMS_ORDER];
     }
     for (int64_t k = 0; k < s->n; k++) {
         float acc = 0.0f;
-        for (int j = 0; j < order; j++) acc = acc + c[j] * dj[j][k];
+        for (int j = 0; j < terms; j++) acc = acc + c[j] * dj[j][k];
         x[k] = x[k] + acc;
     }
 }
 
 void sdc_sched_step(sdc_sched *s, int i, const float *eps, float *x, sdc_rng *rng) {
-    assert(i >= 0 && i < s->len);
+    assert(i >= s->begin && i < s->len);
     switch (s->sampler) {
     case SDC_SAMPLER_EULER: step_euler(s, i, eps, x); break;
     case SDC_SAMPLER_EULER_A: step_euler_a(s, i, eps, x, rng); break;
@@ -640,5 +646,59 @@ void sdc_sched_step(sdc_sched *s, int i, const float *eps, float *x, sdc_rng *rn
     case SDC_SAMPLER_PNDM: step_pndm(s, i, eps, x); break;
     case SDC_SAMPLER_LMS: step_lms(s, i, eps, x); break;
     default: assert(0 && "sampler checked at create");
+    }
+}
+
+/* ---- img2img: a later start and the forward noising ----------------------- */
+
+int sdc_sched_order(const sdc_sched *s) { return s->sampler == SDC_SAMPLER_HEUN ? 2 : 1; }
+
+int sdc_sched_begin_for_strength(const sdc_sched *s, double strength) {
+    /* diffusers' get_timesteps: int(steps * strength) in float64, capped */
+    const double run = (double)s->steps * strength;
+    const int init = run >= (double)s->steps ? s->steps : (int)run;
+    if (init < 1) return -1;
+    return (s->steps - init) * sdc_sched_order(s);
+}
+
+void sdc_sched_set_begin(sdc_sched *s, int begin) {
+    assert(begin >= 0 && begin < s->len);
+    s->begin = begin;
+}
+
+int sdc_sched_begin(const sdc_sched *s) { return s->begin; }
+
+void sdc_sched_add_noise(const sdc_sched *s, int i, const float *x0, const float *noise,
+                         float *out) {
+    assert(i >= 0 && i <= s->len);
+    if (!uses_sigmas(s->sampler)) {
+        /* DDPM form at the integer timestep: sqrt(a) x0 + sqrt(1 - a) noise */
+        const float a = s->acp[(int)s->timesteps[i < s->len ? i : s->len - 1]];
+        const float ca = sqrtf(a), cn = sqrtf(1.0f - a);
+        for (int64_t k = 0; k < s->n; k++) out[k] = ca * x0[k] + cn * noise[k];
+    } else if (s->sampler == SDC_SAMPLER_DPMPP_2M) {
+        /* in the variance-preserving space: alpha x0 + sigma_t noise */
+        const dpm_point p = dpm_at(s->sigmas[i]);
+        for (int64_t k = 0; k < s->n; k++) out[k] = p.alpha * x0[k] + p.sigma * noise[k];
+    } else {
+        const float sigma = s->sigmas[i];
+        for (int64_t k = 0; k < s->n; k++) out[k] = x0[k] + noise[k] * sigma;
+    }
+}
+
+void sdc_sched_pred_x0(const sdc_sched *s, int i, const float *x, const float *eps, float *out) {
+    assert(i >= 0 && i < s->len);
+    if (!uses_sigmas(s->sampler)) {
+        const float a = s->acp[(int)s->timesteps[i]], sa = sqrtf(a), sb = sqrtf(1.0f - a);
+        for (int64_t k = 0; k < s->n; k++)
+            out[k] = s->pred == SDC_PRED_V ? sa * x[k] - sb * eps[k] : (x[k] - sb * eps[k]) / sa;
+    } else if (s->sampler == SDC_SAMPLER_DPMPP_2M) {
+        const dpm_point p = dpm_at(s->sigmas[i]);
+        for (int64_t k = 0; k < s->n; k++)
+            out[k] = s->pred == SDC_PRED_V ? p.alpha * x[k] - p.sigma * eps[k]
+                                           : (x[k] - p.sigma * eps[k]) / p.alpha;
+    } else {
+        const k_pred p = k_pred_make(s->pred, s->sigmas[i]);
+        for (int64_t k = 0; k < s->n; k++) out[k] = k_x0(&p, x[k], eps[k]);
     }
 }

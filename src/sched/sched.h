@@ -33,11 +33,36 @@ float sdc_sched_timestep(const sdc_sched *s, int i); /* t given to the UNet */
 float sdc_sched_init_noise_sigma(const sdc_sched *s);
 float sdc_sched_input_scale(const sdc_sched *s, int i);
 /* Advances x [n] with the model output eps [n] at index i.  Steps run in
- * order i = 0 .. len-1; step 0 clears the history, so one sdc_sched serves
- * several images.  rng: the generator for ancestral noise (euler_a draws n
+ * order i = begin .. len-1 (begin 0 unless set below); the first step
+ * clears the history, so one sdc_sched serves several images.  rng: the generator for ancestral noise (euler_a draws n
  * normals per step from it, as diffusers does from its generator); unused,
  * and may be NULL, for the other samplers. */
 void sdc_sched_step(sdc_sched *s, int i, const float *eps, float *x, sdc_rng *rng);
+
+/* img2img and inpainting (diffusers' get_timesteps and add_noise).
+ * order: 2 for heun (its timesteps are doubled), else 1.
+ * begin_for_strength: the index the loop starts at for a strength in
+ * [0, 1]: (steps - min(int(steps * strength), steps)) * order, or -1 when
+ * that leaves no step (diffusers then refuses).
+ * set_begin: the loop runs i = begin .. len-1 and the first step clears the
+ * history (PNDM's counter, DPM-Solver's lower orders count from it).
+ * add_noise: out = x0 noised to index i (i <= len; len: noise level 0 for
+ * the sigma samplers), as that sampler's add_noise at that step does:
+ *   euler, euler_a, heun, lms   x0 + noise * sigma_i
+ *   dpm++2m                     alpha_i x0 + sigma_t,i noise (alpha = 1/sqrt(sigma^2 + 1))
+ *   ddim, pndm                  sqrt(acp[t_i]) x0 + sqrt(1 - acp[t_i]) noise
+ * out may alias x0 or noise. */
+int sdc_sched_order(const sdc_sched *s);
+int sdc_sched_begin_for_strength(const sdc_sched *s, double strength);
+void sdc_sched_set_begin(sdc_sched *s, int begin);
+int sdc_sched_begin(const sdc_sched *s);
+void sdc_sched_add_noise(const sdc_sched *s, int i, const float *x0, const float *noise,
+                         float *out);
+
+/* The denoised estimate (diffusers' pred_original_sample) at index i from
+ * the latents x before step i and the model output eps there: what a
+ * preview shows. */
+void sdc_sched_pred_x0(const sdc_sched *s, int i, const float *x, const float *eps, float *out);
 
 /* For tests: diffusers' scheduler.timesteps and .sigmas (sigmas has len+1
  * entries, or 0 for samplers without sigmas). */

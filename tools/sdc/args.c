@@ -13,14 +13,27 @@ void cli_usage(FILE *f) {
     fprintf(f,
             "usage: sdc -m MODEL -p PROMPT [options]\n"
             "\n"
-            "Makes an image from a text prompt with a Stable Diffusion 1.x model.\n"
+            "Makes an image from a text prompt with a Stable Diffusion 1.x model, from\n"
+            "scratch, from an init image, or inpainting a masked part of one.\n"
             "\n"
             "  -m, --model PATH            model: a .safetensors checkpoint or a diffusers folder\n"
             "  -p, --prompt TEXT           what to draw\n"
             "  -n, --negative-prompt TEXT  what to avoid (default: none)\n"
             "  -o, --output FILE           PNG to write (default: output.png)\n"
-            "  -W, --width N               image width in pixels, a multiple of 8 (default 512)\n"
-            "  -H, --height N              image height in pixels, a multiple of 8 (default 512)\n"
+            "  -W, --width N               image width in pixels, a multiple of 8 (default 512;\n"
+            "                              with -i the init image's, rounded down to a\n"
+            "                              multiple of 64)\n"
+            "  -H, --height N              image height in pixels, likewise\n"
+            "  -i, --init-image FILE       image to image: start from this PNG or JPEG (resized\n"
+            "                              to -W x -H with Lanczos when its size differs)\n"
+            "      --strength X            0..1: how much of the init image is redrawn; the\n"
+            "                              sampler runs int(steps * X) of its steps (default\n"
+            "                              0.75; 1.0 with --mask)\n"
+            "      --mask FILE             inpainting: white is repainted, black kept (grey\n"
+            "                              from 50%% counts as white); the init image's size.\n"
+            "                              An inpainting model (UNet with 9 input channels)\n"
+            "                              needs it; with an ordinary model the kept part is\n"
+            "                              blended back after every step\n"
             "      --steps N               sampling steps, 1..%d (default 20)\n"
             "      --cfg-scale X           classifier-free guidance scale, 0..%g (default 7.5;\n"
             "                              <= 1 turns guidance off: one UNet pass per step)\n"
@@ -62,6 +75,18 @@ void cli_usage(FILE *f) {
             "      --list-devices          list the OpenCL devices and exit\n"
             "      --fp16-activations      on an OpenCL device, keep activations as fp16 (half\n"
             "                              the activation memory; a slightly different image)\n"
+            "      --preview FILE          while sampling, write the current estimate of the\n"
+            "                              image to FILE (PNG, replaced atomically: a viewer\n"
+            "                              never sees half a file); 1/8 of the image's size\n"
+            "                              (a linear map of the latents), or the full size\n"
+            "                              through --taesd\n"
+            "      --preview-every N       a preview every N steps (default 1)\n"
+            "      --taesd PATH            TAESD (madebyollin/taesd: a diffusers folder or\n"
+            "                              .safetensors), a tiny VAE: decodes the image,\n"
+            "                              encodes the init image and draws full-size\n"
+            "                              previews, an order of magnitude faster than the\n"
+            "                              VAE, with a little less detail\n"
+            "      --taesd-preview-only    TAESD for the previews only (the VAE for the rest)\n"
             "  -v, --verbose               say more about the model and the timings\n"
             "      --version               print the version and how sdc was built\n"
             "  -h, --help                  print this help\n"
@@ -154,7 +179,7 @@ typedef enum {
     O_MODEL, O_PROMPT, O_NEG, O_OUTPUT, O_WIDTH, O_HEIGHT, O_STEPS, O_CFG, O_SEED,
     O_SAMPLER, O_SCHED, O_BATCH, O_THREADS, O_OVERWRITE, O_LOW_MEMORY, O_VERBOSE,
     O_VERSION, O_HELP, O_VAE_TILING, O_PRECISION, O_BACKEND, O_DEVICE, O_LIST_DEVICES,
-    O_FP16_ACT
+    O_FP16_ACT, O_INIT, O_MASK, O_STRENGTH, O_PREVIEW, O_PREVIEW_EVERY, O_TAESD, O_TAESD_PREVIEW
 } opt_id;
 
 typedef struct opt {
@@ -177,6 +202,10 @@ static const opt OPTS[] = {
     {0, "vae-tiling", 1, O_VAE_TILING},  {0, "precision", 1, O_PRECISION},
     {0, "backend", 1, O_BACKEND},        {0, "device", 1, O_DEVICE},
     {0, "list-devices", 0, O_LIST_DEVICES}, {0, "fp16-activations", 0, O_FP16_ACT},
+    {'i', "init-image", 1, O_INIT},      {0, "mask", 1, O_MASK},
+    {0, "strength", 1, O_STRENGTH},      {0, "preview", 1, O_PREVIEW},
+    {0, "preview-every", 1, O_PREVIEW_EVERY}, {0, "taesd", 1, O_TAESD},
+    {0, "taesd-preview-only", 0, O_TAESD_PREVIEW},
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
 
@@ -189,8 +218,34 @@ static int apply(const opt *o, const char *name, const char *v, cli_args *a) {
         if (!*v) return usage_error("%s: empty file name", name);
         a->output = v;
         return 0;
-    case O_WIDTH: return parse_side(name, v, &a->width);
-    case O_HEIGHT: return parse_side(name, v, &a->height);
+    case O_WIDTH: a->width_given = 1; return parse_side(name, v, &a->width);
+    case O_HEIGHT: a->height_given = 1; return parse_side(name, v, &a->height);
+    case O_INIT:
+        if (!*v) return usage_error("%s: empty file name", name);
+        a->init_image = v;
+        return 0;
+    case O_MASK:
+        if (!*v) return usage_error("%s: empty file name", name);
+        a->mask = v;
+        return 0;
+    case O_PREVIEW:
+        if (!*v) return usage_error("%s: empty file name", name);
+        a->preview = v;
+        return 0;
+    case O_PREVIEW_EVERY: return parse_int(name, v, 1, CLI_MAX_STEPS, &a->preview_every);
+    case O_TAESD:
+        if (!*v) return usage_error("%s: empty path", name);
+        a->taesd = v;
+        return 0;
+    case O_TAESD_PREVIEW: a->taesd_preview_only = 1; return 0;
+    case O_STRENGTH: {
+        float f;
+        int rc = parse_float(name, v, 0.0f, 1.0f, &f);
+        if (rc) return rc;
+        a->strength = strtod(v, NULL); /* the decimal as a double, as diffusers takes it */
+        a->strength_given = 1;
+        return 0;
+    }
     case O_STEPS: return parse_int(name, v, 1, CLI_MAX_STEPS, &a->steps);
     case O_CFG: return parse_float(name, v, 0.0f, CLI_MAX_CFG, &a->cfg_scale);
     case O_SEED: return parse_seed(name, v, a);
@@ -248,6 +303,7 @@ int cli_parse(int argc, char **argv, cli_args *a) {
     a->schedule = SDC_SCHEDULE_KARRAS;
     a->batch_count = 1;
     a->vae_tiling = SDC_VAE_TILING_AUTO;
+    a->preview_every = 1;
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -295,6 +351,13 @@ int cli_parse(int argc, char **argv, cli_args *a) {
         return usage_error("--device chooses an OpenCL device; it does not go with --backend cpu");
     if (a->backend == SDC_BACKEND_CPU && a->fp16_activations)
         return usage_error("--fp16-activations is a mode of OpenCL devices, not of --backend cpu");
+    if (a->mask && !a->init_image)
+        return usage_error("--mask needs the image to inpaint (-i FILE)");
+    if (a->strength_given && !a->init_image)
+        return usage_error("--strength needs an init image (-i FILE)");
+    if (!a->strength_given) a->strength = a->mask ? 1.0 : 0.75;
+    if (a->taesd_preview_only && !a->taesd)
+        return usage_error("--taesd-preview-only needs --taesd PATH");
     if (!a->model) return usage_error("no model given (use -m PATH)");
     if (!a->prompt) return usage_error("no prompt given (use -p TEXT)");
     return 0;

@@ -14,6 +14,7 @@
 #define CLI_MAX_CFG 100.0f
 #define CLI_MAX_BATCH 10000
 #define CLI_MAX_THREADS 4096
+#define CLI_MAX_INPUT_PIXELS ((int64_t)8192 * 8192) /* an init image or mask */
 
 typedef struct cli_args {
     const char *model;    /* -m; required */
@@ -37,6 +38,15 @@ typedef struct cli_args {
     const char *device;        /* --device; NULL */
     int list_devices;          /* --list-devices */
     int fp16_activations;      /* --fp16-activations */
+    const char *init_image;    /* -i; NULL: text to image */
+    const char *mask;          /* --mask; NULL: no inpainting */
+    double strength;           /* --strength; 0.75, 1.0 with --mask */
+    int strength_given;
+    int width_given, height_given; /* -W, -H (with -i the default is the image's size) */
+    const char *taesd;         /* --taesd; NULL: none */
+    int taesd_preview_only;    /* --taesd-preview-only */
+    const char *preview;       /* --preview; NULL: none */
+    int preview_every;         /* --preview-every; 1 */
     int verbose, overwrite, help, version;
 } cli_args;
 

@@ -19,6 +19,7 @@
 
 #include "args.h"
 #include "core/error.h"
+#include "image/image_read.h"
 #include "image/png.h"
 #include "models/config.h"
 #include "progress.h"
@@ -98,15 +99,62 @@ static double peak_rss_mib(void) {
  * RSS. */
 static void print_timings(const sdc_timings *tm) {
     double rss = peak_rss_mib();
+    fprintf(stderr, "sdc: timings: text %.2f s, ", tm->text);
+    if (tm->encode > 0) fprintf(stderr, "encode %.2f s, ", tm->encode);
     fprintf(stderr,
-            "sdc: timings: text %.2f s, %.2f s/step (%d steps, %.2f s; sampling stage %.2f s), "
-            "decode %.2f s, total %.2f s, peak RSS ",
-            tm->text, tm->steps ? tm->sample_steps / tm->steps : 0.0, tm->steps, tm->sample_steps,
+            "%.2f s/step (%d steps, %.2f s; sampling stage %.2f s), decode %.2f s, total %.2f s, "
+            "peak RSS ",
+            tm->steps ? tm->sample_steps / tm->steps : 0.0, tm->steps, tm->sample_steps,
             tm->sample, tm->decode, tm->total);
     if (rss >= 0)
         fprintf(stderr, "%.0f MiB (%.2f GB)\n", rss, rss * 1048576.0 / 1e9);
     else
         fprintf(stderr, "unknown\n");
+}
+
+/* --preview: each preview replaces the file atomically (sdc_png_write); a
+ * failure is said once and does not stop the image. */
+typedef struct preview_out {
+    const char *path;
+    int overwrite; /* the first write replaces a file only with --overwrite */
+    int failed;
+} preview_out;
+
+static void write_preview(void *user, int step, int total, const sdc_image *im) {
+    preview_out *po = user;
+    (void)step, (void)total;
+    if (po->failed) return;
+    if (sdc_png_write(po->path, im, NULL, 0, po->overwrite) != SDC_OK) {
+        fprintf(stderr, "\nsdc: warning: no more previews: %s\n", sdc_last_error());
+        po->failed = 1;
+        return;
+    }
+    po->overwrite = 1;
+}
+
+/* The init image or mask at path (RGB); 1 with a message on failure. */
+static int read_input(const char *what, const char *path, sdc_image *out) {
+    sdc_status st = sdc_image_load(path, 3, CLI_MAX_INPUT_PIXELS, out);
+    if (st == SDC_OK) return 0;
+    fprintf(stderr, "sdc: cannot read the %s: %s\n", what, sdc_last_error());
+    return 1;
+}
+
+/* With an init image and no -W/-H: its size rounded down to what the model
+ * takes.  2 (usage) when that leaves nothing. */
+static int default_size(cli_args *a, const sdc_image *init, const sdc_model *m) {
+    const int k = sdc_model_size_multiple(m);
+    if (!a->width_given) a->width = init->width / k * k;
+    if (!a->height_given) a->height = init->height / k * k;
+    if (a->width < k || a->height < k) {
+        fprintf(stderr, "sdc: the init image (%dx%d) is smaller than this model's %d pixels: "
+                "give -W and -H to enlarge it\n", init->width, init->height, k);
+        return 2;
+    }
+    if (init->width != a->width || init->height != a->height)
+        fprintf(stderr, "sdc: the init image (%dx%d) is resized to %dx%d\n", init->width,
+                init->height, a->width, a->height);
+    return 0;
 }
 
 /* --list-devices: one line per OpenCL device; exit 1 without OpenCL. */
@@ -165,6 +213,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     sdc_model *model = NULL;
+    sdc_image init = {0, 0, 0, NULL}, mask = {0, 0, 0, NULL};
     rc = 0;
     for (int i = 0; i < a.batch_count && !rc; i++) {
         paths[i] = numbered_path(a.output, i + 1, a.batch_count);
@@ -179,7 +228,27 @@ int main(int argc, char **argv) {
             rc = 1;
         }
     }
+    if (!rc && a.preview) {
+        if (sdc_png_check_dest(a.preview, 1) != SDC_OK) {
+            fprintf(stderr, "sdc: cannot write the preview: %s\n", sdc_last_error());
+            rc = 1;
+        } else if (!a.overwrite && sdc_png_check_dest(a.preview, 0) != SDC_OK) {
+            fprintf(stderr, "sdc: %s already exists (--overwrite replaces it)\n", a.preview);
+            rc = 1;
+        }
+    }
     if (rc) goto out;
+
+    /* the input images, read and checked before the model is loaded */
+    if ((a.init_image && (rc = read_input("init image", a.init_image, &init))) ||
+        (a.mask && (rc = read_input("mask", a.mask, &mask))))
+        goto out;
+    if (a.mask && (mask.width != init.width || mask.height != init.height)) {
+        fprintf(stderr, "sdc: the mask is %dx%d and the init image %dx%d: they must be the same "
+                "size\n", mask.width, mask.height, init.width, init.height);
+        rc = 2;
+        goto out;
+    }
 
     uint64_t seed = a.seed_random ? random_seed() : a.seed;
     fprintf(stderr, "sdc: seed %" PRIu64 "%s\n", seed, a.seed_random ? " (random)" : "");
@@ -193,6 +262,8 @@ int main(int argc, char **argv) {
     lp.backend = a.backend;
     lp.device = a.device;
     lp.fp16_activations = a.fp16_activations;
+    lp.taesd = a.taesd;
+    lp.taesd_previews_only = a.taesd_preview_only;
     sdc_status st = sdc_model_load(a.model, &lp, &model);
     if (st != SDC_OK) {
         fprintf(stderr, "sdc: cannot load the model: %s\n", sdc_last_error());
@@ -200,8 +271,16 @@ int main(int argc, char **argv) {
         goto out;
     }
     interrupt_cancels(model);
+    if (a.init_image && (rc = default_size(&a, &init, model))) goto out;
+    if (sdc_model_is_inpainting(model) && !a.mask) {
+        fprintf(stderr, "sdc: %s is an inpainting model: give the image (-i) and the mask "
+                "(--mask)\n", a.model);
+        rc = 2;
+        goto out;
+    }
     char name[256];
     model_name(a.model, name, sizeof name);
+    preview_out po = {a.preview, a.overwrite, 0};
 
     for (int i = 0; i < a.batch_count; i++) {
         if (interrupted()) {
@@ -220,6 +299,16 @@ int main(int argc, char **argv) {
         gp.sampler = a.sampler;
         gp.schedule = a.schedule;
         gp.vae_tiling = a.vae_tiling;
+        if (a.init_image) {
+            gp.init_image = &init;
+            gp.strength = a.strength;
+            gp.mask = a.mask ? &mask : NULL;
+        }
+        if (a.preview) {
+            gp.preview = write_preview;
+            gp.preview_user = &po;
+            gp.preview_every = a.preview_every;
+        }
         progress pr;
         progress_init(&pr, i + 1, a.batch_count);
         gp.progress = progress_cb;
@@ -263,6 +352,8 @@ int main(int argc, char **argv) {
 out:
     interrupt_cancels(NULL);
     sdc_model_free(model);
+    sdc_image_free(&init);
+    sdc_image_free(&mask);
     for (int i = 0; i < a.batch_count; i++) free(paths[i]);
     free(paths);
     return rc;

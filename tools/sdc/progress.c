@@ -72,6 +72,7 @@ static const char *stage_name(sdc_stage s) {
     case SDC_STAGE_TEXT: return "text";
     case SDC_STAGE_SAMPLE: return "sample";
     case SDC_STAGE_DECODE: return "decode";
+    case SDC_STAGE_ENCODE: return "encode";
     case SDC_STAGE_COUNT: break;
     }
     return "?";
