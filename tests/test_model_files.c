@@ -448,9 +448,10 @@ static void test_other_families_folder(void) {
     edit(dir, "scheduler/scheduler_config.json", "\"clip_sample\": false",
          "\"clip_sample\": false, \"prediction_type\": \"v_prediction\"");
     expect_fail(dir, SDC_ERR_UNSUPPORTED, "v-prediction", NULL);
-    dir = copy_folder("inpaint");
-    edit(dir, "unet/config.json", "\"in_channels\": 4", "\"in_channels\": 9");
-    expect_fail(dir, SDC_ERR_UNSUPPORTED, "inpainting", NULL);
+    /* inpainting UNets (9 input channels) load: tests/fixtures/tiny-sd-inpaint */
+    dir = copy_folder("pix2pix");
+    edit(dir, "unet/config.json", "\"in_channels\": 4", "\"in_channels\": 8");
+    expect_fail(dir, SDC_ERR_UNSUPPORTED, "InstructPix2Pix", NULL);
     dir = copy_folder("sdxl1");
     edit(dir, "unet/config.json", "\"addition_embed_type\": null",
          "\"addition_embed_type\": \"text_time\"");

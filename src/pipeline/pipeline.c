@@ -1211,7 +1211,7 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
     g.rgb = NULL;
     if (timings) {
         timings->text = t_enc - t1;
-        timings->encode = t2 - t_enc;
+        timings->encode = p->init_image ? t2 - t_enc : 0.0;
         timings->sample = t3 - t2;
         timings->decode = t4 - t3;
         timings->total = t4 - t0;

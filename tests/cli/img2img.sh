@@ -65,7 +65,8 @@ if expect_ok -m "$M" -p x -i init.png --steps 2 --taesd "$FIX/tiny-taesd-x2" --p
     [ "$(head -c 24 "$WORK/t.png" | tail -c 8 | od -An -tx1 | tr -d ' \n')" = "0000002000000020" ] ||
         fail "t.png is not 32x32"
 fi
-expect_ok -m "$M" -p x --steps 2 --taesd "$FIX/tiny-taesd-x2" --taesd-preview-only -o h.png
+expect_ok -m "$M" -p x -W 32 -H 32 --steps 2 --taesd "$FIX/tiny-taesd-x2" --taesd-preview-only \
+    --preview u.png -o h.png
 expect_fail 1 "TAESD.*tiny-taesd.*does not fit" -m "$M" -p x -o "$OUT" --taesd "$FIX/tiny-taesd"
 expect_fail 1 "TAESD" -m "$M" -p x -o "$OUT" --taesd "$FIX/tiny-sd/vae"
 expect_fail 2 "--taesd-preview-only needs --taesd" -m "$M" -p x -o "$OUT" --taesd-preview-only
