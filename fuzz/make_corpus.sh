@@ -14,7 +14,7 @@ sep=$'\n##part##\n' # FZ_SEP in fuzz/fuzz_util.h
 
 # files are overwritten, not the folders emptied: crash inputs added by hand
 # (README "Fuzzing") stay
-mkdir -p "$out"/{safetensors,model,tokenizer,png}
+mkdir -p "$out"/{safetensors,model,tokenizer,png,image,taesd}
 
 # le64 N: N as 8 little-endian bytes
 le64() {
@@ -134,5 +134,41 @@ head22() {
 { head22 1 6 1 $((0x7FC00000)) 0 64 1 1 3 2
   printf '\xe5\xa4\x9c\xe3\x81\xae\xe6\xb5\xb7 \xf0\x9f\x8c\x8a\n\xff\xfe%sno\tpe%ssd%sComment%shello \xe2\x82\xac' \
     "$sep" "$sep" "$sep" "$sep"; } > $P/utf8_extra
+
+# ---- image: a few small PNGs and JPEGs of each kind (bit depths, palette,
+# interlace, tRNS, progressive, restart markers, CMYK, Exif and XMP orientation)
+I=$out/image
+for f in g1.png g16_i.png p4_trns.png rgba8.png rgb8_exif6.png rgb8_xmp8.png \
+         grey_prog.jpg j420_rst.jpg j444_prog.jpg cmyk.jpg orient6_be.jpg xmp7_exif.jpg; do
+  cp $fix/images/$f $I/$f
+done
+
+# ---- taesd: headers only (fuzz_taesd extends them with zeros); one part a
+# single file, two parts config.json then the weights of a folder
+A=$out/taesd
+header $fix/tiny-taesd.safetensors > $A/single
+{ cat $fix/tiny-taesd/config.json; printf '%s' "$sep"
+  header $fix/tiny-taesd/diffusion_pytorch_model.safetensors; } > $A/folder
+{ cat $fix/tiny-taesd-x2/config.json; printf '%s' "$sep"
+  header $fix/tiny-taesd-x2/diffusion_pytorch_model.safetensors; } > $A/folder_x2
+{ printf '%s' "$sep"; header $fix/tiny-taesd-x2/diffusion_pytorch_model.safetensors; } \
+  > $A/folder_no_config
+# madebyollin's decoder file: decoder.layers.K is its K+1
+if command -v python3 >/dev/null; then
+  python3 - $fix/tiny-taesd-x2/diffusion_pytorch_model.safetensors $A/original_decoder <<'EOF2'
+import json, re, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+out = {}
+for k, v in h.items():
+    m = re.match(r"decoder\.layers\.(\d+)\.(.*)", k)
+    if m:
+        out[f"{int(m[1]) + 1}.{m[2]}"] = v
+j = json.dumps(out, separators=(",", ":")).encode()
+j += b" " * (-(8 + len(j)) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(j)) + j)
+EOF2
+fi
 
 du -sh "$out"/*
