@@ -19,7 +19,6 @@
  * fuzz_safetensors's. */
 #include "fuzz_util.h"
 
-#include <cjson/cJSON.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -41,28 +40,9 @@ static const char *const k_rel[N_PARTS] = {
 };
 static const char *const k_dirs[] = {"unet", "vae", "text_encoder", "scheduler"};
 
-/* 8 + header length + the largest data_offsets end of a safetensors file's
- * header (what its tensors need), or 0 when that cannot be read. */
-static size_t needed_size(const uint8_t *p, size_t n) {
-    if (n < 8) return 0;
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | p[i];
-    if (hlen > n - 8) return 0;
-    cJSON *h = cJSON_ParseWithLength((const char *)p + 8, (size_t)hlen);
-    if (!h) return 0;
-    double end = 0;
-    for (const cJSON *e = h->child; e; e = e->next) {
-        const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-        const cJSON *v = cJSON_GetArrayItem(off, 1);
-        if (cJSON_IsNumber(v) && v->valuedouble > end && v->valuedouble <= (double)MAX_DATA)
-            end = v->valuedouble;
-    }
-    cJSON_Delete(h);
-    return 8 + (size_t)hlen + (size_t)end;
-}
 
 static void write_weights(const char *rel, fz_part part) {
-    fz_write(rel, part.p, part.n, needed_size(part.p, part.n));
+    fz_write(rel, part.p, part.n, fz_st_needed_size(part.p, part.n, MAX_DATA));
 }
 
 static void check_model(const sdc_model_files *mf) {

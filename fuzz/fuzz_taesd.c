@@ -14,34 +14,12 @@
  * 2^(levels-1). */
 #include "fuzz_util.h"
 
-#include <cjson/cJSON.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "models/taesd.h"
 
 #define MAX_DATA ((uint64_t)64 << 20)
-
-/* 8 + header length + the largest data_offsets end of a safetensors file's
- * header (what its tensors need), or 0 when that cannot be read (as in
- * fuzz_model.c). */
-static size_t needed_size(const uint8_t *p, size_t n) {
-    if (n < 8) return 0;
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | p[i];
-    if (hlen > n - 8) return 0;
-    cJSON *h = cJSON_ParseWithLength((const char *)p + 8, (size_t)hlen);
-    if (!h) return 0;
-    double end = 0;
-    for (const cJSON *e = h->child; e; e = e->next) {
-        const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-        const cJSON *v = cJSON_GetArrayItem(off, 1);
-        if (cJSON_IsNumber(v) && v->valuedouble > end && v->valuedouble <= (double)MAX_DATA)
-            end = v->valuedouble;
-    }
-    cJSON_Delete(h);
-    return 8 + (size_t)hlen + (size_t)end;
-}
 
 static void check_taesd(const sdc_taesd *m) {
     const sdc_taesd_config *c = sdc_taesd_cfg(m);
@@ -64,13 +42,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[4096];
     fz_clear();
     if (np == 1) {
-        fz_write("taesd.safetensors", parts[0].p, parts[0].n, needed_size(parts[0].p, parts[0].n));
+        fz_write("taesd.safetensors", parts[0].p, parts[0].n,
+                 fz_st_needed_size(parts[0].p, parts[0].n, MAX_DATA));
         fz_path(path, "taesd.safetensors");
     } else {
         if (parts[0].n) fz_write("config.json", parts[0].p, parts[0].n, 0);
         if (parts[1].n)
             fz_write("diffusion_pytorch_model.safetensors", parts[1].p, parts[1].n,
-                     needed_size(parts[1].p, parts[1].n));
+                     fz_st_needed_size(parts[1].p, parts[1].n, MAX_DATA));
         snprintf(path, sizeof path, "%s", fz_dir());
     }
     sdc_taesd *m = (sdc_taesd *)&np; /* must become NULL on failure */

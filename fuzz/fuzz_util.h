@@ -16,6 +16,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdint.h>
@@ -47,6 +48,27 @@ static inline void fz_report(const char *what, int status, const char *message) 
     static int verbose = -1;
     if (verbose < 0) verbose = getenv("SDC_FUZZ_VERBOSE") && atoi(getenv("SDC_FUZZ_VERBOSE")) > 0;
     if (verbose) fprintf(stderr, "%s: status %d: %s\n", what, status, status ? message : "ok");
+}
+
+/* 8 + header length + the largest data_offsets end (at most max_data) of a
+ * safetensors file's header: the size its tensors need, to pad a short
+ * input to; 0 when the header cannot be read. */
+static inline size_t fz_st_needed_size(const uint8_t *p, size_t n, uint64_t max_data) {
+    if (n < 8) return 0;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | p[i];
+    if (hlen > n - 8) return 0;
+    cJSON *h = cJSON_ParseWithLength((const char *)p + 8, (size_t)hlen);
+    if (!h) return 0;
+    double end = 0;
+    for (const cJSON *e = h->child; e; e = e->next) {
+        const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+        const cJSON *v = cJSON_GetArrayItem(off, 1);
+        if (cJSON_IsNumber(v) && v->valuedouble > end && v->valuedouble <= (double)max_data)
+            end = v->valuedouble;
+    }
+    cJSON_Delete(h);
+    return 8 + (size_t)hlen + (size_t)end;
 }
 
 typedef struct fz_part {
