@@ -103,6 +103,8 @@ CASES = [
     ("t2i_taesd", "tiny-sd+taesd", "euler", "discrete", 4, 7.5, 1.0, None, None, 32, 32),
     ("i2i_taesd", "tiny-sd+taesd", "euler_a", "discrete", 4, 7.5, 0.6, "init", None, 32, 32),
     ("inp9_taesd", "tiny-sd-inpaint+taesd", "dpm++2m", "karras", 4, 7.5, 0.75, "init", "mask", 32, 32),
+    # the ancestral sampler's draws follow the encodings': none through TAESD
+    ("inp4_taesd", "tiny-sd+taesd", "euler_a", "discrete", 4, 7.5, 0.75, "init", "mask", 32, 32),
 ]
 
 

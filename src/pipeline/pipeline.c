@@ -783,7 +783,8 @@ static sdc_status vae_sample(sdc_model *m, gen_state *g, const encoder_job *j, f
  *   inpainting lat = sample(init) (unless an inpainting UNet at strength 1);
  *              noise; x = strength 1 ? noise * init_sigma : add_noise(...);
  *              masked = sample(init * (mask < 0.5)) (its draws taken even
- *              where an ordinary UNet has no use for it). */
+ *              where an ordinary UNet has no use for it).
+ * Through TAESD a "sample" is its latents and draws nothing. */
 static sdc_status encode_image(sdc_model *m, const sdc_gen_params *p, gen_state *g, int h,
                                int w, int64_t n) {
     const int H = p->height, W = p->width, f = m->vae_scale;
@@ -848,7 +849,7 @@ static sdc_status encode_image(sdc_model *m, const sdc_gen_params *p, gen_state 
         if (unet9) {
             memcpy(g->cond, g->mask, (size_t)h * w * sizeof(float));
             st = vae_sample(m, g, &j, g->cond + (size_t)h * w);
-        } else {
+        } else if (!tiny) {
             sdc_rng_randn(&g->rng, g->eps, n); /* the masked image's sample, unused */
         }
         if (st != SDC_OK) goto done;
