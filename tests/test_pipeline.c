@@ -360,8 +360,8 @@ static int load_cases(const sdc_st_file *ref, ref_case *cases, int max) {
         r->height = cJSON_GetObjectItem(c, "height")->valueint;
         r->cfg = (float)cJSON_GetObjectItem(c, "cfg")->valuedouble;
         r->seed = (uint64_t)cJSON_GetObjectItem(c, "seed")->valuedouble;
-        const cJSON *model = cJSON_GetObjectItem(c, "model"), *init = cJSON_GetObjectItem(c, "init");
-        const cJSON *mask = cJSON_GetObjectItem(c, "mask");
+        const cJSON *model = cJSON_GetObjectItem(c, "model");
+        const cJSON *init = cJSON_GetObjectItem(c, "init"), *mask = cJSON_GetObjectItem(c, "mask");
         if (cJSON_IsString(model)) snprintf(r->model, sizeof r->model, "%s", model->valuestring);
         const cJSON *taesd = cJSON_GetObjectItem(c, "taesd");
         if (cJSON_IsString(taesd)) snprintf(r->taesd, sizeof r->taesd, "%s", taesd->valuestring);

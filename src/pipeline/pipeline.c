@@ -845,7 +845,8 @@ static sdc_status encode_image(sdc_model *m, const sdc_gen_params *p, gen_state 
             for (size_t k = 0; k < plane; k++) g->img[c * plane + k] *= g->mask[k] < 0.5f;
         /* the mask at latent size (torch's nearest interpolation by f), in place */
         for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) g->mask[(size_t)y * w + x] = g->mask[(size_t)y * f * W + (size_t)x * f];
+            for (int x = 0; x < w; x++)
+                g->mask[(size_t)y * w + x] = g->mask[(size_t)y * f * W + (size_t)x * f];
         if (unet9) {
             memcpy(g->cond, g->mask, (size_t)h * w * sizeof(float));
             st = vae_sample(m, g, &j, g->cond + (size_t)h * w);

@@ -34,9 +34,10 @@ float sdc_sched_init_noise_sigma(const sdc_sched *s);
 float sdc_sched_input_scale(const sdc_sched *s, int i);
 /* Advances x [n] with the model output eps [n] at index i.  Steps run in
  * order i = begin .. len-1 (begin 0 unless set below); the first step
- * clears the history, so one sdc_sched serves several images.  rng: the generator for ancestral noise (euler_a draws n
- * normals per step from it, as diffusers does from its generator); unused,
- * and may be NULL, for the other samplers. */
+ * clears the history, so one sdc_sched serves several images.  rng: the
+ * generator for ancestral noise (euler_a draws n normals per step from it,
+ * as diffusers does from its generator); unused, and may be NULL, for the
+ * other samplers. */
 void sdc_sched_step(sdc_sched *s, int i, const float *eps, float *x, sdc_rng *rng);
 
 /* img2img and inpainting (diffusers' get_timesteps and add_noise).
