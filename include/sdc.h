@@ -51,6 +51,8 @@ typedef enum sdc_sampler {
     SDC_SAMPLER_DDIM,
     SDC_SAMPLER_PNDM,
     SDC_SAMPLER_LMS,
+    SDC_SAMPLER_LCM, /* latent consistency models (LCM, LCM-LoRA): 1..50 steps */
+    SDC_SAMPLER_TCD, /* trajectory consistency distillation (TCD-LoRA): 1..50 steps */
     SDC_SAMPLER_COUNT
 } sdc_sampler;
 
@@ -60,13 +62,28 @@ typedef enum sdc_schedule {
     SDC_SCHEDULE_COUNT
 } sdc_schedule;
 
-/* "euler", "euler_a", "heun", "dpm++2m", "ddim", "pndm", "lms". */
+/* Which of the training timesteps the steps visit (diffusers' timestep_spacing,
+ * Lin et al. 2023, table 2).  DEFAULT: the sampler's diffusers class default
+ * (linspace for euler, euler_a, heun, dpm++2m, lms; leading for ddim, pndm;
+ * lcm and tcd take theirs from the distillation grid and offer no other). */
+typedef enum sdc_spacing {
+    SDC_SPACING_DEFAULT = 0,
+    SDC_SPACING_LINSPACE, /* evenly from T-1 down to 0 */
+    SDC_SPACING_LEADING,  /* k * (T // steps) + 1 */
+    SDC_SPACING_TRAILING, /* T - 1 - k * (T / steps), rounded: starts at T-1 */
+    SDC_SPACING_COUNT
+} sdc_spacing;
+
+/* "euler", "euler_a", "heun", "dpm++2m", "ddim", "pndm", "lms", "lcm", "tcd". */
 const char *sdc_sampler_name(sdc_sampler s);
 /* Returns SDC_SAMPLER_COUNT for an unknown name. */
 sdc_sampler sdc_sampler_from_name(const char *name);
 /* "discrete", "karras". */
 const char *sdc_schedule_name(sdc_schedule s);
 sdc_schedule sdc_schedule_from_name(const char *name);
+/* "default", "linspace", "leading", "trailing"; SDC_SPACING_COUNT for an unknown name. */
+const char *sdc_spacing_name(sdc_spacing s);
+sdc_spacing sdc_spacing_from_name(const char *name);
 
 /* ---- model ------------------------------------------------------------ */
 

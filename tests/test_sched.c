@@ -1,6 +1,7 @@
 /* The samplers against diffusers 0.42.1.
  * Reference: tests/fixtures/sched_ref.safetensors (scripts/fixtures_lib/schedulers.py),
- * per <sampler>.<schedule>.<steps>: timesteps, sigmas, init_noise_sigma,
+ * per <sampler>.<schedule>[.<variant>].<steps> (variant: a timestep spacing,
+ * or tcd's eta0.3; sdc_sched_create_ex): timesteps, sigmas, init_noise_sigma,
  * input_scale, and the latents after the whole pipeline loop with a fake
  * model (final: epsilon prediction, final_v: v prediction); at 5 steps the
  * denoised estimate at the middle index (x0, x0_v: sdc_sched_pred_x0).
@@ -22,7 +23,9 @@
 #define LATENT_N (4 * 8 * 8)
 
 static sdc_st_file *g_ref;
-static const int g_steps[] = {1, 2, 5, 20, 50};
+static const int g_steps[] = {1, 2, 4, 5, 8, 20, 50};
+/* "" the class defaults; spacings; tcd with the pipeline's eta 0.3 */
+static const char *const g_variants[] = {"", "linspace", "leading", "trailing", "eta0.3"};
 
 /* worst errors seen, for the report */
 static double g_worst_t, g_worst_sigma, g_worst_scale, g_worst_traj, g_worst_traj_v, g_worst_x0;
@@ -92,11 +95,17 @@ static void check_x0(sdc_sampler sampler, sdc_schedule schedule, const char *key
     sdc_sched_free(s);
 }
 
-static void check_combo(sdc_sampler sampler, sdc_schedule schedule, int steps) {
+static void check_combo(sdc_sampler sampler, sdc_schedule schedule, const char *variant, int steps) {
     char key[96];
-    snprintf(key, sizeof key, "%s.%s.%d.", sdc_sampler_name(sampler), sdc_schedule_name(schedule), steps);
+    snprintf(key, sizeof key, "%s.%s.%s%s%d.", sdc_sampler_name(sampler), sdc_schedule_name(schedule),
+             variant, *variant ? "." : "", steps);
     const sdc_weight *w_t = ref(key, "timesteps", SDC_DT_F64);
     if (!w_t) return; /* this class has no such schedule */
+    sdc_sched_opts opts = sdc_sched_opts_default();
+    if (strcmp(variant, "eta0.3") == 0)
+        opts.eta = 0.3;
+    else if (*variant)
+        opts.spacing = sdc_spacing_from_name(variant);
     n_combos++;
     const sdc_weight *w_sig = ref(key, "sigmas", SDC_DT_F64);
     const sdc_weight *w_init = ref(key, "init_noise_sigma", SDC_DT_F64);
@@ -110,7 +119,7 @@ static void check_combo(sdc_sampler sampler, sdc_schedule schedule, int steps) {
 
     sdc_sched_config cfg = sdc_sched_config_sd1();
     sdc_sched *s = NULL;
-    sdc_status st = sdc_sched_create(sampler, schedule, &cfg, steps, LATENT_N, &s);
+    sdc_status st = sdc_sched_create_ex(sampler, schedule, &opts, &cfg, steps, LATENT_N, &s);
     CHECKF(st == SDC_OK, "%s: %s", key, sdc_last_error());
     if (st != SDC_OK) return;
 
@@ -158,7 +167,7 @@ static void check_combo(sdc_sampler sampler, sdc_schedule schedule, int steps) {
     sdc_sched_free(s);
 
     cfg.prediction_type = SDC_PRED_V;
-    st = sdc_sched_create(sampler, schedule, &cfg, steps, LATENT_N, &s);
+    st = sdc_sched_create_ex(sampler, schedule, &opts, &cfg, steps, LATENT_N, &s);
     CHECKF(st == SDC_OK, "%s: %s", key, sdc_last_error());
     if (st != SDC_OK) return;
     run_loop(s, out);
@@ -166,7 +175,7 @@ static void check_combo(sdc_sampler sampler, sdc_schedule schedule, int steps) {
     g_worst_traj_v = fmax(g_worst_traj_v, err);
     CHECKF(err <= 1e-5, "%s: final latents (v prediction) rel L2 %.3g", key, err);
     sdc_sched_free(s);
-    if (steps == 5) {
+    if (steps == 5 && !*variant) {
         check_x0(sampler, schedule, key, SDC_PRED_EPSILON, "");
         check_x0(sampler, schedule, key, SDC_PRED_V, "_v");
     }
@@ -175,10 +184,12 @@ static void check_combo(sdc_sampler sampler, sdc_schedule schedule, int steps) {
 static void test_against_diffusers(void) {
     for (int sm = 0; sm < SDC_SAMPLER_COUNT; sm++)
         for (int sc = 0; sc < SDC_SCHEDULE_COUNT; sc++)
-            for (size_t k = 0; k < sizeof g_steps / sizeof g_steps[0]; k++)
-                check_combo((sdc_sampler)sm, (sdc_schedule)sc, g_steps[k]);
-    /* 7 samplers discrete + 4 karras, 5 step counts each */
-    CHECKF(n_combos == 55, "%d combinations found in the fixture", n_combos);
+            for (size_t v = 0; v < sizeof g_variants / sizeof g_variants[0]; v++)
+                for (size_t k = 0; k < sizeof g_steps / sizeof g_steps[0]; k++)
+                    check_combo((sdc_sampler)sm, (sdc_schedule)sc, g_variants[v], g_steps[k]);
+    /* 7 samplers discrete + 4 karras, 5 step counts each; lcm, tcd 5 step
+     * counts; 7 samplers x 3 spacings x 2 step counts; tcd eta 0.3 x 5 */
+    CHECKF(n_combos == 55 + 10 + 42 + 5, "%d combinations found in the fixture", n_combos);
     printf("  %d combinations; worst: timestep %.2g, sigma %.2g, input scale %.2g (relative), "
            "final latents rel L2 %.2g (epsilon), %.2g (v), denoised estimate %.2g\n",
            n_combos, g_worst_t, g_worst_sigma, g_worst_scale, g_worst_traj, g_worst_traj_v,
@@ -237,8 +248,87 @@ static void test_bad_arguments(void) {
     sdc_sched_free(NULL);
 }
 
+/* What sdc_sched_opts and lcm/tcd refuse, as diffusers does or where sdc
+ * does not follow it. */
+static void test_options_refused(void) {
+    sdc_sched_config cfg = sdc_sched_config_sd1();
+    sdc_sched_opts o = sdc_sched_opts_default();
+    sdc_sched *s = (sdc_sched *)&cfg;
+    /* LCM/TCD: at most original_inference_steps (50) */
+    CHECK(sdc_sched_create(SDC_SAMPLER_LCM, SDC_SCHEDULE_DISCRETE, &cfg, 51, LATENT_N, &s) ==
+              SDC_ERR_INVALID_ARG &&
+          s == NULL);
+    CHECK(sdc_sched_create(SDC_SAMPLER_TCD, SDC_SCHEDULE_DISCRETE, &cfg, 51, LATENT_N, &s) ==
+          SDC_ERR_INVALID_ARG);
+    CHECK(sdc_sched_create(SDC_SAMPLER_LCM, SDC_SCHEDULE_KARRAS, &cfg, 4, LATENT_N, &s) ==
+          SDC_ERR_INVALID_ARG);
+    CHECK(sdc_sched_create(SDC_SAMPLER_LCM, SDC_SCHEDULE_DISCRETE, &cfg, 50, LATENT_N, &s) == SDC_OK);
+    CHECK(sdc_sched_len(s) == 50 && sdc_sched_timestep(s, 49) == 19.0f);
+    sdc_sched_free(s);
+    /* spacing: not with lcm/tcd (ignored by their classes), nor karras */
+    o.spacing = SDC_SPACING_TRAILING;
+    CHECK(sdc_sched_create_ex(SDC_SAMPLER_LCM, SDC_SCHEDULE_DISCRETE, &o, &cfg, 4, LATENT_N, &s) ==
+          SDC_ERR_INVALID_ARG);
+    CHECK(sdc_sched_create_ex(SDC_SAMPLER_TCD, SDC_SCHEDULE_DISCRETE, &o, &cfg, 4, LATENT_N, &s) ==
+          SDC_ERR_INVALID_ARG);
+    CHECK(sdc_sched_create_ex(SDC_SAMPLER_EULER, SDC_SCHEDULE_KARRAS, &o, &cfg, 4, LATENT_N, &s) ==
+          SDC_ERR_INVALID_ARG);
+    /* numpy's arange(1000, 0, -1000/61) has 62 entries: diffusers' trailing
+     * grid then has a timestep -1 */
+    CHECK(sdc_sched_create_ex(SDC_SAMPLER_DDIM, SDC_SCHEDULE_DISCRETE, &o, &cfg, 61, LATENT_N, &s) ==
+          SDC_ERR_INVALID_ARG);
+    CHECK(strstr(sdc_last_error(), "trailing") != NULL);
+    CHECK(sdc_sched_create_ex(SDC_SAMPLER_DDIM, SDC_SCHEDULE_DISCRETE, &o, &cfg, 60, LATENT_N, &s) ==
+          SDC_OK);
+    CHECK(sdc_sched_timestep(s, 0) == 999.0f && sdc_sched_timestep(s, 59) >= 0.0f);
+    sdc_sched_free(s);
+    o.spacing = SDC_SPACING_COUNT;
+    CHECK(sdc_sched_create_ex(SDC_SAMPLER_EULER, SDC_SCHEDULE_DISCRETE, &o, &cfg, 4, LATENT_N, &s) ==
+          SDC_ERR_INVALID_ARG);
+    /* eta: [0, 1]; ddim only 0 */
+    o = sdc_sched_opts_default();
+    o.eta = 1.5;
+    CHECK(sdc_sched_create_ex(SDC_SAMPLER_TCD, SDC_SCHEDULE_DISCRETE, &o, &cfg, 4, LATENT_N, &s) ==
+          SDC_ERR_INVALID_ARG);
+    o.eta = NAN;
+    CHECK(sdc_sched_create_ex(SDC_SAMPLER_TCD, SDC_SCHEDULE_DISCRETE, &o, &cfg, 4, LATENT_N, &s) ==
+          SDC_ERR_INVALID_ARG);
+    o.eta = 0.5;
+    CHECK(sdc_sched_create_ex(SDC_SAMPLER_DDIM, SDC_SCHEDULE_DISCRETE, &o, &cfg, 4, LATENT_N, &s) ==
+          SDC_ERR_INVALID_ARG);
+    CHECK(s == NULL);
+    /* lcm and tcd: order 1; img2img's forward process and the denoised
+     * estimate are the DDPM forms, as ddim's at the same timestep (ddim with
+     * trailing spacing at 4 steps: 999 749 499 249; lcm, tcd: 999 759 499 259) */
+    sdc_sched *d = NULL;
+    o = sdc_sched_opts_default();
+    o.spacing = SDC_SPACING_TRAILING;
+    CHECK(sdc_sched_create_ex(SDC_SAMPLER_DDIM, SDC_SCHEDULE_DISCRETE, &o, &cfg, 4, LATENT_N, &d) == SDC_OK);
+    float x0[LATENT_N], z[LATENT_N], a[LATENT_N], b[LATENT_N];
+    for (int k = 0; k < LATENT_N; k++) x0[k] = (float)k / LATENT_N, z[k] = 1.0f - 2.0f * x0[k];
+    for (int sm = SDC_SAMPLER_LCM; sm <= SDC_SAMPLER_TCD; sm++) {
+        s = NULL;
+        CHECK(sdc_sched_create((sdc_sampler)sm, SDC_SCHEDULE_DISCRETE, &cfg, 4, LATENT_N, &s) == SDC_OK);
+        if (!s || !d) break;
+        CHECK(sdc_sched_order(s) == 1 && sdc_sched_begin_for_strength(s, 0.5) == 2);
+        for (int i = 0; i < 4; i += 2) {
+            CHECK(sdc_sched_timestep(s, i) == sdc_sched_timestep(d, i));
+            sdc_sched_add_noise(s, i, x0, z, a);
+            sdc_sched_add_noise(d, i, x0, z, b);
+            CHECKF(memcmp(a, b, sizeof a) == 0, "%s: add_noise at %d", sdc_sampler_name((sdc_sampler)sm), i);
+            if (sm == SDC_SAMPLER_TCD) {
+                sdc_sched_pred_x0(s, i, x0, z, a);
+                sdc_sched_pred_x0(d, i, x0, z, b);
+                CHECKF(memcmp(a, b, sizeof a) == 0, "tcd: denoised estimate at %d", i);
+            }
+        }
+        sdc_sched_free(s);
+    }
+    sdc_sched_free(d);
+}
+
 static void test_names(void) {
-    const char *names[] = {"euler", "euler_a", "heun", "dpm++2m", "ddim", "pndm", "lms"};
+    const char *names[] = {"euler", "euler_a", "heun", "dpm++2m", "ddim", "pndm", "lms", "lcm", "tcd"};
     for (int i = 0; i < SDC_SAMPLER_COUNT; i++) {
         CHECK(strcmp(sdc_sampler_name((sdc_sampler)i), names[i]) == 0);
         CHECK(sdc_sampler_from_name(names[i]) == (sdc_sampler)i);
@@ -252,6 +342,13 @@ static void test_names(void) {
     CHECK(sdc_schedule_from_name("discrete") == SDC_SCHEDULE_DISCRETE);
     CHECK(sdc_schedule_from_name("exponential") == SDC_SCHEDULE_COUNT);
     CHECK(sdc_sampler_name(SDC_SAMPLER_COUNT) != NULL && sdc_schedule_name(SDC_SCHEDULE_COUNT) != NULL);
+    const char *spacings[] = {"default", "linspace", "leading", "trailing"};
+    for (int i = 0; i < SDC_SPACING_COUNT; i++) {
+        CHECK(strcmp(sdc_spacing_name((sdc_spacing)i), spacings[i]) == 0);
+        CHECK(sdc_spacing_from_name(spacings[i]) == (sdc_spacing)i);
+    }
+    CHECK(sdc_spacing_from_name("Trailing") == SDC_SPACING_COUNT);
+    CHECK(sdc_spacing_from_name(NULL) == SDC_SPACING_COUNT);
 }
 
 int main(void) {
@@ -260,6 +357,7 @@ int main(void) {
     if (st == SDC_OK) RUN(test_against_diffusers);
     RUN(test_karras_only_where_offered);
     RUN(test_bad_arguments);
+    RUN(test_options_refused);
     RUN(test_names);
     sdc_st_close(g_ref);
     return t_summary();

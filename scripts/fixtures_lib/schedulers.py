@@ -1,4 +1,4 @@
-"""References for src/sched: torch's CPU randn and diffusers' seven samplers.
+"""References for src/sched: torch's CPU randn and diffusers' nine samplers.
 
 rng_ref.safetensors
   randn.<seed>.<n>        torch.randn(n, generator=manual_seed(seed)) (float32)
@@ -12,8 +12,12 @@ rng_ref.safetensors
   which runs the AVX2 kernel).
 
 sched_ref.safetensors, for <sampler>.<schedule>.<steps> (schedules each class
-offers; steps 1 2 5 20 50), with each class made as a pipeline makes it,
-Class.from_config(SD 1.4's scheduler config) with the class's own defaults:
+offers; steps 1 2 5 20 50; lcm and tcd 1 2 4 5 8), with each class made as a
+pipeline makes it, Class.from_config(SD 1.4's scheduler config) with the
+class's own defaults; <sampler>.discrete.<spacing>.<steps> the same with
+timestep_spacing set (linspace, leading, trailing at 4 and 8 steps, for the
+classes that read it); tcd.discrete.eta0.3.<steps> with the pipeline's eta
+0.3 (TCD's gamma; the pipeline's default eta is 0):
   timesteps          [len]   scheduler.timesteps, as the UNet receives them (f64)
   sigmas             [len+1] scheduler.sigmas (f64; absent for ddim, pndm)
   init_noise_sigma   [1]
@@ -24,7 +28,8 @@ Class.from_config(SD 1.4's scheduler config) with the class's own defaults:
 The loop is StableDiffusionPipeline's without guidance: latents =
 randn([1,4,8,8], generator=manual_seed(SEED)) * init_noise_sigma; for each t:
 eps = fake_model(scale_model_input(latents, t), t); latents = step(eps, t,
-latents, eta=0 / generator=g as the pipeline passes them).  fake_model is
+latents, eta=0 / generator=g as the pipeline passes them).  The denoised
+estimate at 5 steps (x0*) is pred_original_sample, LCM's `denoised`.  fake_model is
 computed in float64 and rounded to float32, so that C can compute the same:
   eps = 0.5 * x * cos(t / 300) + 0.1 * sin(x + t / 1000)
 
@@ -82,11 +87,22 @@ def _samplers():
         ("ddim", d.DDIMScheduler, False),
         ("pndm", d.PNDMScheduler, False),
         ("lms", d.LMSDiscreteScheduler, True),
+        ("lcm", d.LCMScheduler, False),
+        ("tcd", d.TCDScheduler, False),
     ]
 
 
-def _make(cls, karras, prediction="epsilon"):
+CONSISTENCY = ("lcm", "tcd")
+CONSISTENCY_STEPS = [1, 2, 4, 5, 8]
+SPACINGS = ["linspace", "leading", "trailing"]
+SPACING_STEPS = [4, 8]
+TCD_ETA = 0.3
+
+
+def _make(cls, karras, prediction="epsilon", spacing=None):
     kw = {"prediction_type": prediction}
+    if spacing is not None:
+        kw["timestep_spacing"] = spacing
     if karras:
         kw["use_karras_sigmas"] = True
     if cls.__name__ == "DPMSolverMultistepScheduler":
@@ -102,13 +118,13 @@ def fake_model(x, t):
     return eps.float()
 
 
-def _run(sched):
+def _run(sched, eta=0.0):
     g = torch.Generator("cpu").manual_seed(SEED)
     latents = torch.randn(SHAPE, generator=g, dtype=torch.float32) * sched.init_noise_sigma
     params = set(inspect.signature(sched.step).parameters.keys())
     extra = {}
     if "eta" in params:
-        extra["eta"] = 0.0
+        extra["eta"] = eta
     if "generator" in params:
         extra["generator"] = g
     for t in sched.timesteps:
@@ -133,7 +149,9 @@ def _x0_at_middle(name, sched):
         if i == mid:
             if name == "dpm++2m":
                 x0 = sched.convert_model_output(eps, sample=latents)
-            elif name == "pndm":
+            elif name == "lcm":
+                x0 = sched.step(eps, t, latents.clone(), **extra).denoised
+            elif name in ("pndm", "tcd"):
                 a = sched.alphas_cumprod[int(t)]
                 if sched.config.prediction_type == "v_prediction":
                     x0 = a ** 0.5 * latents - (1 - a) ** 0.5 * eps
@@ -165,6 +183,35 @@ def make_rng(outdir):
               metadata={"made_with": f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}"})
 
 
+def _combo(out, key, name, cls, karras, steps, spacing=None, eta=0.0):
+    s = _make(cls, karras, spacing=spacing)
+    s.set_timesteps(steps, device="cpu")
+    ts = s.timesteps
+    # diffusers starts at the second match of timesteps[0]; sdc at index 0
+    assert int((ts == ts[0]).sum()) == 1, key
+    out[key + "timesteps"] = ts.double()
+    if name not in ("ddim", "pndm") + CONSISTENCY:
+        out[key + "sigmas"] = s.sigmas.double()
+    init = float(s.init_noise_sigma)
+    out[key + "init_noise_sigma"] = torch.tensor([init], dtype=torch.float64)
+    scales = []
+    ones = torch.ones(1, dtype=torch.float32)
+    for i, t in enumerate(ts):
+        if hasattr(s, "_step_index"):
+            s._step_index = i  # scale_model_input reads the step index
+        scales.append(float(s.scale_model_input(ones, t)[0]))
+    out[key + "input_scale"] = torch.tensor(scales, dtype=torch.float64)
+    out[key + "final"] = _run(_fresh(cls, karras, steps, "epsilon", spacing), eta)
+    out[key + "final_v"] = _run(_fresh(cls, karras, steps, "v_prediction", spacing), eta)
+    if steps == 5 and spacing is None and eta == 0.0:
+        for pred in ("epsilon", "v_prediction"):
+            x, eps, i, x0 = _x0_at_middle(name, _fresh(cls, karras, steps, pred))
+            sfx = "" if pred == "epsilon" else "_v"
+            out[key + "x0_x" + sfx], out[key + "x0_eps" + sfx] = x, eps
+            out[key + "x0_i" + sfx] = torch.tensor([i], dtype=torch.int64)
+            out[key + "x0" + sfx] = x0
+
+
 def make_sched(outdir):
     import diffusers
 
@@ -172,39 +219,23 @@ def make_sched(outdir):
     for name, cls, has_karras in _samplers():
         for schedule in ["discrete", "karras"] if has_karras else ["discrete"]:
             karras = schedule == "karras"
-            for steps in STEPS:
-                key = f"{name}.{schedule}.{steps}."
-                s = _make(cls, karras)
-                s.set_timesteps(steps, device="cpu")
-                ts = s.timesteps
-                # diffusers starts at the second match of timesteps[0]; sdc at index 0
-                assert int((ts == ts[0]).sum()) == 1, key
-                out[key + "timesteps"] = ts.double()
-                if name not in ("ddim", "pndm"):
-                    out[key + "sigmas"] = s.sigmas.double()
-                out[key + "init_noise_sigma"] = torch.tensor([float(s.init_noise_sigma)], dtype=torch.float64)
-                scales = []
-                ones = torch.ones(1, dtype=torch.float32)
-                for i, t in enumerate(ts):
-                    if hasattr(s, "_step_index"):
-                        s._step_index = i  # scale_model_input reads the step index
-                    scales.append(float(s.scale_model_input(ones, t)[0]))
-                out[key + "input_scale"] = torch.tensor(scales, dtype=torch.float64)
-                out[key + "final"] = _run(_fresh(cls, karras, steps, "epsilon"))
-                out[key + "final_v"] = _run(_fresh(cls, karras, steps, "v_prediction"))
-                if steps == 5:
-                    for pred in ("epsilon", "v_prediction"):
-                        x, eps, i, x0 = _x0_at_middle(name, _fresh(cls, karras, steps, pred))
-                        sfx = "" if pred == "epsilon" else "_v"
-                        out[key + "x0_x" + sfx], out[key + "x0_eps" + sfx] = x, eps
-                        out[key + "x0_i" + sfx] = torch.tensor([i], dtype=torch.int64)
-                        out[key + "x0" + sfx] = x0
+            for steps in CONSISTENCY_STEPS if name in CONSISTENCY else STEPS:
+                _combo(out, f"{name}.{schedule}.{steps}.", name, cls, karras, steps)
+        if name in CONSISTENCY:  # their set_timesteps ignores timestep_spacing
+            continue
+        for spacing in SPACINGS:
+            for steps in SPACING_STEPS:
+                key = f"{name}.discrete.{spacing}.{steps}."
+                _combo(out, key, name, cls, False, steps, spacing=spacing)
+    tcd = dict((n, c) for n, c, _ in _samplers())["tcd"]
+    for steps in CONSISTENCY_STEPS:
+        _combo(out, f"tcd.discrete.eta{TCD_ETA}.{steps}.", "tcd", tcd, False, steps, eta=TCD_ETA)
     save_file(out, os.path.join(outdir, "sched_ref.safetensors"),
               metadata={"made_with": f"diffusers {diffusers.__version__}, torch {torch.__version__}, seed {SEED}"})
 
 
-def _fresh(cls, karras, steps, prediction):
-    s = _make(cls, karras, prediction)
+def _fresh(cls, karras, steps, prediction, spacing=None):
+    s = _make(cls, karras, prediction, spacing)
     s.set_timesteps(steps, device="cpu")
     return s
 

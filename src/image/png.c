@@ -369,6 +369,8 @@ const char *sdc_sampler_display_name(sdc_sampler s) {
     case SDC_SAMPLER_DDIM: return "DDIM";
     case SDC_SAMPLER_PNDM: return "PLMS";
     case SDC_SAMPLER_LMS: return "LMS";
+    case SDC_SAMPLER_LCM: return "LCM";
+    case SDC_SAMPLER_TCD: return "TCD";
     case SDC_SAMPLER_COUNT: break;
     }
     return "Unknown";

@@ -10,8 +10,13 @@
  *   ddim     DDIMScheduler                leading, eta 0
  *   pndm     PNDMScheduler                leading, skip_prk_steps
  *   lms      LMSDiscreteScheduler         linspace, order 4
- * As the pipeline does, steps_offset is taken as 1 and clip_sample as off
- * whatever the config says (StableDiffusionPipeline rewrites both).
+ *   lcm      LCMScheduler                 original_inference_steps 50, timestep_scaling 10
+ *   tcd      TCDScheduler                 original_inference_steps 50, gamma = the
+ *                                         pipeline's eta (0 unless set)
+ * A timestep spacing other than the class default (sdc_sched_opts) is that
+ * class made with timestep_spacing set.  As the pipeline does, steps_offset
+ * is taken as 1 and clip_sample as off whatever the config says
+ * (StableDiffusionPipeline rewrites both).
  *
  * Precision follows diffusers: the noise schedule is float32 torch (betas from
  * torch.linspace, alphas_cumprod accumulated in double and stored as float),
@@ -44,6 +49,8 @@ struct sdc_sched {
     int n_train; /* num_train_timesteps */
     int ratio;   /* num_train // steps (ddim, pndm) */
     int begin;   /* the first index the loop runs (img2img: sdc_sched_set_begin) */
+    sdc_spacing spacing; /* resolved: never DEFAULT */
+    double eta;          /* tcd's gamma (the pipeline's eta) */
 
     float *timesteps;   /* [len]   as the UNet receives them */
     float *sigmas;      /* [len+1] or NULL */
@@ -146,7 +153,20 @@ static int offers_karras(sdc_sampler s) {
            s == SDC_SAMPLER_LMS;
 }
 
-static int uses_sigmas(sdc_sampler s) { return s != SDC_SAMPLER_DDIM && s != SDC_SAMPLER_PNDM; }
+static int uses_sigmas(sdc_sampler s) {
+    return s != SDC_SAMPLER_DDIM && s != SDC_SAMPLER_PNDM && s != SDC_SAMPLER_LCM &&
+           s != SDC_SAMPLER_TCD;
+}
+
+static int is_consistency(sdc_sampler s) { return s == SDC_SAMPLER_LCM || s == SDC_SAMPLER_TCD; }
+
+/* the class's default timestep_spacing */
+static sdc_spacing default_spacing(sdc_sampler s) {
+    return s == SDC_SAMPLER_DDIM || s == SDC_SAMPLER_PNDM ? SDC_SPACING_LEADING : SDC_SPACING_LINSPACE;
+}
+
+/* LCM and TCD: original_inference_steps, the distillation grid's size */
+#define LCM_ORIGINAL_STEPS 50
 
 static int hist_blocks(sdc_sampler s) {
     switch (s) {
@@ -155,8 +175,57 @@ static int hist_blocks(sdc_sampler s) {
     case SDC_SAMPLER_DPMPP_2M: return 2; /* x0 predictions, newest and previous */
     case SDC_SAMPLER_LMS: return LMS_ORDER; /* derivatives */
     case SDC_SAMPLER_PNDM: return 5;     /* 4 model outputs, first sample */
+    case SDC_SAMPLER_LCM: return 1;      /* noise */
+    case SDC_SAMPLER_TCD: return 1;      /* noise */
     default: return 0;
     }
+}
+
+/* diffusers' trailing grid: numpy arange(T, 0, -T/N).round() - 1, descending,
+ * as numpy fills it (start, start + step, then start + i * (second - start));
+ * 0 where that arange has other than N entries. */
+static int trailing_grid(int T, int N, double *ts) {
+    const double r = (double)T / (double)N;
+    if (ceil((0.0 - (double)T) / -r) != (double)N) return 0;
+    const double second = (double)T + -r, delta = second - (double)T;
+    for (int k = 0; k < N; k++) {
+        const double v = k == 0 ? (double)T : k == 1 ? second : (double)T + (double)k * delta;
+        ts[k] = rint(v) - 1.0;
+    }
+    return 1;
+}
+
+/* The N timesteps, descending, of every sampler but lcm and tcd, before
+ * Karras (whose sigmas replace them) and before Heun and PLMS repeat some:
+ *   linspace  linspace(0, T-1, N) (float32 for the sigma samplers, rounded
+ *             for ddim, pndm); dpm++2m: linspace(0, T-1, N+1).round() without 0
+ *   leading   k * (T // N) + 1; dpm++2m: k * (T // (N+1)) + 1, k = N..1
+ *   trailing  trailing_grid
+ * Returns 0 where the trailing grid does not have N entries. */
+static int spaced_timesteps(const sdc_sched *s, double *ts) {
+    const int T = s->n_train, N = s->steps;
+    const int dpm = s->sampler == SDC_SAMPLER_DPMPP_2M, sig = uses_sigmas(s->sampler) && !dpm;
+    const int offset = 1; /* StableDiffusionPipeline forces steps_offset = 1 */
+    switch (s->spacing) {
+    case SDC_SPACING_TRAILING:
+        if (!trailing_grid(T, N, ts)) return 0;
+        break;
+    case SDC_SPACING_LEADING:
+        for (int k = 0; k < N; k++)
+            ts[k] = dpm ? (double)((N - k) * (T / (N + 1)) + offset)
+                        : (double)((N - 1 - k) * (T / N) + offset);
+        break;
+    default: /* linspace */
+        for (int k = 0; k < N; k++) {
+            if (dpm)
+                ts[k] = rint(np_linspace((double)(T - 1), N + 1, N - k));
+            else if (sig)
+                ts[k] = (float)np_linspace((double)(T - 1), N, N - 1 - k);
+            else
+                ts[k] = rint(np_linspace((double)(T - 1), N, N - 1 - k));
+        }
+    }
+    return 1;
 }
 
 /* Fills timesteps, sigmas, scales and init_sigma.  sig_tab/log_tab [T]:
@@ -169,8 +238,7 @@ static void build_sigma_schedule(sdc_sched *s, const float *sig_tab, const float
     double *ts = scratch, *sg = scratch + N;
 
     if (s->sampler == SDC_SAMPLER_DPMPP_2M) {
-        /* linspace(0, 999, N+1).round()[::-1][:-1] as int64 */
-        for (int k = 0; k < N; k++) ts[k] = rint(np_linspace((double)(T - 1), N + 1, N - k));
+        /* spaced_timesteps did ts: int64 */
         if (karras) {
             for (int k = 0; k < N; k++) {
                 sg[k] = karras_sigma(sig_tab[0], sig_tab[T - 1], N, k);
@@ -180,8 +248,7 @@ static void build_sigma_schedule(sdc_sched *s, const float *sig_tab, const float
             for (int k = 0; k < N; k++) sg[k] = np_interp(ts[k], sig_tab, T);
         }
     } else {
-        /* linspace(0, 999, N, dtype=float32)[::-1] */
-        for (int k = 0; k < N; k++) ts[k] = (float)np_linspace((double)(T - 1), N, N - 1 - k);
+        /* spaced_timesteps did ts: float32 */
         for (int k = 0; k < N; k++) sg[k] = np_interp(ts[k], sig_tab, T);
         if (karras) {
             double smin = sg[N - 1], smax = sg[0];
@@ -214,30 +281,39 @@ static void build_sigma_schedule(sdc_sched *s, const float *sig_tab, const float
         for (int i = 0; i < s->len; i++) s->scales[i] = 1.0f;
         return;
     }
-    /* init_noise_sigma = sigmas.max() (linspace spacing); x / sqrt(sigma^2 + 1) */
+    /* init_noise_sigma = sigmas.max() (linspace, trailing), sqrt(max^2 + 1)
+     * (leading); x / sqrt(sigma^2 + 1) */
     float mx = s->sigmas[0];
     for (int i = 0; i <= s->len; i++) mx = s->sigmas[i] > mx ? s->sigmas[i] : mx;
-    s->init_sigma = mx;
+    s->init_sigma = s->spacing == SDC_SPACING_LEADING ? sqrtf(mx * mx + 1.0f) : mx;
     for (int i = 0; i < s->len; i++) {
         float sig = s->sigmas[i];
         s->scales[i] = 1.0f / sqrtf(sig * sig + 1.0f);
     }
 }
 
-/* ddim, pndm: "leading" integer timesteps k * (T // N) + steps_offset. */
-static void build_leading_schedule(sdc_sched *s) {
+/* ddim, pndm: the spaced integer timesteps ts [N] (descending);
+ * lcm, tcd: the distillation grid's (k = T // 50) timesteps j * k - 1,
+ * j = 50..1, at indices floor(i * 50 / N) (numpy linspace without the end). */
+static void build_integer_schedule(sdc_sched *s, const double *ts) {
     int N = s->steps;
-    const int offset = 1; /* StableDiffusionPipeline forces steps_offset = 1 */
     if (s->sampler == SDC_SAMPLER_DDIM) {
-        for (int k = 0; k < N; k++) s->timesteps[k] = (float)((N - 1 - k) * s->ratio + offset);
-    } else {
+        for (int k = 0; k < N; k++) s->timesteps[k] = (float)ts[k];
+    } else if (s->sampler == SDC_SAMPLER_PNDM) {
         /* plms: concat(t[:-1], t[-2:-1], t[-1:])[::-1], t ascending */
         int m = 0;
         float *t = s->timesteps;
-        t[m++] = (float)((N - 1) * s->ratio + offset);
-        if (N >= 2) t[m++] = (float)((N - 2) * s->ratio + offset);
-        for (int k = N - 2; k >= 0; k--) t[m++] = (float)(k * s->ratio + offset);
+        t[m++] = (float)ts[0];
+        if (N >= 2) t[m++] = (float)ts[1];
+        for (int k = 1; k < N; k++) t[m++] = (float)ts[k];
         assert(m == s->len);
+    } else {
+        const int k = s->n_train / LCM_ORIGINAL_STEPS;
+        const double step = (double)LCM_ORIGINAL_STEPS / (double)N;
+        for (int i = 0; i < N; i++) {
+            const int idx = (int)floor((double)i * step);
+            s->timesteps[i] = (float)((LCM_ORIGINAL_STEPS - idx) * k - 1);
+        }
     }
     s->init_sigma = 1.0f;
     for (int i = 0; i < s->len; i++) s->scales[i] = 1.0f;
@@ -259,8 +335,36 @@ static sdc_status check_config(const sdc_sched_config *cfg) {
     return SDC_OK;
 }
 
+sdc_sched_opts sdc_sched_opts_default(void) {
+    sdc_sched_opts o = {SDC_SPACING_DEFAULT, 0.0};
+    return o;
+}
+
+static sdc_status check_opts(sdc_sampler sampler, sdc_schedule schedule, const sdc_sched_opts *o) {
+    if ((unsigned)o->spacing >= SDC_SPACING_COUNT)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "unknown timestep spacing %d", (int)o->spacing);
+    if (o->spacing != SDC_SPACING_DEFAULT && is_consistency(sampler))
+        return sdc_fail(SDC_ERR_INVALID_ARG,
+                        "sampler %s takes its timesteps from the distillation grid: no %s spacing",
+                        sdc_sampler_name(sampler), sdc_spacing_name(o->spacing));
+    if (o->spacing != SDC_SPACING_DEFAULT && schedule == SDC_SCHEDULE_KARRAS)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "timestep spacing %s is not offered with karras",
+                        sdc_spacing_name(o->spacing));
+    if (!(o->eta >= 0.0 && o->eta <= 1.0))
+        return sdc_fail(SDC_ERR_INVALID_ARG, "eta %g out of range [0, 1]", o->eta);
+    if (o->eta != 0.0 && sampler == SDC_SAMPLER_DDIM)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "ddim with eta %g is not offered (eta 0 only)", o->eta);
+    return SDC_OK;
+}
+
 sdc_status sdc_sched_create(sdc_sampler sampler, sdc_schedule schedule, const sdc_sched_config *cfg,
                             int steps, int64_t n, sdc_sched **out) {
+    const sdc_sched_opts o = sdc_sched_opts_default();
+    return sdc_sched_create_ex(sampler, schedule, &o, cfg, steps, n, out);
+}
+
+sdc_status sdc_sched_create_ex(sdc_sampler sampler, sdc_schedule schedule, const sdc_sched_opts *opts,
+                               const sdc_sched_config *cfg, int steps, int64_t n, sdc_sched **out) {
     *out = NULL;
     if ((unsigned)sampler >= SDC_SAMPLER_COUNT)
         return sdc_fail(SDC_ERR_INVALID_ARG, "unknown sampler %d", (int)sampler);
@@ -270,11 +374,17 @@ sdc_status sdc_sched_create(sdc_sampler sampler, sdc_schedule schedule, const sd
         return sdc_fail(SDC_ERR_INVALID_ARG,
                         "sampler %s has no karras schedule (karras: euler, heun, dpm++2m, lms)",
                         sdc_sampler_name(sampler));
-    sdc_status st = check_config(cfg);
+    sdc_status st = check_opts(sampler, schedule, opts);
+    if (st == SDC_OK) st = check_config(cfg);
     if (st != SDC_OK) return st;
     int T = cfg->num_train_timesteps;
     if (steps < 1 || steps > T)
         return sdc_fail(SDC_ERR_INVALID_ARG, "steps %d out of range [1, %d]", steps, T);
+    if (is_consistency(sampler) && (steps > LCM_ORIGINAL_STEPS || T < LCM_ORIGINAL_STEPS))
+        return sdc_fail(SDC_ERR_INVALID_ARG,
+                        "%s takes 1..%d steps (its original_inference_steps) of at least %d training "
+                        "timesteps: %d steps of %d",
+                        sdc_sampler_name(sampler), LCM_ORIGINAL_STEPS, LCM_ORIGINAL_STEPS, steps, T);
     if (n < 1) return sdc_fail(SDC_ERR_INVALID_ARG, "latent size %lld must be positive", (long long)n);
 
     sdc_sched *s = calloc(1, sizeof *s);
@@ -283,6 +393,8 @@ sdc_status sdc_sched_create(sdc_sampler sampler, sdc_schedule schedule, const sd
     s->schedule = schedule;
     s->pred = cfg->prediction_type;
     s->steps = steps;
+    s->spacing = opts->spacing == SDC_SPACING_DEFAULT ? default_spacing(sampler) : opts->spacing;
+    s->eta = opts->eta;
     s->n = n;
     s->n_train = T;
     s->ratio = T / steps;
@@ -323,13 +435,21 @@ sdc_status sdc_sched_create(sdc_sampler sampler, sdc_schedule schedule, const sd
         sig_tab[t] = sqrtf((1.0f - s->acp[t]) / s->acp[t]);
         log_tab[t] = logf(sig_tab[t]);
     }
-    if (uses_sigmas(sampler))
+    const int spaced = is_consistency(sampler) || spaced_timesteps(s, scratch);
+    if (spaced && uses_sigmas(sampler))
         build_sigma_schedule(s, sig_tab, log_tab, scratch);
-    else
-        build_leading_schedule(s);
+    else if (spaced)
+        build_integer_schedule(s, scratch);
     free(sig_tab);
     free(log_tab);
     free(scratch);
+    if (!spaced) {
+        sdc_sched_free(s);
+        return sdc_fail(SDC_ERR_INVALID_ARG,
+                        "trailing spacing at %d steps: diffusers' grid arange(%d, 0, -%d/%d) has %d "
+                        "entries",
+                        steps, T, T, steps, steps + 1);
+    }
 
     /* leading spacing: (steps-1) * (T // steps) + 1 can pass T - 1 */
     if (!uses_sigmas(sampler) && s->timesteps[0] >= (float)T) {
@@ -635,6 +755,68 @@ static void step_lms(sdc_sched *s, int i, const float *eps, float *x) {
     }
 }
 
+/* The DDPM-form x0 at integer timestep t (as DDIM's, LCM's, TCD's step):
+ * epsilon (x - sqrt(1 - a) eps) / sqrt(a), v sqrt(a) x - sqrt(1 - a) v. */
+static inline float ddpm_x0(sdc_prediction pred, float sa, float sb, float x, float eps) {
+    return pred == SDC_PRED_V ? sa * x - sb * eps : (x - sb * eps) / sa;
+}
+
+/* LCM's boundary condition (Song et al. 2023, consistency models) at t,
+ * sigma_data 0.5, on t * timestep_scaling (10) in float32:
+ * c_skip = 0.25 / (st^2 + 0.25), c_out = st / sqrt(st^2 + 0.25). */
+static void lcm_scalings(float t, float *c_skip, float *c_out) {
+    const float st = t * 10.0f, d = st * st + 0.25f;
+    *c_skip = 1.0f / d * 0.25f; /* torch: 0.25 / tensor is reciprocal() * 0.25 */
+    *c_out = st / sqrtf(d);
+}
+
+/* LCM (Luo et al. 2023): denoised = c_skip x + c_out x0 at t_i; then, but
+ * for the last step, x = sqrt(a_prev) denoised + sqrt(1 - a_prev) z with
+ * z ~ N(0, I) drawn now (n normals), a_prev at t_{i+1}; the last step
+ * returns denoised. */
+static void step_lcm(sdc_sched *s, int i, const float *eps, float *x, sdc_rng *rng) {
+    const int t = (int)s->timesteps[i], last = i == s->len - 1;
+    const int prev = last ? t : (int)s->timesteps[i + 1];
+    const float a_t = s->acp[t], a_prev = s->acp[prev];
+    const float sa = sqrtf(a_t), sb = sqrtf(1.0f - a_t);
+    const float ca = sqrtf(a_prev), cn = sqrtf(1.0f - a_prev);
+    float c_skip, c_out;
+    lcm_scalings((float)t, &c_skip, &c_out);
+    float *noise = s->h[0];
+    if (!last) sdc_rng_randn(rng, noise, s->n);
+    for (int64_t k = 0; k < s->n; k++) {
+        const float x0 = ddpm_x0(s->pred, sa, sb, x[k], eps[k]);
+        const float den = c_out * x0 + c_skip * x[k];
+        x[k] = last ? den : ca * den + cn * noise[k];
+    }
+}
+
+/* TCD (Zheng et al. 2024), strategic stochastic sampling with gamma = eta:
+ * s = floor((1 - gamma) t_prev) (t_prev = t_{i+1}, 0 after the last step),
+ * x_s = sqrt(a_s) x0 + sqrt(1 - a_s) eps_hat (eps_hat: the model's epsilon,
+ * v: sqrt(a_t) v + sqrt(1 - a_t) x); with gamma > 0 and but for the last
+ * step, x = sqrt(a_prev / a_s) x_s + sqrt(1 - a_prev / a_s) z, z drawn now
+ * (n normals); else x = x_s. */
+static void step_tcd(sdc_sched *s, int i, const float *eps, float *x, sdc_rng *rng) {
+    const int t = (int)s->timesteps[i], last = i == s->len - 1;
+    const int prev = last ? 0 : (int)s->timesteps[i + 1];
+    /* torch: (1 - eta) * prev (int64 tensor) in float32 */
+    const int ts = (int)floorf((float)(1.0 - s->eta) * (float)prev);
+    const float a_t = s->acp[t], a_prev = s->acp[prev], a_s = s->acp[ts];
+    const float sa = sqrtf(a_t), sb = sqrtf(1.0f - a_t);
+    const float ssa = sqrtf(a_s), ssb = sqrtf(1.0f - a_s);
+    const int noisy = s->eta > 0.0 && !last;
+    const float r = a_prev / a_s, ca = sqrtf(r), cn = sqrtf(1.0f - r);
+    float *noise = s->h[0];
+    if (noisy) sdc_rng_randn(rng, noise, s->n);
+    for (int64_t k = 0; k < s->n; k++) {
+        const float x0 = ddpm_x0(s->pred, sa, sb, x[k], eps[k]);
+        const float e = s->pred == SDC_PRED_V ? sa * eps[k] + sb * x[k] : eps[k];
+        const float xs = ssa * x0 + ssb * e;
+        x[k] = noisy ? ca * xs + cn * noise[k] : xs;
+    }
+}
+
 void sdc_sched_step(sdc_sched *s, int i, const float *eps, float *x, sdc_rng *rng) {
     assert(i >= s->begin && i < s->len);
     switch (s->sampler) {
@@ -645,6 +827,8 @@ void sdc_sched_step(sdc_sched *s, int i, const float *eps, float *x, sdc_rng *rn
     case SDC_SAMPLER_DDIM: step_ddim(s, i, eps, x); break;
     case SDC_SAMPLER_PNDM: step_pndm(s, i, eps, x); break;
     case SDC_SAMPLER_LMS: step_lms(s, i, eps, x); break;
+    case SDC_SAMPLER_LCM: step_lcm(s, i, eps, x, rng); break;
+    case SDC_SAMPLER_TCD: step_tcd(s, i, eps, x, rng); break;
     default: assert(0 && "sampler checked at create");
     }
 }
@@ -688,10 +872,15 @@ void sdc_sched_add_noise(const sdc_sched *s, int i, const float *x0, const float
 
 void sdc_sched_pred_x0(const sdc_sched *s, int i, const float *x, const float *eps, float *out) {
     assert(i >= 0 && i < s->len);
-    if (!uses_sigmas(s->sampler)) {
+    if (s->sampler == SDC_SAMPLER_LCM) {
         const float a = s->acp[(int)s->timesteps[i]], sa = sqrtf(a), sb = sqrtf(1.0f - a);
+        float c_skip, c_out;
+        lcm_scalings(s->timesteps[i], &c_skip, &c_out);
         for (int64_t k = 0; k < s->n; k++)
-            out[k] = s->pred == SDC_PRED_V ? sa * x[k] - sb * eps[k] : (x[k] - sb * eps[k]) / sa;
+            out[k] = c_out * ddpm_x0(s->pred, sa, sb, x[k], eps[k]) + c_skip * x[k];
+    } else if (!uses_sigmas(s->sampler)) {
+        const float a = s->acp[(int)s->timesteps[i]], sa = sqrtf(a), sb = sqrtf(1.0f - a);
+        for (int64_t k = 0; k < s->n; k++) out[k] = ddpm_x0(s->pred, sa, sb, x[k], eps[k]);
     } else if (s->sampler == SDC_SAMPLER_DPMPP_2M) {
         const dpm_point p = dpm_at(s->sigmas[i]);
         for (int64_t k = 0; k < s->n; k++)

@@ -39,8 +39,9 @@ void cli_usage(FILE *f) {
             "                              <= 1 turns guidance off: one UNet pass per step)\n"
             "  -s, --seed N                0..18446744073709551615, or -1 for a random seed\n"
             "                              (default -1; the seed used is printed)\n"
-            "      --sampler NAME          euler, euler_a, heun, dpm++2m, ddim, pndm, lms\n"
-            "                              (default dpm++2m)\n"
+            "      --sampler NAME          euler, euler_a, heun, dpm++2m, ddim, pndm, lms,\n"
+            "                              lcm, tcd (default dpm++2m; lcm and tcd: 1..50\n"
+            "                              steps, for LCM and TCD models and LoRAs)\n"
             "      --scheduler NAME        discrete or karras (default: karras where the\n"
             "                              sampler offers it, else discrete)\n"
             "  -b, --batch-count N         images to make, seeds seed, seed+1, ... (default 1);\n"
@@ -253,7 +254,7 @@ static int apply(const opt *o, const char *name, const char *v, cli_args *a) {
         a->sampler = sdc_sampler_from_name(v);
         if (a->sampler >= SDC_SAMPLER_COUNT)
             return usage_error("%s: unknown sampler '%s' (choose from euler, euler_a, heun, "
-                               "dpm++2m, ddim, pndm, lms)",
+                               "dpm++2m, ddim, pndm, lms, lcm, tcd)",
                                name, v);
         return 0;
     case O_SCHED:
