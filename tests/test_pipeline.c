@@ -302,7 +302,8 @@ static void test_infotext(void) {
     CHECKF(s && strcmp(s, want) == 0, "got '%s'", s ? s : "(null)");
     free(s);
 
-    const char *names[] = {"Euler", "Euler a", "Heun", "DPM++ 2M", "DDIM", "PLMS", "LMS"};
+    const char *names[] = {"Euler", "Euler a", "Heun", "DPM++ 2M", "DDIM", "PLMS", "LMS", "LCM",
+                           "TCD"};
     for (int i = 0; i < SDC_SAMPLER_COUNT; i++)
         CHECK(strcmp(sdc_sampler_display_name((sdc_sampler)i), names[i]) == 0);
 }
