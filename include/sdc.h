@@ -249,6 +249,9 @@ typedef struct sdc_gen_params {
     sdc_progress_fn progress; /* may be NULL */
     void *progress_user;
     sdc_vae_tiling vae_tiling; /* SDC_VAE_TILING_AUTO (default) | _ON | _OFF */
+    sdc_spacing spacing;       /* the timesteps' spacing: SDC_SPACING_DEFAULT (the
+                                  sampler's diffusers class default), or as asked
+                                  (few-step models want trailing) */
 
     /* Image to image (init_image set, mask NULL): diffusers'
      * StableDiffusionImg2ImgPipeline.  The init image is resized to width x

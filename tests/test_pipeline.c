@@ -315,6 +315,7 @@ typedef struct ref_case {
     int has_negative;
     sdc_sampler sampler;
     sdc_schedule schedule;
+    sdc_spacing spacing;
     int steps, width, height;
     float cfg;
     uint64_t seed;
@@ -356,6 +357,9 @@ static int load_cases(const sdc_st_file *ref, ref_case *cases, int max) {
         if (r->has_negative) snprintf(r->negative, sizeof r->negative, "%s", neg->valuestring);
         r->sampler = sdc_sampler_from_name(cJSON_GetObjectItem(c, "sampler")->valuestring);
         r->schedule = sdc_schedule_from_name(cJSON_GetObjectItem(c, "schedule")->valuestring);
+        const cJSON *spacing = cJSON_GetObjectItem(c, "spacing");
+        r->spacing = cJSON_IsString(spacing) ? sdc_spacing_from_name(spacing->valuestring)
+                                             : SDC_SPACING_DEFAULT;
         r->steps = cJSON_GetObjectItem(c, "steps")->valueint;
         r->width = cJSON_GetObjectItem(c, "width")->valueint;
         r->height = cJSON_GetObjectItem(c, "height")->valueint;
@@ -392,6 +396,7 @@ static sdc_gen_params case_params(const ref_case *c) {
     p.seed = c->seed;
     p.sampler = c->sampler;
     p.schedule = c->schedule;
+    p.spacing = c->spacing;
     if (c->init[0]) {
         p.init_image = &c->init_image;
         p.strength = c->strength;
@@ -486,7 +491,7 @@ static void test_against_diffusers(void) {
     sdc_st_file *ref = open_ref("pipeline_ref.safetensors", cases, 32, &n);
     if (!ref) return;
     sdc_status st;
-    CHECK(n >= 7);
+    CHECK(n >= 19);
     const char *layouts[2] = {"tiny-sd", "tiny-sd.safetensors"};
     for (int l = 0; l < 2; l++) {
         sdc_model *m = NULL;

@@ -8,7 +8,8 @@ Writes outdir/pipeline_ref.safetensors:
                                      the clamp to [0, 1], before uint8)
   __metadata__["cases"]: JSON list of {name, sampler (sdc's name), schedule
   ("discrete"|"karras"), steps, cfg, seed, width, height, prompt, negative
-  (null: none)}; the C test runs sdc_generate with exactly these.
+  (null: none), spacing (null: the class's default, else its
+  timestep_spacing)}; the C test runs sdc_generate with exactly these.
 
 The tokenizer is transformers' CLIPTokenizer (slow, as diffusers loads it for
 SD 1.x) on vocab.json/merges.txt built in a temporary folder from
@@ -26,7 +27,7 @@ PROMPT = "a red cube on a wooden table, studio light"
 NEGATIVE = "blurry, low quality"
 SEED = 1234
 
-# (name, sampler, schedule, steps, cfg, width, height, negative)
+# (name, sampler, schedule, steps, cfg, width, height, negative[, spacing])
 CASES = [
     ("euler", "euler", "discrete", 4, 7.5, 32, 32, NEGATIVE),
     ("euler_karras", "euler", "karras", 4, 7.5, 32, 32, NEGATIVE),
@@ -43,13 +44,22 @@ CASES = [
     ("euler_a_wide", "euler_a", "discrete", 4, 5.0, 48, 32, None),
     # guidance off: diffusers runs one UNet pass (guidance_scale <= 1)
     ("ddim_nocfg", "ddim", "discrete", 4, 1.0, 32, 32, NEGATIVE),
+    # timestep spacing as asked (few-step models): the class's timestep_spacing
+    ("euler_trailing", "euler", "discrete", 4, 7.5, 32, 32, NEGATIVE, "trailing"),
+    ("ddim_trailing", "ddim", "discrete", 4, 7.5, 32, 32, NEGATIVE, "trailing"),
+    ("dpmpp2m_leading", "dpm++2m", "discrete", 4, 7.5, 32, 32, NEGATIVE, "leading"),
+    # distilled-model samplers: LCM without guidance (one pass), LCM and TCD with it
+    ("lcm_nocfg", "lcm", "discrete", 4, 1.0, 32, 32, NEGATIVE),
+    ("lcm", "lcm", "discrete", 2, 1.5, 32, 32, NEGATIVE),
+    ("tcd", "tcd", "discrete", 4, 1.5, 32, 32, NEGATIVE),
 ]
 
 
-def _scheduler(sampler, schedule, config):
+def _scheduler(sampler, schedule, config, spacing=None):
     from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler,
                            EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
-                           HeunDiscreteScheduler, LMSDiscreteScheduler, PNDMScheduler)
+                           HeunDiscreteScheduler, LCMScheduler, LMSDiscreteScheduler,
+                           PNDMScheduler, TCDScheduler)
     cls = {
         "euler": EulerDiscreteScheduler,
         "euler_a": EulerAncestralDiscreteScheduler,
@@ -58,8 +68,12 @@ def _scheduler(sampler, schedule, config):
         "ddim": DDIMScheduler,
         "pndm": PNDMScheduler,
         "lms": LMSDiscreteScheduler,
+        "lcm": LCMScheduler,
+        "tcd": TCDScheduler,
     }[sampler]
     extra = {"use_karras_sigmas": True} if schedule == "karras" else {}
+    if spacing:
+        extra["timestep_spacing"] = spacing
     return cls.from_config(config, **extra)
 
 
@@ -86,10 +100,12 @@ def make(outdir):
         tokenizer = _tokenizer(tmp)
 
     tensors, cases = {}, []
-    for name, sampler, schedule, steps, cfg, width, height, negative in CASES:
+    for name, sampler, schedule, steps, cfg, width, height, negative, *rest in CASES:
+        spacing = rest[0] if rest else None
         pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                        unet=unet,
-                                       scheduler=_scheduler(sampler, schedule, base_sched.config),
+                                       scheduler=_scheduler(sampler, schedule, base_sched.config,
+                                                            spacing),
                                        safety_checker=None, feature_extractor=None,
                                        requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
@@ -104,7 +120,7 @@ def make(outdir):
         tensors[f"{name}.image"] = out["np"]
         cases.append(dict(name=name, sampler=sampler, schedule=schedule, steps=steps, cfg=cfg,
                           seed=SEED, width=width, height=height, prompt=PROMPT,
-                          negative=negative))
+                          negative=negative, spacing=spacing))
         img = out["np"]
         print(f"  {name:16s} latents std {out['latent'].std():.3f}  "
               f"image mean {img.mean():.3f} min {img.min():.3f} max {img.max():.3f}")

@@ -455,6 +455,8 @@ static sdc_status check_params(const sdc_model *m, const sdc_gen_params *p) {
         return sdc_fail(SDC_ERR_INVALID_ARG, "unknown sampler %d", (int)p->sampler);
     if ((unsigned)p->schedule >= SDC_SCHEDULE_COUNT)
         return sdc_fail(SDC_ERR_INVALID_ARG, "unknown schedule %d", (int)p->schedule);
+    if ((unsigned)p->spacing >= SDC_SPACING_COUNT)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "unknown timestep spacing %d", (int)p->spacing);
     if ((unsigned)p->vae_tiling >= SDC_VAE_TILING_COUNT)
         return sdc_fail(SDC_ERR_INVALID_ARG, "unknown VAE tiling mode %d", (int)p->vae_tiling);
     if (p->preview && p->preview_every < 1)
@@ -1155,8 +1157,10 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
         st = cancel_requested();
         goto done;
     }
-    st = sdc_sched_create(p->sampler, p->schedule, sdc_model_files_sched(m->mf), p->steps, n,
-                          &g.sched);
+    sdc_sched_opts so = sdc_sched_opts_default();
+    so.spacing = p->spacing;
+    st = sdc_sched_create_ex(p->sampler, p->schedule, &so, sdc_model_files_sched(m->mf), p->steps,
+                             n, &g.sched);
     if (st != SDC_OK) goto done;
     if ((st = alloc_floats(&g.x, (size_t)n)) != SDC_OK ||
         (st = alloc_floats(&g.eps, (size_t)n)) != SDC_OK ||

@@ -49,6 +49,9 @@ expect_fail 2 "batch-count.*out of range"       -m "$M" -p x -o "$OUT" -b 0
 expect_fail 2 "threads.*out of range"           -m "$M" -p x -o "$OUT" -t -1
 # names
 expect_fail 2 "unknown sampler 'k_euler'"       -m "$M" -p x -o "$OUT" --sampler k_euler
+expect_fail 2 "unknown spacing 'even'"         -m "$M" -p x -o "$OUT" --timestep-spacing even
+expect_fail 2 "spacing trailing is not offered with karras" -m "$M" -p x -o "$OUT" -W 32 -H 32 \
+    --steps 2 --sampler euler --scheduler karras --timestep-spacing trailing
 expect_fail 2 "unknown scheduler 'exponential'" -m "$M" -p x -o "$OUT" --scheduler exponential
 expect_fail 2 "karras.*ddim.*discrete"          -m "$M" -p x -o "$OUT" --sampler ddim --scheduler karras
 expect_fail 2 "output.*empty"                   -m "$M" -p x -o ""

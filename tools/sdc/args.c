@@ -43,7 +43,11 @@ void cli_usage(FILE *f) {
             "                              lcm, tcd (default dpm++2m; lcm and tcd: 1..50\n"
             "                              steps, for LCM and TCD models and LoRAs)\n"
             "      --scheduler NAME        discrete or karras (default: karras where the\n"
-            "                              sampler offers it, else discrete)\n"
+            "                              sampler offers it and no spacing is asked for,\n"
+            "                              else discrete)\n"
+            "      --timestep-spacing S    default, linspace, leading or trailing: where the\n"
+            "                              steps' timesteps fall (default: the sampler's own,\n"
+            "                              as in diffusers; few-step models want trailing)\n"
             "  -b, --batch-count N         images to make, seeds seed, seed+1, ... (default 1);\n"
             "                              with N > 1 the outputs are numbered: out.png ->\n"
             "                              out-1.png ... out-N.png\n"
@@ -180,7 +184,8 @@ typedef enum {
     O_MODEL, O_PROMPT, O_NEG, O_OUTPUT, O_WIDTH, O_HEIGHT, O_STEPS, O_CFG, O_SEED,
     O_SAMPLER, O_SCHED, O_BATCH, O_THREADS, O_OVERWRITE, O_LOW_MEMORY, O_VERBOSE,
     O_VERSION, O_HELP, O_VAE_TILING, O_PRECISION, O_BACKEND, O_DEVICE, O_LIST_DEVICES,
-    O_FP16_ACT, O_INIT, O_MASK, O_STRENGTH, O_PREVIEW, O_PREVIEW_EVERY, O_TAESD, O_TAESD_PREVIEW
+    O_FP16_ACT, O_INIT, O_MASK, O_STRENGTH, O_PREVIEW, O_PREVIEW_EVERY, O_TAESD, O_TAESD_PREVIEW,
+    O_SPACING
 } opt_id;
 
 typedef struct opt {
@@ -206,7 +211,7 @@ static const opt OPTS[] = {
     {'i', "init-image", 1, O_INIT},      {0, "mask", 1, O_MASK},
     {0, "strength", 1, O_STRENGTH},      {0, "preview", 1, O_PREVIEW},
     {0, "preview-every", 1, O_PREVIEW_EVERY}, {0, "taesd", 1, O_TAESD},
-    {0, "taesd-preview-only", 0, O_TAESD_PREVIEW},
+    {0, "taesd-preview-only", 0, O_TAESD_PREVIEW}, {0, "timestep-spacing", 1, O_SPACING},
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
 
@@ -239,6 +244,12 @@ static int apply(const opt *o, const char *name, const char *v, cli_args *a) {
         a->taesd = v;
         return 0;
     case O_TAESD_PREVIEW: a->taesd_preview_only = 1; return 0;
+    case O_SPACING:
+        a->spacing = sdc_spacing_from_name(v);
+        if (a->spacing >= SDC_SPACING_COUNT)
+            return usage_error("%s: unknown spacing '%s' (choose default, linspace, leading or "
+                               "trailing)", name, v);
+        return 0;
     case O_STRENGTH: {
         float f;
         int rc = parse_float(name, v, 0.0f, 1.0f, &f);

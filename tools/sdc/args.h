@@ -28,6 +28,7 @@ typedef struct cli_args {
     uint64_t seed;
     sdc_sampler sampler;  /* dpm++2m */
     sdc_schedule schedule;
+    sdc_spacing spacing;  /* --timestep-spacing; default */
     int schedule_given;   /* 0: karras where the sampler offers it, else discrete */
     int batch_count;      /* 1 */
     int threads;          /* 0: all cores */

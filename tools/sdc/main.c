@@ -196,8 +196,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (a.list_devices) return list_devices();
-    if (!a.schedule_given) {
-        a.schedule = offers_karras(a.sampler) ? SDC_SCHEDULE_KARRAS : SDC_SCHEDULE_DISCRETE;
+    if (!a.schedule_given) { /* Karras sigmas have no spacing: a spacing asked for wins */
+        a.schedule = offers_karras(a.sampler) && a.spacing == SDC_SPACING_DEFAULT
+                         ? SDC_SCHEDULE_KARRAS
+                         : SDC_SCHEDULE_DISCRETE;
     } else if (a.schedule == SDC_SCHEDULE_KARRAS && !offers_karras(a.sampler)) {
         fprintf(stderr,
                 "sdc: --scheduler karras: the %s sampler does not offer Karras sigmas (use "
@@ -299,6 +301,7 @@ int main(int argc, char **argv) {
         gp.sampler = a.sampler;
         gp.schedule = a.schedule;
         gp.vae_tiling = a.vae_tiling;
+        gp.spacing = a.spacing;
         if (a.init_image) {
             gp.init_image = &init;
             gp.strength = a.strength;
