@@ -533,6 +533,23 @@ static void test_hostile_orientation(void) {
 #undef C2
 }
 
+/* A chunk before the image data declaring 1.9 GB (libpng 1.6 would allocate
+ * it: fuzz_image's finding, fuzz/findings/image-oom-itxt.png) is refused
+ * before libpng reads it. */
+static void test_chunk_bomb(void) {
+    static const uint8_t png[] = {
+        0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a,               /* signature */
+        0, 0, 0, 13, 'I', 'H', 'D', 'R', 0, 0, 0, 13, 0, 0, 0, 11, 8, 2, 0, 0, 0,
+        0x2b, 0xd0, 0x90, 0x36,                                     /* IHDR 13x11 RGB, CRC */
+        0x73, 0x00, 0x01, 0x28, 'i', 'T', 'X', 't', 'X', 'M', 'L', 0, 0, 0, 0, 0}; /* 1.9 GB */
+    const char *path = write_file("bomb.png", png, sizeof png);
+    sdc_image im;
+    sdc_status st = sdc_image_load(path, 3, 1 << 20, &im);
+    CHECKF(st == SDC_ERR_FORMAT && strstr(sdc_last_error(), "iTXt declares 1929380136 bytes"),
+           "%s: %s", sdc_status_str(st), sdc_last_error());
+    CHECK(im.data == NULL);
+}
+
 int main(void) {
     sdc_status st = sdc_st_open(t_fixture("images/ref.safetensors"), &g_ref);
     CHECKF(st == SDC_OK, "%s", sdc_last_error());
@@ -548,6 +565,7 @@ int main(void) {
         RUN(test_hostile_orientation);
     }
     RUN(test_paths_and_args);
+    RUN(test_chunk_bomb);
     sdc_st_close(g_ref);
     return t_summary();
 }

@@ -267,6 +267,29 @@ static int png_orientation(png_structp png, png_infop info) {
     return o;
 }
 
+/* The chunks before the image data, read ahead of libpng: one longer than
+ * PNG_CHUNK_MAX is refused, since libpng 1.6 allocates a text chunk's
+ * declared length before reading it, whatever png_set_chunk_malloc_max says
+ * (a 789-byte file declaring a 1.9 GB iTXt).  The file is left at its start. */
+static sdc_status png_prescan(png_ctx *c) {
+    uint8_t h[8];
+    sdc_status st = SDC_OK;
+    if (fseek(c->f, 8, SEEK_SET) != 0) return SDC_OK; /* libpng reports it */
+    while (fread(h, 1, 8, c->f) == 8) {
+        const uint32_t len = get32(h, 1);
+        if (memcmp(h + 4, "IDAT", 4) == 0) break;
+        if (len > PNG_CHUNK_MAX) {
+            st = sdc_fail(SDC_ERR_FORMAT, "%s: PNG chunk %.4s declares %u bytes (limit %u)",
+                          c->path, (const char *)h + 4, len, (unsigned)PNG_CHUNK_MAX);
+            break;
+        }
+        if (fseek(c->f, (long)len + 4, SEEK_CUR) != 0) break;
+    }
+    if (fseek(c->f, 0, SEEK_SET) != 0 && st == SDC_OK)
+        st = sdc_fail(SDC_ERR_IO, "%s: cannot seek: %s", c->path, strerror(errno));
+    return st;
+}
+
 static sdc_status png_decode(png_ctx *c) {
     png_structp png =
         png_create_read_struct(PNG_LIBPNG_VER_STRING, c, on_png_error, on_png_warning);
@@ -571,7 +594,8 @@ sdc_status sdc_image_load(const char *path, int channels, int64_t max_pixels, sd
         st = png_header_size(path, head, n, max_pixels);
         if (st == SDC_OK) {
             png_ctx c = {.f = f, .path = path, .max_pixels = max_pixels};
-            st = png_decode(&c);
+            st = png_prescan(&c);
+            if (st == SDC_OK) st = png_decode(&c);
             if (st == SDC_OK) st = finish(path, &c.d, channels, out);
             free(c.rows);
             free(c.d.px);
