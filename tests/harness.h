@@ -49,6 +49,10 @@ extern int t_checks, t_failures;
 /* Whether SDC_TEST_ONLY (unset: every case) selects the case named name. */
 int t_selected(const char *name);
 
+/* The whole file at path, NUL-terminated (its length in *len if len is not
+ * NULL), malloc'ed; NULL if it cannot be read. */
+char *t_read_file(const char *path, size_t *len);
+
 /* Monotonic wall clock, seconds. */
 double t_seconds(void);
 

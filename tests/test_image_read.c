@@ -27,21 +27,8 @@ static sdc_st_file *g_ref;
 /* ---- helpers ----------------------------------------------------------- */
 
 static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf = NULL;
     *n = 0;
-    if (f && fseek(f, 0, SEEK_END) == 0) {
-        long len = ftell(f);
-        rewind(f);
-        buf = len >= 0 ? malloc((size_t)len + 1) : NULL;
-        if (buf && fread(buf, 1, (size_t)len, f) == (size_t)len) {
-            *n = (size_t)len;
-        } else {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    if (f) fclose(f);
+    uint8_t *buf = (uint8_t *)t_read_file(path, n);
     CHECKF(buf != NULL, "cannot read %s", path);
     return buf;
 }

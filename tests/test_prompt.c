@@ -18,26 +18,6 @@
 
 static cJSON *g_fix;
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *p = realloc(buf, 2 * cap + 1);
-            if (!p) free(buf);
-            buf = p;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    if (len) *len = n;
-    return buf;
-}
-
 static char *case_text(const cJSON *c) {
     const cJSON *rep = cJSON_GetObjectItem(c, "repeat");
     if (cJSON_IsArray(rep)) {
@@ -251,7 +231,7 @@ static void test_hostile(void) {
 
 int main(void) {
     size_t n = 0;
-    char *json = read_all(t_fixture("prompts_ref.json"), &n);
+    char *json = t_read_file(t_fixture("prompts_ref.json"), &n);
     CHECKF(json != NULL, "cannot read %s", t_fixture("prompts_ref.json"));
     g_fix = json ? cJSON_ParseWithLength(json, n) : NULL;
     free(json);

@@ -10,26 +10,6 @@
 #include "text/tokenizer.h"
 #include "text/vocab.h"
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *p = realloc(buf, 2 * cap + 1);
-            if (!p) free(buf);
-            buf = p;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    if (len) *len = n;
-    return buf;
-}
-
 static void write_all(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     CHECKF(f != NULL, "cannot write %s", path);
@@ -124,7 +104,7 @@ static void test_files_match_reference(void) {
     if (t) check_cases(t, "files");
     sdc_tokenizer_free(t);
     size_t n = 0;
-    char *m = read_all(merges, &n);
+    char *m = t_read_file(merges, &n);
     CHECK(m && strncmp(m, "#version: 0.2\ni n\nt h\n", 22) == 0);
     free(m);
     remove(vocab);
@@ -374,7 +354,7 @@ static void test_long_token(void) {
 
 int main(void) {
     size_t n = 0;
-    char *json = read_all(t_fixture("tokens.json"), &n);
+    char *json = t_read_file(t_fixture("tokens.json"), &n);
     CHECKF(json != NULL, "cannot read %s", t_fixture("tokens.json"));
     g_fix = json ? cJSON_ParseWithLength(json, n) : NULL;
     free(json);
