@@ -281,7 +281,7 @@ static sdc_status record_model(const char *path, int px) {
         sdc_unet_context(unet, &rb, NULL, 1, S, kv);
         g_stage = ST_UNET;
         sdc_arena_plan(&a);
-        sdc_unet_forward(unet, &rb, &a, NULL, 2, 1, h, w, t, NULL, S, kv, NULL); /* as the pipeline: CFG's rows share x */
+        sdc_unet_forward(unet, &rb, &a, NULL, 2, 1, h, w, t, NULL, NULL, S, kv, NULL); /* as the pipeline: CFG's rows share x */
         free(kv);
         g_stage = ST_VAE;
         sdc_arena_plan(&a);

@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
     float *x = sdc_arena_alloc(&a, nx), *ctx = sdc_arena_alloc(&a, nc);
     float *kv = sdc_arena_alloc(&a, nkv), *out = sdc_arena_alloc(&a, no);
     size_t mark = sdc_arena_mark(&a);
-    sdc_unet_forward(unet, sdc_backend_null(), &a, x, N, shared, h, w, t, ctx, S, kv, out);
+    sdc_unet_forward(unet, sdc_backend_null(), &a, x, N, shared, h, w, t, NULL, ctx, S, kv, out);
     sdc_arena_reset(&a, 0);
     sdc_backend *be = NULL;
     float *host = malloc((nx > nc ? nx : nc) * sizeof *host);
@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
     double ms[MAX_PASSES], first = 0;
     for (int p = -1; p < passes; p++) {
         double t0 = bm_now();
-        sdc_unet_forward(unet, be, &a, x, N, shared, h, w, t, ctx, S, kv, out);
+        sdc_unet_forward(unet, be, &a, x, N, shared, h, w, t, NULL, ctx, S, kv, out);
         double dt = (bm_now() - t0) * 1e3;
         sdc_arena_reset(&a, mark);
         if (p < 0) {

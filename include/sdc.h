@@ -237,6 +237,14 @@ typedef enum sdc_vae_tiling {
     SDC_VAE_TILING_COUNT
 } sdc_vae_tiling;
 
+/* A LoRA to apply (a low-rank update of the model's weights, Hu et al.
+ * 2021): a .safetensors file in kohya-ss's or diffusers/PEFT's naming, at a
+ * weight (1 as trained; 0 off; negative subtracts). */
+typedef struct sdc_lora {
+    const char *path; /* borrowed for the call */
+    float weight;
+} sdc_lora;
+
 typedef struct sdc_gen_params {
     const char *prompt;          /* UTF-8; borrowed for the call */
     const char *negative_prompt; /* UTF-8 or NULL (""); borrowed */
@@ -276,6 +284,20 @@ typedef struct sdc_gen_params {
     sdc_preview_fn preview; /* NULL: no previews */
     void *preview_user;
     int preview_every;      /* sampling steps between previews, >= 1 (default 1) */
+
+    /* LoRAs merged into the model's weights for this image: the sum of their
+     * updates, each at its weight (the UNet's and the text encoder's).  The
+     * merge is kept for the next call with the same list (same paths and
+     * weights in the same order); a different list is merged afresh from the
+     * original weights, an empty one restores them.  Merging costs a pass
+     * over the weights it updates (docs/perf.md); the merged weights live in
+     * a scratch file under $TMPDIR (else /tmp), mapped like the model's own.
+     * A file that is missing, damaged, made for another architecture (SDXL)
+     * or does not fit the model's shapes is an error naming it. */
+    const sdc_lora *loras; /* [n_loras], borrowed for the call; NULL when n_loras is 0 */
+    int n_loras;
+    const char *lora_dir;  /* where <lora:NAME:W> prompt tags are looked up
+                              (NAME.safetensors); NULL: tags are an error */
 } sdc_gen_params;
 
 sdc_gen_params sdc_gen_params_default(void);

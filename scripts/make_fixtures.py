@@ -24,7 +24,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-PARTS = ["tokens", "schedulers", "ops", "models", "vae_tiling", "pipeline", "img2img", "images", "taesd", "prompts"]
+PARTS = ["tokens", "schedulers", "ops", "models", "vae_tiling", "pipeline", "lora", "img2img", "images", "taesd", "prompts"]
 
 
 def main():

@@ -31,7 +31,7 @@ static void pass(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *
     float *xd = sdc_arena_alloc(a, nx), *cd = sdc_arena_alloc(a, nc), *od = sdc_arena_alloc(a, no);
     be->copy_in(be, xd, x, (int64_t)nx);
     be->copy_in(be, cd, ctx, (int64_t)nc);
-    sdc_unet_forward(m, be, a, xd, N, 0, h, w, t, cd, S_, NULL, od);
+    sdc_unet_forward(m, be, a, xd, N, 0, h, w, t, NULL, cd, S_, NULL, od);
     be->copy_out(be, out, od, (int64_t)no);
     sdc_arena_reset(a, mark);
 }

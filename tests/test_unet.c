@@ -33,7 +33,7 @@ static void pass_shared(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const 
     be->copy_in(be, xd, x, (int64_t)nx);
     be->copy_in(be, cd, ctx, (int64_t)nc);
     if (use_kv) sdc_unet_context(m, be, cd, N, S, kv);
-    sdc_unet_forward(m, be, a, xd, N, shared, h, w, t, cd, S, kv, od);
+    sdc_unet_forward(m, be, a, xd, N, shared, h, w, t, NULL, cd, S, kv, od);
     be->copy_out(be, out, od, (int64_t)no);
     sdc_arena_reset(a, mark);
 }

@@ -30,6 +30,11 @@ struct sdc_model_files {
     sdc_vae_config vae;
     sdc_sched_config sched;
     atomic_size_t released; /* sdc_model_files_released_bytes */
+    /* LoRA merging (sdc_model_files_set_data): per weight, the original data
+     * while another buffer stands in (NULL: none), and whether page advice
+     * may drop that buffer's pages; [count] each, allocated on first use */
+    const void **orig;
+    unsigned char *pageable;
 };
 
 #define PATH_CAP 4096
@@ -916,6 +921,8 @@ void sdc_model_files_close(sdc_model_files *mf) {
     for (size_t i = 0; i < mf->count; i++) free(mf->keys[i]);
     free(mf->keys);
     free(mf->weights);
+    free(mf->orig);
+    free(mf->pageable);
     sdc_name_index_free(&mf->index);
     for (int c = 0; c < COMP_COUNT; c++) sdc_st_close(mf->files[c]);
     free(mf->vocab);
@@ -948,6 +955,15 @@ const char *sdc_model_files_name(const sdc_model_files *mf) { return mf->name; }
 void sdc_model_files_advise(const sdc_model_files *mf, const sdc_weight *w,
                             sdc_page_advice advice) {
     if (!mf || !w) return;
+    if (mf->orig && w >= mf->weights && w < mf->weights + mf->count &&
+        mf->orig[w - mf->weights]) {
+        /* merged data: a shared file mapping keeps what it drops; anonymous
+         * memory would come back zeroed, so it is left alone */
+        if (mf->pageable[w - mf->weights] && sdc_pages_advise(w->data, w->nbytes, advice) &&
+            advice == SDC_PAGES_RELEASE)
+            atomic_fetch_add(&((sdc_model_files *)mf)->released, w->nbytes);
+        return;
+    }
     for (int c = 0; c < COMP_COUNT; c++)
         if (sdc_st_advise(mf->files[c], w->data, w->nbytes, advice)) {
             if (advice == SDC_PAGES_RELEASE) /* the counter is no part of the files' state */
@@ -979,4 +995,40 @@ void sdc_model_files_advise_prefix(const sdc_model_files *mf, const char *prefix
     for (size_t i = 0; i < mf->count; i++)
         if (strncmp(mf->keys[i], prefix, len) == 0)
             sdc_model_files_advise(mf, &mf->weights[i], advice);
+}
+
+const sdc_weight *sdc_model_files_at(const sdc_model_files *mf, size_t i) {
+    return i < mf->count ? &mf->weights[i] : NULL;
+}
+
+sdc_status sdc_model_files_set_data(sdc_model_files *mf, size_t i, const void *data,
+                                    int pageable) {
+    if (i >= mf->count || !data) return sdc_fail(SDC_ERR_INTERNAL, "set_data: bad weight %zu", i);
+    if (!mf->orig) {
+        mf->orig = calloc(mf->count, sizeof *mf->orig);
+        mf->pageable = calloc(mf->count, 1);
+        if (!mf->orig || !mf->pageable) {
+            free(mf->orig);
+            free(mf->pageable);
+            mf->orig = NULL;
+            mf->pageable = NULL;
+            return sdc_fail(SDC_ERR_NOMEM, "out of memory");
+        }
+    }
+    if (!mf->orig[i]) mf->orig[i] = mf->weights[i].data;
+    mf->weights[i].data = data;
+    mf->pageable[i] = pageable != 0;
+    return SDC_OK;
+}
+
+void sdc_model_files_restore_data(sdc_model_files *mf, size_t i) {
+    if (!mf->orig || i >= mf->count || !mf->orig[i]) return;
+    mf->weights[i].data = mf->orig[i];
+    mf->orig[i] = NULL;
+    mf->pageable[i] = 0;
+}
+
+const void *sdc_model_files_orig_data(const sdc_model_files *mf, size_t i) {
+    if (i >= mf->count) return NULL;
+    return mf->orig && mf->orig[i] ? mf->orig[i] : mf->weights[i].data;
 }

@@ -83,4 +83,24 @@ size_t sdc_model_files_prefixed(const sdc_model_files *mf, const char *prefix,
  * calls above): how the tests see the low-memory mode at work. */
 size_t sdc_model_files_released_bytes(const sdc_model_files *mf);
 
+/* Weight i (0 <= i < count; NULL beyond), the entry every model block
+ * points to.  Valid until close. */
+const sdc_weight *sdc_model_files_at(const sdc_model_files *mf, size_t i);
+
+/* Data that stands in for weight i's (LoRA merging, models/lora.h): every
+ * holder of the weight's pointer reads data from now on.  data has the
+ * weight's dtype and byte size, is owned by the caller and stays valid until
+ * sdc_model_files_restore_data(i) or close.  pageable != 0: data lies in a
+ * shared file mapping whose pages page advice may drop (they come back from
+ * the file); 0: anonymous memory, which page advice leaves alone.  The
+ * original pointer is kept (sdc_model_files_orig_data).  A device backend
+ * finds its copy by w->data: the caller releases the weight through the
+ * backend (SDC_RES_RELEASE) before either call.  SDC_ERR_NOMEM on failure. */
+sdc_status sdc_model_files_set_data(sdc_model_files *mf, size_t i, const void *data,
+                                    int pageable);
+/* The original data back (nothing if it was not replaced). */
+void sdc_model_files_restore_data(sdc_model_files *mf, size_t i);
+/* Weight i's data in the model file, whatever stands in for it now. */
+const void *sdc_model_files_orig_data(const sdc_model_files *mf, size_t i);
+
 #endif

@@ -59,6 +59,10 @@ static sdc_name_result map_unet(const char *r, int L, char *out, size_t cap) {
     const char *p = r;
     if (eat(&p, "time_embed.0.")) return put(out, cap, "unet.time_embedding.linear_1.%s", p);
     if (eat(&p, "time_embed.2.")) return put(out, cap, "unet.time_embedding.linear_2.%s", p);
+    /* LCM's guidance embedding: diffusers' convert_diffusers_to_original
+     * script passes the name through (its single-file loader drops it) */
+    if (eat(&p, "time_embedding.cond_proj."))
+        return put(out, cap, "unet.time_embedding.cond_proj.%s", p);
     if (eat(&p, "out.0.")) return put(out, cap, "unet.conv_norm_out.%s", p);
     if (eat(&p, "out.2.")) return put(out, cap, "unet.conv_out.%s", p);
     if (eat(&p, "input_blocks.")) {

@@ -331,11 +331,17 @@ int sdc_st_advise(const sdc_st_file *f, const void *p, size_t n, sdc_page_advice
     if (!f || !f->map || !p || n == 0) return 0;
     uintptr_t base = (uintptr_t)f->map, lo = (uintptr_t)p;
     if (lo < base || lo - base > f->map_size || n > f->map_size - (lo - base)) return 0;
+    /* the mapping starts on a page and its last page is mapped whole, so the
+     * range rounded out to pages stays inside it */
+    return sdc_pages_advise(p, n, advice);
+}
+
+int sdc_pages_advise(const void *p, size_t n, sdc_page_advice advice) {
+    if (!p || n == 0) return 0;
+    uintptr_t lo = (uintptr_t)p;
     long page = sysconf(_SC_PAGESIZE);
     uintptr_t ps = page > 0 ? (uintptr_t)page : 4096;
-    /* whole pages, rounded out: the mapping starts on a page and its last
-     * page is mapped whole, so the rounded range stays inside it */
-    uintptr_t start = lo / ps * ps, end = (lo + n + ps - 1) / ps * ps;
+    uintptr_t start = lo / ps * ps, end = (lo + n + ps - 1) / ps * ps; /* whole pages */
     void *addr = (void *)start;
     size_t len = (size_t)(end - start);
     if (advice == SDC_PAGES_RELEASE) return madvise(addr, len, MADV_DONTNEED) == 0;

@@ -67,5 +67,10 @@ typedef enum sdc_page_advice {
  * mapping (a heap copy of a misaligned tensor: left alone) or when the
  * system refuses (advice is a hint; nothing fails). */
 int sdc_st_advise(const sdc_st_file *f, const void *p, size_t n, sdc_page_advice advice);
+/* The same for [p, p + n) in any file mapping the caller owns whose whole
+ * pages around the range are its own (a private read-only mapping, or a
+ * shared one: what MADV_DONTNEED drops is kept by the file).  Never on
+ * anonymous memory: dropped pages would come back zeroed.  1 if applied. */
+int sdc_pages_advise(const void *p, size_t n, sdc_page_advice advice);
 
 #endif

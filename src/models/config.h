@@ -30,6 +30,9 @@ typedef struct sdc_unet_config {
     int transformer_depth;          /* transformer_layers_per_block: 1 */
     int use_linear_projection;      /* 0 in SD 1.x (proj_in/out are 1x1 convs) */
     int sample_size;                /* 64 */
+    int time_cond_proj_dim;         /* 0, or the width of the guidance-scale embedding
+                                       LCM-distilled UNets add to the timestep's
+                                       (time_embedding.cond_proj [C0, dim]): 256 */
 } sdc_unet_config;
 
 typedef struct sdc_vae_config {

@@ -35,16 +35,19 @@ void sdc_unet_free(sdc_unet *m);
 const sdc_unet_config *sdc_unet_cfg(const sdc_unet *m);
 /* x dev [N, in_channels, h, w], t host [N], ctx dev [N, S, cross_dim]
  * -> out dev [N, out_channels, h, w].  h and w must be multiples of
- * 2^(levels-1).  kv: the cross-attention keys and values of ctx made once
- * by sdc_unet_context (the same N, S and ctx), or NULL: each pass then
- * makes them from ctx (a plan made with NULL bounds a pass with kv).
- * shared != 0: the N rows have one input, x's first image, and one
- * timestep, t[0] (classifier-free guidance: one latent under N prompts);
- * the part of the pass before the prompt enters runs once.  The output is
- * that of x holding N copies, to rounding. */
+ * 2^(levels-1).  cond dev [N, time_cond_proj_dim]: the guidance-scale
+ * embedding of an LCM-distilled UNet (diffusers' timestep_cond), or NULL:
+ * none added (always NULL for other UNets; ignored by them).  kv: the
+ * cross-attention keys and values of ctx made once by sdc_unet_context
+ * (the same N, S and ctx), or NULL: each pass then makes them from ctx (a
+ * plan made with NULL bounds a pass with kv).  shared != 0: the N rows
+ * have one input, x's first image, one timestep, t[0], and cond's first
+ * row (classifier-free guidance: one latent under N prompts); the part of
+ * the pass before the prompt enters runs once.  The output is that of x
+ * holding N copies, to rounding. */
 void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N,
-                      int shared, int h, int w, const float *t, const float *ctx, int S,
-                      const float *kv, float *out);
+                      int shared, int h, int w, const float *t, const float *cond,
+                      const float *ctx, int S, const float *kv, float *out);
 /* The keys and values of every cross-attention for ctx dev [N, S,
  * cross_dim] into kv dev [sdc_unet_context_floats]: they depend on the
  * prompt only, so a sampling loop makes them once instead of per step. */

@@ -1,6 +1,7 @@
 /* UNet: diffusers' UNet2DConditionModel as configured for SD 1.x.
  *
- * emb  = linear_2(silu(linear_1(timestep_embed(t, C0))))           [N, 4*C0]
+ * emb  = linear_2(silu(linear_1(timestep_embed(t, C0) [+ cond_proj(w)])))  [N, 4*C0]
+ *        (w: an LCM-distilled UNet's guidance-scale embedding [N, dim])
  * h    = conv_in(x); skips = [h]
  * down level l: (resnet(h, emb) [-> transformer(h, ctx)]) x layers_per_block,
  *               each output pushed; then (l < L-1) a stride-2 conv, pushed
@@ -64,6 +65,8 @@ typedef struct level {
 struct sdc_unet {
     sdc_unet_config cfg;
     sdc_linear_w t1, t2; /* time_embedding.linear_1 [4C0, C0], linear_2 [4C0, 4C0] */
+    sdc_linear_w cond;   /* time_embedding.cond_proj [C0, dim], no bias; .w NULL
+                            unless time_cond_proj_dim (LCM-distilled UNets) */
     sdc_conv_w conv_in, conv_out;
     sdc_norm_w norm_out;
     level down[SDC_MAX_LEVELS], up[SDC_MAX_LEVELS]; /* up[i] is level L-1-i */
@@ -115,6 +118,9 @@ static sdc_status check_config(const sdc_model_files *mf, const sdc_unet_config 
     if (c->in_channels < 1 || c->out_channels < 1 || c->groups < 1 || c->heads < 1 ||
         c->cross_dim < 1)
         return sdc_fail(SDC_ERR_FORMAT, "%s: bad UNet config", name);
+    if (c->time_cond_proj_dim < 0)
+        return sdc_fail(SDC_ERR_FORMAT, "%s: bad time_cond_proj_dim %d", name,
+                        c->time_cond_proj_dim);
     if (c->channels[0] % 2)
         return sdc_fail(SDC_ERR_FORMAT, "%s: odd UNet channel count %d", name, c->channels[0]);
     for (int l = 0; l < c->levels; l++) {
@@ -161,6 +167,10 @@ sdc_status sdc_unet_create(const sdc_model_files *mf, sdc_unet **out) {
 
     sdc_bind_linear(&b, &m->t1, C0, E, 1, "unet.time_embedding.linear_1");
     sdc_bind_linear(&b, &m->t2, E, E, 1, "unet.time_embedding.linear_2");
+    m->cond.w = m->cond.b = NULL;
+    if (c->time_cond_proj_dim > 0)
+        sdc_bind_linear(&b, &m->cond, c->time_cond_proj_dim, C0, 0,
+                        "unet.time_embedding.cond_proj");
     sdc_bind_conv(&b, &m->conv_in, c->in_channels, C0, 3, "unet.conv_in");
 
     int skip[MAX_SKIPS], ns = 0; /* channels of the skip connections, a stack */
@@ -402,8 +412,8 @@ void sdc_unet_context(const sdc_unet *m, sdc_backend *be, const float *ctx, int 
 }
 
 void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const float *x, int N,
-                      int shared, int h, int w, const float *t, const float *ctx, int S,
-                      const float *kv, float *out) {
+                      int shared, int h, int w, const float *t, const float *cond,
+                      const float *ctx, int S, const float *kv, float *out) {
     const sdc_unet_config *c = &m->cfg;
     int L = c->levels, lpb = c->layers_per_block, depth = c->transformer_depth;
     int heads = c->heads, G = c->groups, C0 = c->channels[0], E = 4 * C0;
@@ -419,6 +429,7 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
     float *tp = sdc_arena_alloc(a, (size_t)N * C0);
     float *e1 = sdc_arena_alloc(a, (size_t)N * E), *emb = sdc_arena_alloc(a, (size_t)N * E);
     be->timestep_embed(be, tp, t, nr, C0);
+    if (m->cond.w && cond) sdc_linear_fwd(be, &m->cond, tp, cond, nr, tp); /* tp += cond_proj(w) */
     sdc_linear_fwd(be, &m->t1, e1, tp, nr, NULL);
     be->silu(be, e1, e1, (int64_t)nr * E);
     sdc_linear_fwd(be, &m->t2, emb, e1, nr, NULL);
@@ -426,6 +437,7 @@ void sdc_unet_forward(const sdc_unet *m, sdc_backend *be, sdc_arena *a, const fl
     if (nr < N) broadcast(be, emb, (size_t)E, N);
     sdc_page_linear(pg, &m->t1, SDC_RES_RELEASE);
     sdc_page_linear(pg, &m->t2, SDC_RES_RELEASE);
+    sdc_page_linear(pg, &m->cond, SDC_RES_RELEASE);
 
     /* skip connections live on the arena as a stack, in push order */
     float *skip[MAX_SKIPS];

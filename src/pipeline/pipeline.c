@@ -42,6 +42,7 @@
 #include "core/error.h"
 #include "image/image_read.h"
 #include "io/model_files.h"
+#include "models/lora.h"
 #include "models/models.h"
 #include "models/taesd.h"
 #include "pipeline/pipeline_internal.h"
@@ -69,6 +70,8 @@ struct sdc_model {
     sdc_unet *unet;      /* owned */
     sdc_vae *vae;        /* owned */
     sdc_taesd *taesd;    /* owned; NULL: none */
+    sdc_lora_merged *lora; /* the LoRAs merged into mf's weights now; NULL: none */
+    int n_threads;         /* sdc_load_params.n_threads (the LoRA merge's too) */
     int taesd_all;       /* TAESD decodes and encodes (else previews only) */
     int vae_scale;       /* f = 2^(vae levels - 1): image / latent size */
     int unet_div;        /* 2^(unet levels - 1): latent sides must be multiples */
@@ -190,6 +193,7 @@ void sdc_model_free(sdc_model *m) {
     sdc_unet_free(m->unet);
     sdc_clip_free(m->clip);
     if (m->be && m->taesd) taesd_residency(m, SDC_RES_RELEASE);
+    if (m->mf) sdc_lora_unmerge(m->mf, m->be, m->lora);
     if (m->be) m->be->free(m->be);
     sdc_taesd_free(m->taesd);
     sdc_tokenizer_free(m->tok);
@@ -305,6 +309,7 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
     sdc_model *m = calloc(1, sizeof *m);
     if (!m) return sdc_fail(SDC_ERR_NOMEM, "out of memory");
     m->verbose = lp.verbose;
+    m->n_threads = lp.n_threads;
     m->low_memory = lp.low_memory != 0;
     sdc_status st = sdc_model_files_open(path, &m->mf);
     if (st != SDC_OK) goto fail;
@@ -1157,6 +1162,7 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
         st = cancel_requested();
         goto done;
     }
+    if ((st = sdc_model_apply_loras(m, p->loras, p->n_loras)) != SDC_OK) goto done;
     sdc_sched_opts so = sdc_sched_opts_default();
     so.spacing = p->spacing;
     st = sdc_sched_create_ex(p->sampler, p->schedule, &so, sdc_model_files_sched(m->mf), p->steps,
@@ -1242,6 +1248,11 @@ done:
     }
     gen_free(&g);
     return st;
+}
+
+sdc_status sdc_model_apply_loras(sdc_model *m, const sdc_lora *loras, int n) {
+    if (!m) return sdc_fail(SDC_ERR_INVALID_ARG, "sdc_model_apply_loras: NULL model");
+    return sdc_lora_merge(m->mf, m->be, loras, n, m->n_threads, m->verbose, &m->lora);
 }
 
 sdc_status sdc_generate(sdc_model *m, const sdc_gen_params *p, sdc_image *out,

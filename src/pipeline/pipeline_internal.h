@@ -20,6 +20,13 @@ typedef struct sdc_gen_debug {
 sdc_status sdc_generate_debug(sdc_model *model, const sdc_gen_params *params, sdc_image *out,
                               sdc_timings *timings, const sdc_gen_debug *dbg);
 
+/* Makes the model's weights the originals plus loras[0..n) (models/lora.h,
+ * sdc_lora_merge): nothing when they are what is merged now, the originals
+ * for n == 0.  sdc_generate calls it with its params' list before the text
+ * encoder runs.  On failure the originals are back and the message names
+ * the file. */
+sdc_status sdc_model_apply_loras(sdc_model *m, const sdc_lora *loras, int n);
+
 /* The UNet's in_channels (latent channels). */
 int sdc_model_latent_channels(const sdc_model *model);
 

@@ -280,6 +280,12 @@ int main(int argc, char **argv) {
         rc = 2;
         goto out;
     }
+    /* an LCM-distilled UNet is made for few lcm steps; other samplers run
+     * (the guidance still enters through its embedding) but draw poorly */
+    if (sdc_model_has_guidance_embed(model) && a.sampler != SDC_SAMPLER_LCM &&
+        a.sampler != SDC_SAMPLER_TCD)
+        fprintf(stderr, "sdc: note: %s is an LCM-distilled model, made for --sampler lcm "
+                "--steps 4 --cfg-scale 8 (the guidance enters through the UNet)\n", a.model);
     char name[256];
     model_name(a.model, name, sizeof name);
     preview_out po = {a.preview, a.overwrite, 0};
