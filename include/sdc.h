@@ -183,6 +183,12 @@ int sdc_model_size_multiple(const sdc_model *model);
  * image besides the latent): it makes images only with an init image and
  * a mask. */
 int sdc_model_is_inpainting(const sdc_model *model);
+/* 1 for an LCM-distilled model (UNet config time_cond_proj_dim, e.g.
+ * LCM_Dreamshaper_v7): its UNet takes the guidance scale as an embedding
+ * added to the timestep's, so every step is one UNet pass whatever the
+ * cfg_scale, and the negative prompt is unused (as diffusers).  Such
+ * models are made for the lcm sampler, 2-8 steps, cfg_scale about 8. */
+int sdc_model_has_guidance_embed(const sdc_model *model);
 
 /* ---- generation ------------------------------------------------------- */
 
@@ -250,7 +256,9 @@ typedef struct sdc_gen_params {
     const char *negative_prompt; /* UTF-8 or NULL (""); borrowed */
     int width, height;           /* pixels, multiples of 8 */
     int steps;                   /* >= 1 */
-    float cfg_scale;             /* 1.0 disables guidance (one UNet pass) */
+    float cfg_scale;             /* 1.0 disables guidance (one UNet pass); an
+                                    LCM-distilled model takes it as an input
+                                    (sdc_model_has_guidance_embed) */
     uint64_t seed;
     sdc_sampler sampler;
     sdc_schedule schedule;

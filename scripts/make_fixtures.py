@@ -14,7 +14,8 @@ committed; re-running it with the same package versions gives the same files.
 Parts run in dependency order: models (the tiny random-weight models in both
 layouts and per-component references) before vae_tiling (tiled VAE decoding
 on the tiny VAE), pipeline and img2img (image to image, inpainting and TAESD
-through the pipelines; it also makes the tiny inpainting model).
+through the pipelines; it also makes the tiny inpainting model), lcm (a tiny
+LCM-distilled UNet and its references).
 """
 import argparse
 import importlib
@@ -24,7 +25,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-PARTS = ["tokens", "schedulers", "ops", "models", "vae_tiling", "pipeline", "lora", "img2img", "images", "taesd", "prompts"]
+PARTS = ["tokens", "schedulers", "ops", "models", "vae_tiling", "pipeline", "lora", "img2img", "images", "taesd", "prompts",
+         "lcm"]
 
 
 def main():

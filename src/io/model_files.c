@@ -152,6 +152,10 @@ static sdc_status need(const sdc_model_files *mf, const char *key, int ndim,
 
 static int dim_ok(int64_t d) { return d >= 1 && d <= (1 << 20); }
 
+/* time_cond_proj_dim's bound (LCM checkpoints use 256) */
+#define COND_PROJ_DIM_MAX 8192
+#define COND_PROJ "time_embedding.cond_proj.weight"
+
 static sdc_status infer_unet(const sdc_model_files *mf, sdc_unet_config *c) {
     *c = sdc_unet_config_sd1();
     const sdc_weight *w;
@@ -206,6 +210,10 @@ static sdc_status infer_unet(const sdc_model_files *mf, sdc_unet_config *c) {
                 "missing or misshapen tensor '%s.transformer_blocks.0.attn2.to_k.weight'", pre);
         c->cross_dim = (int)w->shape[1];
     }
+    /* an LCM-distilled UNet's guidance embedding: [C0, dim] (check_cond_proj) */
+    w = get(mf, "unet." COND_PROJ);
+    if (w && w->ndim == 2 && w->shape[1] >= 1 && w->shape[1] <= COND_PROJ_DIM_MAX)
+        c->time_cond_proj_dim = (int)w->shape[1];
     return SDC_OK;
 }
 
@@ -365,7 +373,8 @@ static sdc_status parse_unet(const cJSON *o, const char *what, sdc_unet_config *
     TRY(want_str(o, "addition_embed_type", NULL, what, "SDXL"));
     TRY(want_str(o, "class_embed_type", NULL, what, "class-conditioned UNet"));
     TRY(want_str(o, "encoder_hid_dim_type", NULL, what, "projected text embeddings"));
-    TRY(want_num(o, "time_cond_proj_dim", -1, what, "guidance-embedded UNet (LCM)"));
+    TRY(sdc_json_opt_int(o, "time_cond_proj_dim", 1, COND_PROJ_DIM_MAX, what,
+                         &c->time_cond_proj_dim));
     TRY(want_num(o, "num_class_embeds", -1, what, "class-conditioned UNet"));
     TRY(want_bool(o, "use_linear_projection", 0, what, "SD 2.x"));
     TRY(want_bool(o, "center_input_sample", 0, what, "not SD 1.x"));
@@ -632,6 +641,43 @@ static sdc_status check_family(const sdc_model_files *mf) {
     return SDC_OK;
 }
 
+/* An LCM-distilled UNet adds a projection of the guidance-scale embedding to
+ * the timestep's (diffusers' TimestepEmbedding.cond_proj: Linear(dim, C0)
+ * without bias).  The config's time_cond_proj_dim (config: where it was
+ * read; NULL when inferred from the weight) and the weight must agree, and
+ * a weight no config asks for is refused rather than silently dropped. */
+static sdc_status check_cond_proj(const sdc_model_files *mf, const char *file,
+                                  const char *config) {
+    const int dim = mf->unet.time_cond_proj_dim, C0 = mf->unet.channels[0];
+    const sdc_weight *w = get(mf, "unet." COND_PROJ);
+    if (!w && dim)
+        return sdc_fail(SDC_ERR_FORMAT, "%s: %s sets time_cond_proj_dim %d, but tensor " COND_PROJ
+                        " (the guidance embedding) is missing",
+                        file, config ? config : "the UNet config", dim);
+    if (!w) return SDC_OK;
+    if (!dim && config)
+        return sdc_fail(SDC_ERR_FORMAT, "%s: tensor " COND_PROJ " (an LCM guidance embedding) is "
+                        "present, but %s has no time_cond_proj_dim", file, config);
+    if (w->ndim != 2 || w->shape[0] != C0 || w->shape[1] != dim) {
+        char got[96] = "[";
+        for (int i = 0; i < w->ndim && i < 8; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "",
+                     (long long)w->shape[i]);
+        snprintf(got + strlen(got), sizeof got - strlen(got), "]");
+        if (config)
+            return sdc_fail(SDC_ERR_FORMAT, "%s: tensor " COND_PROJ " has shape %s, expected "
+                            "[%d, %d] (block_out_channels[0], time_cond_proj_dim of %s)", file,
+                            got, C0, dim, config);
+        return sdc_fail(SDC_ERR_FORMAT, "%s: tensor " COND_PROJ " has shape %s, expected [%d, N] "
+                        "(the UNet's %d channels, N in [1, %d])", file, got, C0, C0,
+                        COND_PROJ_DIM_MAX);
+    }
+    if (get(mf, "unet.time_embedding.cond_proj.bias"))
+        return sdc_fail(SDC_ERR_FORMAT, "%s: tensor time_embedding.cond_proj.bias: diffusers' "
+                        "cond_proj has no bias", file);
+    return SDC_OK;
+}
+
 /* ---- single-file checkpoints --------------------------------------------- */
 
 static sdc_status pickle_message(const char *path) {
@@ -760,6 +806,7 @@ static sdc_status open_single(sdc_model_files *mf, const char *path) {
     if ((st = infer_unet(mf, &mf->unet)) != SDC_OK || (st = infer_vae(mf, &mf->vae)) != SDC_OK ||
         (st = infer_clip(mf, &mf->clip)) != SDC_OK || (st = check_family(mf)) != SDC_OK)
         return sdc_fail_context(st, "%s", path);
+    TRY(check_cond_proj(mf, path, NULL));
     mf->sched = sdc_sched_config_sd1();
     return SDC_OK;
 }
@@ -878,6 +925,8 @@ static sdc_status open_folder(sdc_model_files *mf, const char *dir) {
         TRY(config_from(dir, "scheduler/scheduler_config.json", parse_sched_v, &mf->sched));
     sdc_status st = check_family(mf);
     if (st != SDC_OK) return sdc_fail_context(st, "%s", dir);
+    const int unet_cfg = join(p, dir, cfg_rel[COMP_UNET]) && is_file(p);
+    TRY(check_cond_proj(mf, sdc_st_path(mf->files[COMP_UNET]), unet_cfg ? p : NULL));
 
     char m[PATH_CAP];
     if (join(p, dir, "tokenizer/vocab.json") && is_file(p) &&

@@ -15,7 +15,9 @@
  *
  * Guidance runs (B = 2, uncond first) only when cfg > 1, as diffusers'
  * do_classifier_free_guidance; otherwise B = 1 and the negative prompt is
- * not encoded.
+ * not encoded.  An LCM-distilled UNet (time_cond_proj_dim) takes the
+ * guidance as an input instead: B = 1, and every pass adds
+ * cond_proj(guidance_embedding(cfg - 1)) to its timestep embedding.
  *
  * Memory: each network's activations live in its own arena, planned with
  * the null backend right before the network runs and freed right after its
@@ -216,6 +218,10 @@ static int inpainting_unet(const sdc_model *m) {
 
 int sdc_model_is_inpainting(const sdc_model *m) { return m ? inpainting_unet(m) : 0; }
 
+int sdc_model_has_guidance_embed(const sdc_model *m) {
+    return m ? sdc_unet_cfg(m->unet)->time_cond_proj_dim > 0 : 0;
+}
+
 size_t sdc_model_released_bytes(const sdc_model *m) {
     return m ? sdc_model_files_released_bytes(m->mf) : 0;
 }
@@ -348,8 +354,12 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
     m->unet_div = 1 << (sdc_unet_cfg(m->unet)->levels - 1);
     if (lp.taesd && (st = open_taesd(m, &lp)) != SDC_OK) goto fail;
 
+    char lcm[64] = "";
+    if (sdc_model_has_guidance_embed(m))
+        snprintf(lcm, sizeof lcm, " (LCM: guidance embedding %d)",
+                 sdc_unet_cfg(m->unet)->time_cond_proj_dim);
     snprintf(m->desc, sizeof m->desc,
-             "SD 1.x, %s, unet %s, text encoder %s, vae %s, tokenizer %s, %s",
+             "SD 1.x%s, %s, unet %s, text encoder %s, vae %s, tokenizer %s, %s", lcm,
              sdc_model_files_layout(m->mf) == SDC_LAYOUT_DIFFUSERS ? "diffusers folder"
                                                                    : "single file",
              weight_dtype(m->mf, "unet.conv_in.weight"),
@@ -490,6 +500,8 @@ typedef struct gen_state {
     float *noise;    /* host [n]: the noise they are noised with at each step */
     float *cond;     /* host [n + h w]: the mask and the masked image's latents
                         (inpainting UNet: its extra input channels) */
+    float *wemb;     /* host [time_cond_proj_dim]: the guidance-scale embedding
+                        (LCM-distilled UNet; NULL otherwise) */
     /* previews (NULL otherwise) */
     float *x0;       /* host [n]: the denoised estimate */
     uint8_t *prgb;   /* host [h, w, 3] (TAESD: [H, W, 3]): its picture */
@@ -508,6 +520,7 @@ static void gen_free(gen_state *g) {
     free(g->lat0);
     free(g->noise);
     free(g->cond);
+    free(g->wemb);
     free(g->x0);
     free(g->prgb);
     sdc_arena_free(&g->parena);
@@ -936,6 +949,21 @@ static sdc_status preview(sdc_model *m, gen_state *g, const sdc_gen_params *p, i
     return SDC_OK;
 }
 
+/* diffusers' get_guidance_scale_embedding (VDM's, of w * 1000) in float32
+ * as torch computes it: out = [sin(w' f_i), cos(w' f_i)], i < half = dim / 2,
+ * f_i = exp(-i ln(10000) / (half - 1)), and a zero at the end when dim is
+ * odd. */
+static void guidance_embedding(float w, int dim, float *out) {
+    const int half = dim / 2;
+    const float wk = w * 1000.0f, step = logf(10000.0f) / (float)(half - 1);
+    for (int i = 0; i < half; i++) {
+        const float arg = wk * expf((float)i * -step);
+        out[i] = sinf(arg);
+        out[half + i] = cosf(arg);
+    }
+    if (dim % 2) out[dim - 1] = 0.0f;
+}
+
 /* Sample stage: the denoising loop over g->x [n] (n = C*h*w). */
 static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, int B, int h,
                           int w, int64_t n) {
@@ -947,9 +975,11 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
 
     /* plan: in dev [Cin, h, w] (the B rows share it; an inpainting UNet's
      * Cin = C + 1 + C), ctx dev [B, S, D], the context's keys and
-     * values kv (sdc_unet_context), out dev [B, C, h, w], then one UNet pass
-     * against the null backend */
-    float *in = NULL, *ctx = NULL, *kv = NULL, *out = NULL;
+     * values kv (sdc_unet_context), out dev [B, C, h, w], the guidance
+     * embedding wd dev [dim] (LCM), then one UNet pass against the null
+     * backend */
+    const int wdim = g->wemb ? sdc_unet_cfg(m->unet)->time_cond_proj_dim : 0;
+    float *in = NULL, *ctx = NULL, *kv = NULL, *out = NULL, *wd = NULL;
     size_t mark = 0;
     sdc_arena_plan(a);
     const int64_t n_cond = g->cond ? n + (int64_t)h * w : 0;
@@ -958,18 +988,20 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
         ctx = sdc_arena_alloc(a, ctx_n);
         kv = sdc_arena_alloc(a, sdc_unet_context_floats(m->unet, B, S));
         out = sdc_arena_alloc(a, (size_t)(B * n));
+        wd = wdim ? sdc_arena_alloc(a, (size_t)wdim) : NULL;
         mark = sdc_arena_mark(a);
         if (pass == 0) {
             t[0] = t[1] = sdc_sched_timestep(g->sched, 0);
-            sdc_unet_forward(m->unet, sdc_backend_null(), a, in, B, B > 1, h, w, t, ctx, S, NULL,
-                             out);
+            sdc_unet_forward(m->unet, sdc_backend_null(), a, in, B, B > 1, h, w, t, wd, ctx, S,
+                             NULL, out);
             sdc_status st = arena_commit_plan(m, a, "the UNet");
             if (st != SDC_OK) return st;
         }
     }
-    if (!in || !ctx || !kv || !out) return arena_checked(a, "the UNet");
+    if (!in || !ctx || !kv || !out || (wdim && !wd)) return arena_checked(a, "the UNet");
     prefetch_weights(m, "unet.");
     be->copy_in(be, ctx, g->ctx, (int64_t)ctx_n);
+    if (wd) be->copy_in(be, wd, g->wemb, wdim);
     /* the prompt's cross-attention keys and values, once for all steps
      * (SDC_PROFILE counts them with the prompt's other work, as "text") */
     sdc_backend_profile_stage(be, "text");
@@ -1003,7 +1035,7 @@ static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, i
         if (s != 1.0f) be->axpby(be, in, s, in, 0.0f, NULL, n);
         t[0] = t[1] = sdc_sched_timestep(g->sched, i);
         sdc_arena_reset(a, mark);
-        sdc_unet_forward(m->unet, be, a, in, B, B > 1, h, w, t, ctx, S, kv, out);
+        sdc_unet_forward(m->unet, be, a, in, B, B > 1, h, w, t, wd, ctx, S, kv, out);
         sdc_status st = arena_checked(a, "the UNet");
         if (st != SDC_OK) return st;
         if (B == 2) be->lerp(be, out, out, out + n, p->cfg_scale, n);
@@ -1151,7 +1183,9 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
     const int h = H / f, w = W / f;
     const int C = sdc_unet_cfg(m->unet)->out_channels; /* latent channels */
     const int64_t n = (int64_t)C * h * w;
-    const int B = p->cfg_scale > 1.0f ? 2 : 1;
+    /* an LCM-distilled UNet takes the guidance as an input: no CFG (diffusers) */
+    const int wdim = sdc_unet_cfg(m->unet)->time_cond_proj_dim;
+    const int B = p->cfg_scale > 1.0f && wdim == 0 ? 2 : 1;
     const int D = sdc_clip_cfg(m->clip)->hidden;
     const size_t plane = (size_t)H * W;
 
@@ -1188,6 +1222,14 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
                        !(g.prgb = malloc(m->taesd ? 3 * plane : (size_t)h * w * 3)))) {
         if (st == SDC_OK) st = sdc_fail(SDC_ERR_NOMEM, "out of memory (preview)");
         goto done;
+    }
+    if (wdim > 0) {
+        if ((st = alloc_floats(&g.wemb, (size_t)wdim)) != SDC_OK) goto done;
+        /* diffusers: torch.tensor(guidance_scale - 1), a float32 of the double */
+        guidance_embedding((float)((double)p->cfg_scale - 1.0), wdim, g.wemb);
+        if (m->verbose && p->negative_prompt && *p->negative_prompt)
+            fprintf(stderr, "sdc: the negative prompt is unused: this LCM-distilled UNet takes "
+                            "the guidance scale as an input instead of CFG\n");
     }
     sdc_rng_seed(&g.rng, p->seed);
 
