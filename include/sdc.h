@@ -243,6 +243,12 @@ typedef enum sdc_vae_tiling {
     SDC_VAE_TILING_COUNT
 } sdc_vae_tiling;
 
+typedef enum sdc_prompt_syntax {
+    SDC_PROMPT_A1111 = 0,
+    SDC_PROMPT_PLAIN,
+    SDC_PROMPT_SYNTAX_COUNT
+} sdc_prompt_syntax;
+
 /* A LoRA to apply (a low-rank update of the model's weights, Hu et al.
  * 2021): a .safetensors file in kohya-ss's or diffusers/PEFT's naming, at a
  * weight (1 as trained; 0 off; negative subtracts). */
@@ -292,6 +298,26 @@ typedef struct sdc_gen_params {
     sdc_preview_fn preview; /* NULL: no previews */
     void *preview_user;
     int preview_every;      /* sampling steps between previews, >= 1 (default 1) */
+
+    /* How prompts are read.  SDC_PROMPT_A1111 (the default): AUTOMATIC1111's
+     * syntax and text encoding: "(text)" x1.1, "[text]" /1.1, "(text:W)",
+     * nesting, "\(" escapes, BREAK; prompts of any length in 75-token
+     * chunks encoded one by one and concatenated (the shorter of prompt and
+     * negative prompt padded with the empty prompt's encoding to the same
+     * count); the weights applied to the encoder's output with A1111's
+     * mean-restoring rescale; "<lora:NAME:W>" tags taken out (see loras).
+     * SDC_PROMPT_PLAIN: diffusers' StableDiffusionPipeline: the text as it
+     * is, truncated at 77 tokens. */
+    sdc_prompt_syntax prompt_syntax;
+    /* AUTOMATIC1111's "Clip skip": 0 or 1 the text encoder's last layer, N
+     * the hidden state N - 1 layers before it, through the final LayerNorm
+     * (diffusers' clip_skip = N - 1).  At most the encoder's layer count.
+     * A1111 syntax: both prompts; plain: the prompt only, as diffusers. */
+    int clip_skip;
+    /* Textual-inversion embeddings: a folder of .safetensors files, each
+     * used where its file name (without the extension) appears in a prompt
+     * (A1111 syntax only).  NULL: none. */
+    const char *embeddings_dir;
 
     /* LoRAs merged into the model's weights for this image: the sum of their
      * updates, each at its weight (the UNet's and the text encoder's).  The

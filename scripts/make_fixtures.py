@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 PARTS = ["tokens", "schedulers", "ops", "models", "vae_tiling", "pipeline", "lora", "img2img", "images", "taesd", "prompts",
-         "lcm"]
+         "lcm", "a1111"]
 
 
 def main():

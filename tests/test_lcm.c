@@ -161,7 +161,7 @@ static void run_case(sdc_model *m, const sdc_st_file *ref, const lcm_case *c, co
            "%s: no reference", c->name);
     if (!rl || !ri || (size_t)rl->numel != n_lat || (size_t)ri->numel != n_img) return;
     float *lat = malloc(n_lat * sizeof *lat), *img = malloc(n_img * sizeof *img);
-    sdc_gen_debug dbg = {lat, img};
+    sdc_gen_debug dbg = {.latents = lat, .image = img};
     sdc_gen_params p = sdc_gen_params_default();
     p.prompt = c->prompt;
     p.negative_prompt = c->has_negative ? c->negative : NULL;

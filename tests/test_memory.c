@@ -354,7 +354,7 @@ static void test_low_memory_same_image(void) {
                 sdc_image out[2] = {{0}, {0}};
                 step_log log[2] = {{0, m[0], {0}}, {0, m[1], {0}}};
                 for (int low = 0; low < 2 && lat[low] && img[low]; low++) {
-                    sdc_gen_debug dbg = {lat[low], img[low]};
+                    sdc_gen_debug dbg = {.latents = lat[low], .image = img[low]};
                     gp.progress = on_progress;
                     gp.progress_user = &log[low];
                     CHECKF(sdc_generate_debug(m[low], &gp, &out[low], NULL, &dbg) == SDC_OK, "%s",

@@ -433,7 +433,7 @@ static void run_case(sdc_model *m, const sdc_st_file *ref, const ref_case *c, co
     if ((size_t)rl->numel != n_lat || (size_t)ri->numel != n_img) return;
 
     float *lat = malloc(n_lat * sizeof *lat), *img = malloc(n_img * sizeof *img);
-    sdc_gen_debug dbg = {lat, img};
+    sdc_gen_debug dbg = {.latents = lat, .image = img};
     sdc_gen_params p = case_params(c);
     sdc_image out;
     sdc_timings tm;
@@ -601,7 +601,7 @@ static void test_preview(void) {
     p.preview_user = &log;
     p.preview_every = 2;
     float lat[4 * 16 * 16];
-    sdc_gen_debug dbg = {lat, NULL};
+    sdc_gen_debug dbg = {.latents = lat, .image = NULL};
     sdc_image out;
     st = sdc_generate_debug(m, &p, &out, NULL, &dbg);
     CHECKF(st == SDC_OK, "%s", sdc_last_error());

@@ -1,7 +1,7 @@
 /* A1111's prompt syntax against the Python rewrite of its parsers
  * (tests/fixtures/prompts_ref.json, scripts/fixtures_lib/prompts.py):
  * every prompt's runs (bytes, weight within 1e-12 relative, BREAK marks),
- * tags and tag-free text, with and without SDC_PROMPT_TAGS; the plain mode;
+ * tags and tag-free text, with and without SDC_PARSE_TAGS; the plain mode;
  * hostile input (length cap, deep nesting, overflowing weights, invalid
  * UTF-8, stray bytes). */
 #include <cjson/cJSON.h>
@@ -84,7 +84,7 @@ static void test_matches_reference(void) {
         sdc_prompt_free(p);
         /* tags, then attention */
         p = NULL;
-        st = sdc_prompt_parse(text, SDC_PROMPT_TAGS, &p);
+        st = sdc_prompt_parse(text, SDC_PARSE_TAGS, &p);
         check_runs(name, st, p, cJSON_GetObjectItem(c, "tag_runs"));
         if (p) {
             CHECKF(strcmp(sdc_prompt_text(p), cJSON_GetObjectItem(c, "stripped")->valuestring) == 0,
@@ -126,20 +126,20 @@ static void test_matches_reference(void) {
 static void test_plain(void) {
     const char *s = "a (b:1.5) [c] BREAK d \\( <lora:x:0.5> e";
     sdc_prompt *p = NULL;
-    CHECK(sdc_prompt_parse(s, SDC_PROMPT_PLAIN, &p) == SDC_OK);
+    CHECK(sdc_prompt_parse(s, SDC_PARSE_PLAIN, &p) == SDC_OK);
     const sdc_prompt_run *r;
     CHECK(sdc_prompt_runs(p, &r) == 1);
     CHECK(r[0].len == strlen(s) && memcmp(r[0].text, s, r[0].len) == 0 && r[0].weight == 1.0 &&
           !r[0].is_break);
     sdc_prompt_free(p);
-    CHECK(sdc_prompt_parse(s, SDC_PROMPT_PLAIN | SDC_PROMPT_TAGS, &p) == SDC_OK);
+    CHECK(sdc_prompt_parse(s, SDC_PARSE_PLAIN | SDC_PARSE_TAGS, &p) == SDC_OK);
     const char *want = "a (b:1.5) [c] BREAK d \\(  e";
     CHECK(sdc_prompt_runs(p, &r) == 1);
     CHECK(r[0].len == strlen(want) && memcmp(r[0].text, want, r[0].len) == 0);
     const sdc_prompt_tag *tg;
     CHECK(sdc_prompt_tags(p, &tg) == 1 && strcmp(tg[0].name, "x") == 0 && tg[0].weight == 0.5);
     sdc_prompt_free(p);
-    CHECK(sdc_prompt_parse("", SDC_PROMPT_PLAIN, &p) == SDC_OK);
+    CHECK(sdc_prompt_parse("", SDC_PARSE_PLAIN, &p) == SDC_OK);
     CHECK(sdc_prompt_runs(p, &r) == 1 && r[0].len == 0 && r[0].weight == 1.0);
     sdc_prompt_free(p);
 }
@@ -158,7 +158,7 @@ static void test_hostile(void) {
     CHECK(sdc_prompt_parse(big, 0, &p) == SDC_ERR_INVALID_ARG && p == NULL);
     CHECK(strstr(sdc_last_error(), "longer than") != NULL);
     big[SDC_PROMPT_MAX_BYTES] = 0;
-    CHECK(sdc_prompt_parse(big, SDC_PROMPT_TAGS, &p) == SDC_OK);
+    CHECK(sdc_prompt_parse(big, SDC_PARSE_TAGS, &p) == SDC_OK);
     CHECK(sdc_prompt_runs(p, &r) == 1 && r[0].len == SDC_PROMPT_MAX_BYTES);
     sdc_prompt_free(p);
     /* the worst case for time: 32768 brackets open over 32768 runs */
@@ -189,7 +189,7 @@ static void test_hostile(void) {
     sdc_prompt_free(p);
     /* invalid UTF-8 and every byte value pass through byte for byte */
     const char bad[] = "\xff(\xc3\x41:1.5)\xe2\x82 BREAK \xf0\x9f\x98";
-    CHECK(sdc_prompt_parse(bad, SDC_PROMPT_TAGS, &p) == SDC_OK);
+    CHECK(sdc_prompt_parse(bad, SDC_PARSE_TAGS, &p) == SDC_OK);
     n = sdc_prompt_runs(p, &r);
     CHECK(n == 5);
     if (n == 5) {
@@ -202,7 +202,7 @@ static void test_hostile(void) {
     sdc_prompt_free(p);
     for (int b = 1; b < 256; b++) {
         char s[4] = {'x', (char)b, 'y', 0};
-        CHECK(sdc_prompt_parse(s, SDC_PROMPT_TAGS, &p) == SDC_OK);
+        CHECK(sdc_prompt_parse(s, SDC_PARSE_TAGS, &p) == SDC_OK);
         n = sdc_prompt_runs(p, &r);
         size_t tot = 0;
         for (int i = 0; i < n; i++) tot += r[i].len;
@@ -216,14 +216,14 @@ static void test_hostile(void) {
     /* many tags; a tag with a huge name */
     for (int i = 0; i + 8 <= SDC_PROMPT_MAX_BYTES; i += 8) memcpy(big + i, "<lora:n>", 8);
     big[SDC_PROMPT_MAX_BYTES] = 0;
-    CHECK(sdc_prompt_parse(big, SDC_PROMPT_TAGS, &p) == SDC_OK);
+    CHECK(sdc_prompt_parse(big, SDC_PARSE_TAGS, &p) == SDC_OK);
     const sdc_prompt_tag *tg;
     CHECK(sdc_prompt_tags(p, &tg) == SDC_PROMPT_MAX_BYTES / 8 && strcmp(sdc_prompt_text(p), "") == 0);
     sdc_prompt_free(p);
     memset(big, 'n', SDC_PROMPT_MAX_BYTES);
     memcpy(big, "<lora:", 6);
     big[SDC_PROMPT_MAX_BYTES - 1] = '>';
-    CHECK(sdc_prompt_parse(big, SDC_PROMPT_TAGS, &p) == SDC_OK);
+    CHECK(sdc_prompt_parse(big, SDC_PARSE_TAGS, &p) == SDC_OK);
     CHECK(sdc_prompt_tags(p, &tg) == 1 && strlen(tg[0].name) == SDC_PROMPT_MAX_BYTES - 7);
     sdc_prompt_free(p);
     free(big);

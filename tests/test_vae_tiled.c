@@ -215,7 +215,7 @@ static int generate(sdc_model *m, int W, int H, sdc_vae_tiling mode, gen_out *o)
     gp.steps = 1; /* the modes differ only in the decode (and qemu is slow) */
     gp.seed = 77;
     gp.vae_tiling = mode;
-    sdc_gen_debug dbg = {o->lat, o->rgbf};
+    sdc_gen_debug dbg = {.latents = o->lat, .image = o->rgbf};
     sdc_status st = o->lat && o->rgbf ? sdc_generate_debug(m, &gp, &o->img, NULL, &dbg)
                                       : SDC_ERR_NOMEM;
     CHECKF(st == SDC_OK, "%dx%d mode %d: %s", W, H, (int)mode, sdc_last_error());

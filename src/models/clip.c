@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/error.h"
 #include "models/blocks.h"
 #include "models/models.h"
 
@@ -78,8 +79,32 @@ const sdc_clip_config *sdc_clip_cfg(const sdc_clip *m) { return &m->cfg; }
 
 void sdc_clip_forward(const sdc_clip *m, sdc_backend *be, sdc_arena *a, const int32_t *ids,
                       int n, float *out) {
+    sdc_status st = sdc_clip_forward_ex(m, be, a, ids, n, 0, NULL, 0, out);
+    assert(st == SDC_OK); /* only fixes allocate */
+    (void)st;
+}
+
+/* x [pos, pos + f->n) = f->vec + the position embedding: rows made on the
+ * host and copied over the token rows embed wrote. */
+static sdc_status apply_fix(const sdc_clip *m, sdc_backend *be, float *x, const sdc_clip_fix *f) {
+    const int D = m->cfg.hidden;
+    float *rows = malloc((size_t)f->n * D * sizeof *rows);
+    if (!rows) return sdc_fail(SDC_ERR_NOMEM, "out of memory (embedding vectors)");
+    for (int i = 0; i < f->n; i++)
+        for (int d = 0; d < D; d++)
+            rows[(size_t)i * D + d] = f->vec[(size_t)i * D + d] +
+                                      sdc_weight_get(m->pos, (int64_t)(f->pos + i) * D + d);
+    be->copy_in(be, x + (size_t)f->pos * D, rows, (int64_t)f->n * D);
+    free(rows); /* copy_in consumes its host source before it returns */
+    return SDC_OK;
+}
+
+sdc_status sdc_clip_forward_ex(const sdc_clip *m, sdc_backend *be, sdc_arena *a,
+                               const int32_t *ids, int n, int skip, const sdc_clip_fix *fix,
+                               int n_fix, float *out) {
     const sdc_clip_config *c = &m->cfg;
     assert(n > 0 && n <= c->max_positions);
+    assert(skip >= 0 && skip < c->layers);
     int D = c->hidden, I = c->intermediate, dh = D / c->heads;
     float eps = c->eps;
     size_t mark = sdc_arena_mark(a);
@@ -89,7 +114,15 @@ void sdc_clip_forward(const sdc_clip *m, sdc_backend *be, sdc_arena *a, const in
     float *q = sdc_arena_alloc(a, nd), *k = sdc_arena_alloc(a, nd), *v = sdc_arena_alloc(a, nd);
     float *f = sdc_arena_alloc(a, (size_t)n * I); /* [n, I] */
     be->embed(be, x, ids, n, m->tok, m->pos, D);
-    for (int i = 0; i < c->layers; i++) {
+    for (int i = 0; i < n_fix; i++) {
+        assert(fix[i].pos >= 0 && fix[i].n > 0 && fix[i].pos + fix[i].n <= n);
+        sdc_status st = apply_fix(m, be, x, &fix[i]);
+        if (st != SDC_OK) {
+            sdc_arena_reset(a, mark);
+            return st;
+        }
+    }
+    for (int i = 0; i < c->layers - skip; i++) {
         const clip_layer *L = &m->layers[i];
         be->layer_norm(be, h, x, n, D, L->ln1.g, L->ln1.b, eps);
         sdc_linear_fwd(be, &L->q, q, h, n, NULL);
@@ -107,4 +140,5 @@ void sdc_clip_forward(const sdc_clip *m, sdc_backend *be, sdc_arena *a, const in
     }
     be->layer_norm(be, out, x, n, D, m->final_ln.g, m->final_ln.b, eps);
     sdc_arena_reset(a, mark);
+    return SDC_OK;
 }

@@ -29,6 +29,23 @@ const sdc_clip_config *sdc_clip_cfg(const sdc_clip *m);
 void sdc_clip_forward(const sdc_clip *m, sdc_backend *be, sdc_arena *a, const int32_t *ids,
                       int n, float *out);
 
+/* Vectors that replace the token embeddings of positions [pos, pos + n)
+ * (textual inversion; the position embedding is added to them as to a
+ * token's).  vec host [n, hidden]. */
+typedef struct sdc_clip_fix {
+    int pos, n;
+    const float *vec;
+} sdc_clip_fix;
+
+/* The same with options: skip > 0 leaves out the last skip layers (the
+ * hidden state skip layers before the last, through final_layer_norm:
+ * AUTOMATIC1111's "CLIP skip" skip + 1, diffusers' clip_skip skip; 0 <=
+ * skip < layers); fix [n_fix] within [0, n).  Fails only for want of host
+ * memory for the fixes (SDC_ERR_NOMEM). */
+sdc_status sdc_clip_forward_ex(const sdc_clip *m, sdc_backend *be, sdc_arena *a,
+                               const int32_t *ids, int n, int skip, const sdc_clip_fix *fix,
+                               int n_fix, float *out);
+
 /* ---- UNet (diffusers' UNet2DConditionModel for SD 1.x) ------------------ */
 sdc_status sdc_unet_create(const sdc_model_files *mf, sdc_unet **out);
 void sdc_unet_free(sdc_unet *m);

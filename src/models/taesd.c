@@ -36,11 +36,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
 #include "core/error.h"
+#include "io/fs_util.h"
 #include "io/json_util.h"
 #include "io/safetensors.h"
 #include "models/blocks.h"
@@ -380,15 +380,6 @@ static sdc_status infer_side(const sdc_taesd *m, int side, sdc_taesd_config *c, 
 
 /* ---- opening ------------------------------------------------------------------- */
 
-static int is_dir(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-static int is_file(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* Which naming the file uses, and which halves it holds. */
 static sdc_status detect(sdc_taesd *m) {
     const char *file = sdc_st_path(m->file);
@@ -465,12 +456,12 @@ sdc_status sdc_taesd_open(const char *path, sdc_taesd **out) {
     char p[PATH_CAP];
     sdc_status st = SDC_OK;
     int with_config = 0;
-    if (is_dir(path)) {
+    if (sdc_is_dir(path)) {
         static const char *const files[] = {"diffusion_pytorch_model.safetensors",
                                             "diffusion_pytorch_model.fp16.safetensors"};
         const char *weights = NULL;
         for (size_t i = 0; i < 2 && !weights; i++)
-            if (snprintf(p, sizeof p, "%s/%s", path, files[i]) < (int)sizeof p && is_file(p))
+            if (snprintf(p, sizeof p, "%s/%s", path, files[i]) < (int)sizeof p && sdc_is_file(p))
                 weights = files[i];
         if (!weights) {
             st = sdc_fail(SDC_ERR_FORMAT,
@@ -481,7 +472,7 @@ sdc_status sdc_taesd_open(const char *path, sdc_taesd **out) {
             goto fail;
         }
         if ((st = sdc_st_open(p, &m->file)) != SDC_OK) goto fail;
-        if (snprintf(p, sizeof p, "%s/config.json", path) < (int)sizeof p && is_file(p)) {
+        if (snprintf(p, sizeof p, "%s/config.json", path) < (int)sizeof p && sdc_is_file(p)) {
             cJSON *o = NULL;
             if ((st = sdc_json_read_file(p, CONFIG_MAX, &o)) != SDC_OK) goto fail;
             st = parse_config(o, p, &m->cfg);

@@ -50,6 +50,9 @@
 #include "pipeline/pipeline_internal.h"
 #include "sched/rng.h"
 #include "sched/sched.h"
+#include "text/chunks.h"
+#include "text/embeddings.h"
+#include "text/prompt.h"
 #include "text/tokenizer.h"
 
 /* Bounds on the image: each side at most SDC_MAX_SIDE pixels and at most
@@ -59,6 +62,9 @@
 /* An init image or mask may be larger than the image made (it is resized) */
 #define SDC_MAX_INPUT_PIXELS (8192 * 8192)
 #define SDC_MAX_STEPS 1000
+/* The prompt's tokens at most (77 per chunk of 75): the UNet's
+ * cross-attention grows with it; 64 chunks is far beyond any real prompt */
+#define SDC_MAX_CONTEXT (64 * 77)
 #define SDC_MAX_CFG 100.0f
 /* SDC_VAE_TILING_AUTO decodes images up to this side whole (SD 1.x's 512,
  * its VAE's tile). */
@@ -472,6 +478,13 @@ static sdc_status check_params(const sdc_model *m, const sdc_gen_params *p) {
         return sdc_fail(SDC_ERR_INVALID_ARG, "unknown schedule %d", (int)p->schedule);
     if ((unsigned)p->spacing >= SDC_SPACING_COUNT)
         return sdc_fail(SDC_ERR_INVALID_ARG, "unknown timestep spacing %d", (int)p->spacing);
+    if ((unsigned)p->prompt_syntax >= SDC_PROMPT_SYNTAX_COUNT)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "unknown prompt syntax %d", (int)p->prompt_syntax);
+    const int layers = sdc_clip_cfg(m->clip)->layers;
+    if (p->clip_skip < 0 || p->clip_skip > layers)
+        return sdc_fail(SDC_ERR_INVALID_ARG,
+                        "clip skip %d is out of range (1..%d: the text encoder's layers)",
+                        p->clip_skip, layers);
     if ((unsigned)p->vae_tiling >= SDC_VAE_TILING_COUNT)
         return sdc_fail(SDC_ERR_INVALID_ARG, "unknown VAE tiling mode %d", (int)p->vae_tiling);
     if (p->preview && p->preview_every < 1)
@@ -491,6 +504,9 @@ typedef struct gen_state {
     float *x;        /* host [n]: latents */
     float *eps;      /* host [n]: guided noise; then x / scaling_factor */
     float *ctx;      /* host [B, S, D]: uncond then cond */
+    int S;           /* the context's tokens: 77 x chunks */
+    sdc_prompt *pp[2];   /* A1111 syntax: the negative prompt, the prompt parsed */
+    sdc_embeddings *emb; /* p->embeddings_dir's index, once a prompt is chunked */
     float *img;      /* host [3, H, W]: the init image, then the decoded image */
     uint8_t *rgb;    /* host [H, W, 3]; handed to the caller on success */
     double steps_s;  /* seconds in the denoising steps themselves */
@@ -514,6 +530,9 @@ static void gen_free(gen_state *g) {
     free(g->x);
     free(g->eps);
     free(g->ctx);
+    sdc_prompt_free(g->pp[0]);
+    sdc_prompt_free(g->pp[1]);
+    sdc_embeddings_free(g->emb);
     free(g->img);
     free(g->rgb);
     free(g->mask);
@@ -620,52 +639,180 @@ static sdc_status synced(const sdc_model *m, const char *what) {
     return st == SDC_OK ? st : sdc_fail_context(st, "%s", what);
 }
 
-/* Text stage: g->ctx [B, S, D] = clip(negative) (if B == 2), clip(prompt). */
-static sdc_status encode_text(sdc_model *m, const sdc_gen_params *p, gen_state *g, int B) {
-    const int S = SDC_CLIP_CONTEXT, D = sdc_clip_cfg(m->clip)->hidden;
-    int32_t ids[2][SDC_CLIP_CONTEXT];
+static sdc_status alloc_floats(float **p, size_t n) {
+    size_t bytes;
+    if (!sdc_mul_size(n, sizeof(float), &bytes) || !(*p = malloc(bytes ? bytes : 1)))
+        return sdc_fail(SDC_ERR_NOMEM, "out of memory (%zu floats)", n);
+    return SDC_OK;
+}
+
+/* The prompts read as p->prompt_syntax says: A1111's syntax parsed (its
+ * tags cut out) into g->pp; nothing to do for plain prompts. */
+static sdc_status parse_prompts(const sdc_gen_params *p, gen_state *g) {
+    if (p->prompt_syntax == SDC_PROMPT_PLAIN) return SDC_OK;
     const char *texts[2] = {p->negative_prompt ? p->negative_prompt : "", p->prompt};
-    const int V = sdc_clip_cfg(m->clip)->vocab_size;
-    for (int b = 0; b < B; b++) {
-        const char *t = texts[2 - B + b];
-        if (sdc_tokenize(m->tok, t, ids[b]) < 0)
-            return sdc_fail_context(SDC_ERR_INVALID_ARG, "%s",
-                                    t == p->prompt ? "prompt" : "negative prompt");
+    for (int i = 0; i < 2; i++) {
+        sdc_status st = sdc_prompt_parse(texts[i], SDC_PARSE_TAGS, &g->pp[i]);
+        if (st != SDC_OK) return sdc_fail_context(st, "%s", i ? "prompt" : "negative prompt");
+    }
+    return SDC_OK;
+}
+
+/* A1111's "Original" emphasis on one encoded chunk z [n, D]: every row
+ * times its weight, then all of it times mean(z before) / mean(z after)
+ * (float32 scalars, as torch has them). */
+static sdc_status emphasis(float *z, const float *mult, int n, int D) {
+    int plain = 1;
+    for (int i = 0; i < n; i++) plain &= mult[i] == 1.0f;
+    if (plain) return SDC_OK; /* z * 1 and a ratio of equal means: z itself */
+    const size_t nd = (size_t)n * D;
+    double s0 = 0, s1 = 0;
+    for (size_t i = 0; i < nd; i++) s0 += z[i];
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < D; d++) {
+            z[(size_t)i * D + d] *= mult[i];
+            s1 += z[(size_t)i * D + d];
+        }
+    const float ratio = (float)(s0 / (double)nd) / (float)(s1 / (double)nd);
+    for (size_t i = 0; i < nd; i++) z[i] *= ratio;
+    for (size_t i = 0; i < nd; i++)
+        if (!isfinite(z[i]))
+            return sdc_fail(SDC_ERR_INVALID_ARG,
+                            "the prompt's emphasis weights make its encoding infinite or NaN "
+                            "(weights of 0 or ones whose weighted mean is 0)");
+    return SDC_OK;
+}
+
+/* The chunks of text i (0 negative, 1 prompt), checked against the text
+ * encoder's vocabulary and with finite weights. */
+static sdc_status make_chunks(sdc_model *m, const sdc_gen_params *p, gen_state *g, int i,
+                              sdc_chunks *c) {
+    const char *what = i ? "prompt" : "negative prompt";
+    const sdc_clip_config *cc = sdc_clip_cfg(m->clip);
+    sdc_status st;
+    if (p->prompt_syntax == SDC_PROMPT_PLAIN) {
+        const char *t = i ? p->prompt : p->negative_prompt ? p->negative_prompt : "";
+        st = sdc_chunks_plain(m->tok, t, c);
+    } else {
+        if (p->embeddings_dir && !g->emb &&
+            (st = sdc_embeddings_open(p->embeddings_dir, m->tok, &g->emb)) != SDC_OK)
+            return st;
+        st = sdc_chunks_make(m->tok, g->pp[i], g->emb, cc->hidden, c);
+    }
+    if (st != SDC_OK) return sdc_fail_context(st, "%s", what);
+    for (int k = 0; k < c->n * SDC_CLIP_CONTEXT; k++) {
         /* the embedding has V rows: a tokenizer/vocab.json larger than the
          * text encoder's table gives ids that it has no row for (the
          * reference fails on them as well: an index error) */
-        for (int i = 0; i < S; i++)
-            if (ids[b][i] < 0 || ids[b][i] >= V)
-                return sdc_fail(SDC_ERR_FORMAT,
-                                "the tokenizer gave token id %d, but the text encoder has %d "
-                                "token embeddings (the vocabulary does not fit the model)",
-                                (int)ids[b][i], V);
+        if (c->ids[k] < 0 || c->ids[k] >= cc->vocab_size)
+            return sdc_fail(SDC_ERR_FORMAT,
+                            "the tokenizer gave token id %d, but the text encoder has %d "
+                            "token embeddings (the vocabulary does not fit the model)",
+                            (int)c->ids[k], cc->vocab_size);
+        if (!isfinite(c->mult[k]))
+            return sdc_fail(SDC_ERR_INVALID_ARG,
+                            "%s: an emphasis weight is %g (brackets nested too deep?)", what,
+                            (double)c->mult[k]);
     }
+    return SDC_OK;
+}
+
+/* Chunk k of c encoded into z host [77, D] leaving out the encoder's last
+ * skip layers: its embeddings' vectors put in, then A1111's emphasis. */
+static sdc_status encode_chunk(sdc_model *m, int skip, sdc_arena *a, float *out,
+                               const sdc_chunks *c, int k, float *z) {
+    const int S = SDC_CLIP_CONTEXT, D = sdc_clip_cfg(m->clip)->hidden;
+    sdc_clip_fix fix[SDC_CLIP_CONTEXT];
+    int nf = 0;
+    for (int j = 0; j < c->n_fix && nf < SDC_CLIP_CONTEXT; j++) {
+        const sdc_chunk_fix *f = &c->fix[j];
+        if (f->pos / S != k) continue;
+        /* a fix that A1111's comma backtrack left behind may reach into the
+         * chunk's end token and padding: it is applied there too, as A1111
+         * does, up to the chunk's end */
+        const int at = f->pos % S, len = f->n < S - at ? f->n : S - at;
+        fix[nf++] = (sdc_clip_fix){at, len, f->vec};
+    }
+    sdc_status st = sdc_clip_forward_ex(m->clip, m->be, a, c->ids + (size_t)k * S, S, skip, fix,
+                                        nf, out);
+    if (st == SDC_OK) st = arena_checked(a, "the text encoder");
+    if (st != SDC_OK) return st;
+    m->be->copy_out(m->be, z, out, (int64_t)S * D);
+    if ((st = synced(m, "the text encoder")) != SDC_OK) return st;
+    if ((st = check_finite(z, (int64_t)S * D, "text encoder", 0, 0)) != SDC_OK) return st;
+    return emphasis(z, c->mult + (size_t)k * S, S, D);
+}
+
+/* Text stage: g->ctx [B, S, D] = the negative prompt's encoding (if B ==
+ * 2), then the prompt's; S = 77 x the larger chunk count (g->S), the other
+ * padded with the empty prompt's encoding. */
+static sdc_status encode_text(sdc_model *m, const sdc_gen_params *p, gen_state *g, int B) {
+    const int S0 = SDC_CLIP_CONTEXT, D = sdc_clip_cfg(m->clip)->hidden;
+    sdc_chunks ch[2] = {{0}}, empty = {0};
+    int nc = 1;
+    sdc_status st = SDC_OK;
+    for (int b = 0; b < B && st == SDC_OK; b++) {
+        st = make_chunks(m, p, g, 2 - B + b, &ch[b]);
+        if (st == SDC_OK && ch[b].n > nc) nc = ch[b].n;
+    }
+    if (st == SDC_OK && (B == 2 && ch[0].n != ch[1].n))
+        st = sdc_chunks_plain(m->tok, "", &empty);
+    if (st == SDC_OK && (size_t)nc * S0 > SDC_MAX_CONTEXT)
+        st = sdc_fail(SDC_ERR_INVALID_ARG,
+                      "the prompt takes %d chunks of 75 tokens, above the limit of %d", nc,
+                      SDC_MAX_CONTEXT / S0);
+    if (st != SDC_OK) goto done;
+    g->S = nc * S0;
+    if ((st = alloc_floats(&g->ctx, (size_t)B * g->S * D)) != SDC_OK) goto done;
 
     prefetch_weights(m, "text_encoder.");
     sdc_arena *a = &g->arena;
     sdc_arena_plan(a);
-    float *out = sdc_arena_alloc(a, (size_t)S * D); /* dev [S, D] */
+    float *out = sdc_arena_alloc(a, (size_t)S0 * D); /* dev [77, D] */
     size_t mark = sdc_arena_mark(a);
-    sdc_clip_forward(m->clip, sdc_backend_null(), a, ids[0], S, out);
-    sdc_status st = arena_commit_plan(m, a, "the text encoder");
-    if (st != SDC_OK) return st;
-    out = sdc_arena_alloc(a, (size_t)S * D);
-    if (!out || sdc_arena_mark(a) != mark) return arena_checked(a, "the text encoder");
+    sdc_clip_forward(m->clip, sdc_backend_null(), a, ch[0].ids, S0, out);
+    if ((st = arena_commit_plan(m, a, "the text encoder")) != SDC_OK) goto done;
+    out = sdc_arena_alloc(a, (size_t)S0 * D);
+    if (!out || sdc_arena_mark(a) != mark) {
+        st = arena_checked(a, "the text encoder");
+        goto done;
+    }
+    const float *pad = NULL; /* the empty prompt's encoding, once made */
     for (int b = 0; b < B; b++) {
-        sdc_arena_reset(a, mark);
-        sdc_clip_forward(m->clip, m->be, a, ids[b], S, out);
-        if ((st = arena_checked(a, "the text encoder")) != SDC_OK) return st;
-        m->be->copy_out(m->be, g->ctx + (size_t)b * S * D, out, (int64_t)S * D);
-        if ((st = synced(m, "the text encoder")) != SDC_OK) return st;
-        if (cancel_asked(m)) return cancel_requested();
-        st = check_finite(g->ctx + (size_t)b * S * D, (int64_t)S * D, "text encoder", 0, 0);
-        if (st != SDC_OK) return st;
-        if (report(p, SDC_STAGE_TEXT, b + 1, B)) return cancelled();
+        /* CLIP skip: A1111 applies it to both prompts; diffusers to the
+         * prompt only (its negative prompt takes the last layer) */
+        const int is_neg = b == 0 && B == 2;
+        const int skip = p->clip_skip > 1 && !(is_neg && p->prompt_syntax == SDC_PROMPT_PLAIN)
+                             ? p->clip_skip - 1
+                             : 0;
+        for (int k = 0; k < nc; k++) {
+            float *z = g->ctx + ((size_t)b * g->S + (size_t)k * S0) * D;
+            sdc_arena_reset(a, mark);
+            if (k < ch[b].n) {
+                st = encode_chunk(m, skip, a, out, &ch[b], k, z);
+            } else if (pad) {
+                memcpy(z, pad, (size_t)S0 * D * sizeof *z);
+            } else {
+                st = encode_chunk(m, skip, a, out, &empty, 0, z);
+                pad = z;
+            }
+            if (st != SDC_OK) goto done;
+            if (cancel_asked(m)) {
+                st = cancel_requested();
+                goto done;
+            }
+        }
+        if (report(p, SDC_STAGE_TEXT, b + 1, B)) {
+            st = cancelled();
+            goto done;
+        }
     }
     sdc_arena_free(a);
     release_weights(m, "text_encoder.");
-    return SDC_OK;
+done:
+    for (int b = 0; b < 2; b++) sdc_chunks_free(&ch[b]);
+    sdc_chunks_free(&empty);
+    return st;
 }
 
 /* Plans a (TAESD) arena with the pass the null backend ran into it. */
@@ -689,13 +836,6 @@ static sdc_status taesd_decode(sdc_model *m, sdc_arena *a, const float *z, int h
 }
 
 /* ---- image to image and inpainting: the init image's latents ------------------ */
-
-static sdc_status alloc_floats(float **p, size_t n) {
-    size_t bytes;
-    if (!sdc_mul_size(n, sizeof(float), &bytes) || !(*p = malloc(bytes ? bytes : 1)))
-        return sdc_fail(SDC_ERR_NOMEM, "out of memory (%zu floats)", n);
-    return SDC_OK;
-}
 
 
 /* in at width x height into *out: the pixels as they are, or resized as
@@ -968,7 +1108,7 @@ static void guidance_embedding(float w, int dim, float *out) {
 static sdc_status denoise(sdc_model *m, const sdc_gen_params *p, gen_state *g, int B, int h,
                           int w, int64_t n) {
     sdc_backend *be = m->be;
-    const int S = SDC_CLIP_CONTEXT, D = sdc_clip_cfg(m->clip)->hidden;
+    const int S = g->S, D = sdc_clip_cfg(m->clip)->hidden;
     const size_t ctx_n = (size_t)B * S * D;
     sdc_arena *a = &g->arena;
     float t[2];
@@ -1186,7 +1326,6 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
     /* an LCM-distilled UNet takes the guidance as an input: no CFG (diffusers) */
     const int wdim = sdc_unet_cfg(m->unet)->time_cond_proj_dim;
     const int B = p->cfg_scale > 1.0f && wdim == 0 ? 2 : 1;
-    const int D = sdc_clip_cfg(m->clip)->hidden;
     const size_t plane = (size_t)H * W;
 
     gen_state g;
@@ -1204,7 +1343,6 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
     if (st != SDC_OK) goto done;
     if ((st = alloc_floats(&g.x, (size_t)n)) != SDC_OK ||
         (st = alloc_floats(&g.eps, (size_t)n)) != SDC_OK ||
-        (st = alloc_floats(&g.ctx, (size_t)B * SDC_CLIP_CONTEXT * D)) != SDC_OK ||
         (st = alloc_floats(&g.img, 3 * plane)) != SDC_OK)
         goto done;
     if (!(g.rgb = malloc(3 * plane))) {
@@ -1237,8 +1375,20 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
     /* a failed generation's ops must not count into this one's table */
     sdc_backend_profile_report(m->be, NULL, 1);
     sdc_backend_profile_stage(m->be, "text");
+    if ((st = parse_prompts(p, &g)) != SDC_OK) goto done;
     st = encode_text(m, p, &g, B);
     if (st != SDC_OK) goto done;
+    if (dbg && dbg->ctx) {
+        const size_t nctx = (size_t)B * g.S * sdc_clip_cfg(m->clip)->hidden;
+        if (nctx > dbg->ctx_cap) {
+            st = sdc_fail(SDC_ERR_INVALID_ARG, "debug: %zu conditioning floats, room for %zu",
+                          nctx, dbg->ctx_cap);
+            goto done;
+        }
+        memcpy(dbg->ctx, g.ctx, nctx * sizeof *g.ctx);
+        if (dbg->ctx_tokens) *dbg->ctx_tokens = g.S;
+    }
+    if (dbg && dbg->text_only) goto done;
     double t_enc = now_s();
     if (p->init_image) {
         sdc_backend_profile_stage(m->be, "vae");

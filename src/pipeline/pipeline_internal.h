@@ -14,6 +14,13 @@ typedef struct sdc_gen_debug {
     /* [height, width, 3]: the decoded image after x*0.5+0.5 and the clamp
      * to [0, 1], before quantisation (diffusers' output_type="np"). */
     float *image;
+    /* [B, S, D] (ctx_cap floats): the text encoder's conditioning, the
+     * negative prompt's first when B == 2; *ctx_tokens = S. */
+    float *ctx;
+    size_t ctx_cap;
+    int *ctx_tokens;
+    /* 1: stop after the text stage (out stays empty, SDC_OK). */
+    int text_only;
 } sdc_gen_debug;
 
 /* sdc_generate, plus the copies asked for in dbg (may be NULL). */

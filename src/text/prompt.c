@@ -432,13 +432,13 @@ sdc_status sdc_prompt_parse(const char *utf8, int flags, sdc_prompt **out) {
     size_t n = strnlen(utf8, SDC_PROMPT_MAX_BYTES + 1);
     if (n > SDC_PROMPT_MAX_BYTES)
         return sdc_fail(SDC_ERR_INVALID_ARG, "prompt: longer than %d bytes", SDC_PROMPT_MAX_BYTES);
-    if (flags & ~(SDC_PROMPT_TAGS | SDC_PROMPT_PLAIN))
+    if (flags & ~(SDC_PARSE_TAGS | SDC_PARSE_PLAIN))
         return sdc_fail(SDC_ERR_INVALID_ARG, "prompt: unknown flags 0x%x", (unsigned)flags);
     sdc_prompt *p = calloc(1, sizeof *p);
     parser q = {0};
     sdc_status st = SDC_OK;
     if (!p || !(p->text = malloc(n + 1))) goto nomem;
-    if (flags & SDC_PROMPT_TAGS) {
+    if (flags & SDC_PARSE_TAGS) {
         if ((st = cut_tags(p, utf8, n)) != SDC_OK) goto fail;
     } else {
         memcpy(p->text, utf8, n + 1);
@@ -452,7 +452,7 @@ sdc_status sdc_prompt_parse(const char *utf8, int flags, sdc_prompt **out) {
     q.round = malloc((q.n + 1) * sizeof *q.round);
     q.square = malloc((q.n + 1) * sizeof *q.square);
     if (!q.buf || !q.res || !q.round || !q.square) goto nomem;
-    if (flags & SDC_PROMPT_PLAIN)
+    if (flags & SDC_PARSE_PLAIN)
         push(&q, q.s, q.n, 1.0);
     else if ((st = emphasis(&q)) != SDC_OK)
         goto fail;

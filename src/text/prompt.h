@@ -1,7 +1,7 @@
 /* AUTOMATIC1111's prompt syntax, parsed (the text encoder's chunking and
  * emphasis rescale are its consumers).  Two steps, in A1111's order:
  *
- *   1. Extra-network tags (SDC_PROMPT_TAGS): every match of
+ *   1. Extra-network tags (SDC_PARSE_TAGS): every match of
  *      <(\w+):([^>]+)> is cut out of the prompt, left to right, its second
  *      group split on ':' (modules/extra_networks.py, parse_prompt).
  *      "<lora:NAME:WEIGHT>" names a LoRA; any other kind is kept too.
@@ -48,8 +48,8 @@
 #define SDC_PROMPT_MAX_BYTES 65536
 
 enum {
-    SDC_PROMPT_TAGS = 1,  /* cut out <kind:args> tags first (A1111 does) */
-    SDC_PROMPT_PLAIN = 2, /* no emphasis syntax: one run, the whole text (after
+    SDC_PARSE_TAGS = 1,  /* cut out <kind:args> tags first (A1111 does) */
+    SDC_PARSE_PLAIN = 2, /* no emphasis syntax: one run, the whole text (after
                            * tags, if asked), weight 1 (diffusers' behaviour) */
 };
 
@@ -87,7 +87,7 @@ typedef struct sdc_prompt_tag {
 
 typedef struct sdc_prompt sdc_prompt; /* owns copies of everything */
 
-/* Parses utf8 (NUL-terminated; NULL as "") with flags SDC_PROMPT_*.
+/* Parses utf8 (NUL-terminated; NULL as "") with flags SDC_PARSE_*.
  * *out is set on SDC_OK and must be released with sdc_prompt_free; on
  * failure *out is NULL and the message says why (too long, a weight
  * A1111 cannot read, out of memory).  No recursion; O(runs x brackets)
@@ -97,10 +97,10 @@ sdc_status sdc_prompt_parse(const char *utf8, int flags, sdc_prompt **out);
 /* The runs, in order; returns their count (>= 1). */
 int sdc_prompt_runs(const sdc_prompt *p, const sdc_prompt_run **runs);
 /* The tags, in order of appearance; returns their count (0 without
- * SDC_PROMPT_TAGS).  *tags is NULL when there are none. */
+ * SDC_PARSE_TAGS).  *tags is NULL when there are none. */
 int sdc_prompt_tags(const sdc_prompt *p, const sdc_prompt_tag **tags);
 /* The prompt with the tags cut out (NUL-terminated; the input itself
- * without SDC_PROMPT_TAGS): what step 2 reads.  A1111's infotext keeps
+ * without SDC_PARSE_TAGS): what step 2 reads.  A1111's infotext keeps
  * the original prompt, tags included. */
 const char *sdc_prompt_text(const sdc_prompt *p);
 void sdc_prompt_free(sdc_prompt *p);

@@ -42,6 +42,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -667,13 +668,28 @@ sdc_status sdc_tokenizer_save(const sdc_tokenizer *t, const char *vocab_json,
 
 #define MAX_CONTENT (SDC_CLIP_CONTEXT - 2)
 
+/* Token ids as they come; n == limit: full, the rest of the text is not
+ * needed.  ids grows (realloc) up to limit when cap is below it; a failed
+ * growth sets oom. */
 typedef struct tok_out {
-    int32_t ids[MAX_CONTENT];
-    int n; /* == MAX_CONTENT: full, the rest of the text is not needed */
+    int32_t *ids;
+    int n, cap, limit, oom;
 } tok_out;
 
 static void emit(tok_out *o, int32_t id) {
-    if (o->n < MAX_CONTENT) o->ids[o->n++] = id;
+    if (o->n >= o->limit) return;
+    if (o->n == o->cap) {
+        int cap = o->cap < 64 ? 64 : o->cap > o->limit / 2 ? o->limit : 2 * o->cap;
+        int32_t *p = realloc(o->ids, (size_t)cap * sizeof *p);
+        if (!p) {
+            o->oom = 1;
+            o->limit = o->n;
+            return;
+        }
+        o->ids = p;
+        o->cap = cap;
+    }
+    o->ids[o->n++] = id;
 }
 
 typedef struct bpe_cand {
@@ -712,7 +728,7 @@ static bpe_cand heap_pop(bpe_cand *h, size_t *n) {
  * lowest-ranked adjacent pair merged first (leftmost among equals) until no
  * pair is a merge. */
 static sdc_status bpe(const sdc_tokenizer *t, const char *s, size_t n, tok_out *o) {
-    if (n == 0 || o->n == MAX_CONTENT) return SDC_OK;
+    if (n == 0 || o->n >= o->limit) return SDC_OK;
     const unsigned char *p = (const unsigned char *)s;
     int32_t *id = malloc(n * sizeof *id), *prev = malloc(n * sizeof *prev),
             *next = malloc(n * sizeof *next);
@@ -770,7 +786,7 @@ static sdc_status split(const sdc_tokenizer *t, const pcre2_code *re, int keep_g
                         size_t n, pcre2_match_data *md, tok_out *o) {
     size_t at = 0;
     sdc_status st = SDC_OK;
-    while (at < n && st == SDC_OK && o->n < MAX_CONTENT) {
+    while (at < n && st == SDC_OK && o->n < o->limit) {
         int rc = pcre2_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, md, NULL);
         size_t ms = n, me = n;
         if (rc >= 0) {
@@ -825,7 +841,7 @@ static sdc_status tokenize_segment(const sdc_tokenizer *t, const uint32_t *cp, s
     const size_t nb = strlen(BOS_TEXT);
     const char *s = norm->p;
     size_t left = norm->len;
-    while (st == SDC_OK && left > 0 && o->n < MAX_CONTENT) {
+    while (st == SDC_OK && left > 0 && o->n < o->limit) {
         size_t k = 0;
         while (k + nb <= left && memcmp(s + k, BOS_TEXT, nb) != 0) k++;
         if (k + nb > left) k = left;
@@ -835,6 +851,35 @@ static sdc_status tokenize_segment(const sdc_tokenizer *t, const uint32_t *cp, s
         s += k + nb;
         left -= k + nb;
     }
+    return st;
+}
+
+/* The tokens of text[0..n) into o: raw "<|endoftext|>" is the added
+ * token, matched before normalisation; the segments between are
+ * tokenize_segment's. */
+static sdc_status tokenize_text(const sdc_tokenizer *t, const char *text, size_t n, tok_out *o) {
+    static const char eos[] = EOS_TEXT;
+    const size_t ne = sizeof eos - 1;
+    sdc_cps cps = {0};
+    byte_buf norm = {0};
+    pcre2_match_data *md = pcre2_match_data_create(4, NULL);
+    sdc_status st = md ? sdc_utf8_decode(text, n, &cps)
+                       : sdc_fail(SDC_ERR_NOMEM, "out of memory (regex match data)");
+    for (size_t i = 0, start = 0; st == SDC_OK && start <= cps.len && o->n < o->limit; i++) {
+        int hit = i + ne <= cps.len;
+        for (size_t j = 0; hit && j < ne; j++) hit = cps.cp[i + j] == (unsigned char)eos[j];
+        if (!hit && i < cps.len) continue;
+        if (i > start) /* an empty one has no tokens (and cps.cp is NULL for "") */
+            st = tokenize_segment(t, cps.cp + start, i - start, &norm, md, o);
+        if (!hit) break;
+        emit(o, t->eos);
+        start = i + ne;
+        i = start - 1;
+    }
+    pcre2_match_data_free(md);
+    sdc_cps_free(&cps);
+    free(norm.p);
+    if (st == SDC_OK && o->oom) st = sdc_fail(SDC_ERR_NOMEM, "out of memory (tokens)");
     return st;
 }
 
@@ -849,33 +894,39 @@ int sdc_tokenize(const sdc_tokenizer *t, const char *text, int32_t ids[SDC_CLIP_
         sdc_fail(SDC_ERR_INVALID_ARG, "prompt longer than %d bytes", SDC_TOKENIZER_MAX_BYTES);
         return -1;
     }
-    static const char eos[] = EOS_TEXT;
-    const size_t ne = sizeof eos - 1;
-    sdc_cps cps = {0};
-    byte_buf norm = {0};
-    tok_out o = {.n = 0};
-    pcre2_match_data *md = pcre2_match_data_create(4, NULL);
-    sdc_status st = md ? sdc_utf8_decode(text, n, &cps)
-                       : sdc_fail(SDC_ERR_NOMEM, "out of memory (regex match data)");
-    /* raw "<|endoftext|>": the added token, matched before normalisation */
-    for (size_t i = 0, start = 0; st == SDC_OK && start <= cps.len && o.n < MAX_CONTENT; i++) {
-        int hit = i + ne <= cps.len;
-        for (size_t j = 0; hit && j < ne; j++) hit = cps.cp[i + j] == (unsigned char)eos[j];
-        if (!hit && i < cps.len) continue;
-        if (i > start) /* an empty one has no tokens (and cps.cp is NULL for "") */
-            st = tokenize_segment(t, cps.cp + start, i - start, &norm, md, &o);
-        if (!hit) break;
-        emit(&o, t->eos);
-        start = i + ne;
-        i = start - 1;
-    }
-    pcre2_match_data_free(md);
-    sdc_cps_free(&cps);
-    free(norm.p);
-    if (st != SDC_OK) return -1;
+    int32_t content[MAX_CONTENT];
+    tok_out o = {content, 0, MAX_CONTENT, MAX_CONTENT, 0};
+    if (tokenize_text(t, text, n, &o) != SDC_OK) return -1;
     ids[0] = t->bos;
     memcpy(ids + 1, o.ids, (size_t)o.n * sizeof *ids);
     ids[o.n + 1] = t->eos;
     for (int i = o.n + 2; i < SDC_CLIP_CONTEXT; i++) ids[i] = t->pad;
     return o.n + 2;
+}
+
+sdc_status sdc_tokenize_all(const sdc_tokenizer *t, const char *text, size_t len, int32_t **ids,
+                            int *n) {
+    *ids = NULL;
+    *n = 0;
+    if (len > SDC_TOKENIZER_MAX_BYTES)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "prompt longer than %d bytes",
+                        SDC_TOKENIZER_MAX_BYTES);
+    /* bounded by the normalised text's bytes (one or more per token) */
+    tok_out o = {NULL, 0, 0, INT_MAX, 0};
+    sdc_status st = tokenize_text(t, text ? text : "", text ? len : 0, &o);
+    if (st != SDC_OK) {
+        free(o.ids);
+        return st;
+    }
+    *ids = o.ids;
+    *n = o.n;
+    return SDC_OK;
+}
+
+int32_t sdc_tokenizer_special(const sdc_tokenizer *t, int which) {
+    return which == SDC_TOKEN_BOS ? t->bos : which == SDC_TOKEN_EOS ? t->eos : t->pad;
+}
+
+int32_t sdc_tokenizer_find(const sdc_tokenizer *t, const char *token) {
+    return tok_find(t, token, strlen(token));
 }

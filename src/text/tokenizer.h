@@ -31,4 +31,17 @@ void sdc_tokenizer_free(sdc_tokenizer *t);
  * only read. */
 int sdc_tokenize(const sdc_tokenizer *t, const char *text, int32_t ids[SDC_CLIP_CONTEXT]);
 
+/* Every token of text[0..len) (not NUL-terminated; NULL as ""), without
+ * BOS/EOS and without truncation: transformers' tokenizer(text,
+ * add_special_tokens=False, truncation=False), as AUTOMATIC1111 tokenizes
+ * each weighted run of a prompt.  *ids is malloc'ed (NULL when *n is 0).
+ * len above SDC_TOKENIZER_MAX_BYTES is SDC_ERR_INVALID_ARG. */
+sdc_status sdc_tokenize_all(const sdc_tokenizer *t, const char *text, size_t len, int32_t **ids,
+                            int *n);
+
+enum { SDC_TOKEN_BOS, SDC_TOKEN_EOS, SDC_TOKEN_PAD };
+int32_t sdc_tokenizer_special(const sdc_tokenizer *t, int which);
+/* The id of a vocabulary entry ("," + "</w>" is ",</w>"), or -1. */
+int32_t sdc_tokenizer_find(const sdc_tokenizer *t, const char *token);
+
 #endif
