@@ -246,6 +246,74 @@ static void test_bad_input(void) {
     sdc_model_free(m);
 }
 
+/* <lora:NAME:W> tags: the same image as the LoRA given in sdc_gen_params;
+ * bad tags refused with the tag named. */
+static void test_lora_tags(void) {
+    sdc_model *m = NULL;
+    sdc_load_params lp = sdc_load_params_default();
+    sdc_status st = sdc_model_load(t_fixture("tiny-sd"), &lp, &m);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    if (st != SDC_OK) return;
+    char dir[1024], path[1100];
+    snprintf(dir, sizeof dir, "%s", t_fixture("lora"));
+    snprintf(path, sizeof path, "%s/kohya.safetensors", dir);
+    sdc_gen_params p = sdc_gen_params_default();
+    p.width = p.height = 32;
+    p.steps = 2;
+    p.prompt = "a red cube, (studio light:1.2)";
+    p.negative_prompt = "blurry";
+    sdc_lora l = {path, 0.5f};
+    p.loras = &l;
+    p.n_loras = 1;
+    sdc_image a, b, c;
+    st = sdc_generate(m, &p, &a, NULL);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    p.loras = NULL;
+    p.n_loras = 0;
+    p.lora_dir = dir;
+    p.prompt = "a red <lora:kohya:0.5>cube, (studio light:1.2)";
+    sdc_status st2 = sdc_generate(m, &p, &b, NULL);
+    CHECKF(st2 == SDC_OK, "%s", sdc_last_error());
+    p.prompt = "a red cube, (studio light:1.2)"; /* in the negative prompt it counts too */
+    p.negative_prompt = "blurry<lora:kohya:0.5>";
+    sdc_status st3 = sdc_generate(m, &p, &c, NULL);
+    CHECKF(st3 == SDC_OK, "%s", sdc_last_error());
+    if (st == SDC_OK && st2 == SDC_OK && st3 == SDC_OK) {
+        CHECK(memcmp(a.data, b.data, 32 * 32 * 3) == 0);
+        CHECK(memcmp(a.data, c.data, 32 * 32 * 3) == 0);
+    }
+    if (st == SDC_OK) sdc_image_free(&a);
+    if (st2 == SDC_OK) sdc_image_free(&b);
+    if (st3 == SDC_OK) sdc_image_free(&c);
+    struct {
+        const char *prompt, *dir, *needle;
+        sdc_status st;
+    } bad[] = {
+        {"<lora:kohya:0.5> x", NULL, "no LoRA folder", SDC_ERR_INVALID_ARG},
+        {"<lora:nosuch:1> x", dir, "nosuch.safetensors", SDC_ERR_IO},
+        {"<lora:kohya:abc> x", dir, "not a number", SDC_ERR_INVALID_ARG},
+        {"<lora:kohya:0.5:1> x", dir, "arguments", SDC_ERR_UNSUPPORTED},
+        {"<lora:../lora/kohya:1> x", dir, "without folders", SDC_ERR_INVALID_ARG},
+        {"<lora::1> x", dir, "without folders", SDC_ERR_INVALID_ARG},
+    };
+    p.negative_prompt = NULL;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        p.prompt = bad[i].prompt;
+        p.lora_dir = bad[i].dir;
+        st = sdc_generate(m, &p, &a, NULL);
+        CHECKF(st == bad[i].st && strstr(sdc_last_error(), bad[i].needle),
+               "\"%s\": status %d, \"%s\"", bad[i].prompt, (int)st, sdc_last_error());
+        if (st == SDC_OK) sdc_image_free(&a);
+    }
+    /* a kind sdc has no network for is ignored (with a warning) */
+    p.prompt = "<hypernet:h:1> a red cube, (studio light:1.2)";
+    p.lora_dir = NULL;
+    st = sdc_generate(m, &p, &a, NULL);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    if (st == SDC_OK) sdc_image_free(&a);
+    sdc_model_free(m);
+}
+
 int main(void) {
     sdc_status st = sdc_st_open(t_fixture("a1111_ref.safetensors"), &g_ref);
     CHECKF(st == SDC_OK, "%s", sdc_last_error());
@@ -253,6 +321,7 @@ int main(void) {
     RUN(test_chunks);
     RUN(test_against_reference);
     RUN(test_bad_input);
+    RUN(test_lora_tags);
     sdc_st_close(g_ref);
     return t_summary();
 }

@@ -302,6 +302,19 @@ static void test_infotext(void) {
     CHECKF(s && strcmp(s, want) == 0, "got '%s'", s ? s : "(null)");
     free(s);
 
+    /* CLIP skip and LoRAs given apart from the prompt (as tags A1111 reads) */
+    sdc_lora loras[2] = {{"/x/y/lcm-lora.safetensors", 1.0f}, {"style", 0.25f}};
+    p.prompt = "a cat <lora:detail:0.5>";
+    p.loras = loras;
+    p.n_loras = 2;
+    p.clip_skip = 2;
+    s = sdc_infotext(&p, NULL);
+    want = "a cat <lora:detail:0.5> <lora:lcm-lora:1.0> <lora:style:0.25>\nSteps: 20, Sampler: "
+           "PLMS, Schedule type: Karras, CFG scale: 1.1, Seed: 18446744073709551615, Size: "
+           "512x768, Clip skip: 2, Version: sdc " SDC_VERSION;
+    CHECKF(s && strcmp(s, want) == 0, "got '%s'", s ? s : "(null)");
+    free(s);
+
     const char *names[] = {"Euler", "Euler a", "Heun", "DPM++ 2M", "DDIM", "PLMS", "LMS", "LCM",
                            "TCD"};
     for (int i = 0; i < SDC_SAMPLER_COUNT; i++)

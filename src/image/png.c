@@ -456,6 +456,19 @@ char *sdc_infotext(const sdc_gen_params *p, const char *model_name) {
     sbuf b = {0};
     char num[64];
     sb_puts(&b, p->prompt ? p->prompt : "");
+    /* LoRAs given apart from the prompt: the tags A1111 would need */
+    for (int i = 0; i < p->n_loras && p->loras; i++) {
+        const char *path = p->loras[i].path ? p->loras[i].path : "";
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        size_t len = strlen(base);
+        if (len > 12 && strcmp(base + len - 12, ".safetensors") == 0) len -= 12;
+        sb_puts(&b, " <lora:");
+        sb_putn(&b, base, len);
+        format_float(p->loras[i].weight, num, sizeof num);
+        sb_puts(&b, ":");
+        sb_puts(&b, num);
+        sb_puts(&b, ">");
+    }
     if (p->negative_prompt && *p->negative_prompt) {
         sb_puts(&b, "\nNegative prompt: ");
         sb_puts(&b, p->negative_prompt);
@@ -477,6 +490,10 @@ char *sdc_infotext(const sdc_gen_params *p, const char *model_name) {
     if (p->init_image) {
         sb_puts(&b, ", Denoising strength: ");
         format_float((float)p->strength, num, sizeof num);
+        sb_puts(&b, num);
+    }
+    if (p->clip_skip > 1) {
+        snprintf(num, sizeof num, ", Clip skip: %d", p->clip_skip);
         sb_puts(&b, num);
     }
     sb_puts(&b, ", Version: sdc " SDC_VERSION);

@@ -53,10 +53,13 @@ sdc_status sdc_png_check_dest(const char *path, int overwrite);
  *   Negative prompt: <negative>            (only when not empty)
  *   Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.5,
  *   Seed: 42, Size: 512x512, Model: <name>, Denoising strength: 0.75,
- *   Version: sdc 0.1.0
+ *   Clip skip: 2, Version: sdc 0.1.0
  * (the last three lines are one; Denoising strength only with an init
  * image, as A1111's img2img and inpainting write it; A1111's "Mask blur"
- * is left out: sdc does not blur the mask).  Sampler display names are A1111's: Euler,
+ * is left out: sdc does not blur the mask; Clip skip only above 1, as
+ * A1111).  The prompt keeps its <lora:...> tags, and the LoRAs given in
+ * p->loras are appended to it as tags " <lora:NAME:W>" (NAME: the file
+ * name without .safetensors), which A1111 needs to apply them.  Sampler display names are A1111's: Euler,
  * Euler a, Heun, DPM++ 2M, DDIM, PLMS (pndm), LMS.  Schedule type:
  * "Automatic" for the discrete schedule (A1111's label for a sampler's
  * default, which for its k-diffusion samplers is the model's own discrete

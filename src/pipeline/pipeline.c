@@ -43,6 +43,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "image/image_read.h"
+#include "io/fs_util.h"
 #include "io/model_files.h"
 #include "models/lora.h"
 #include "models/models.h"
@@ -507,6 +508,9 @@ typedef struct gen_state {
     int S;           /* the context's tokens: 77 x chunks */
     sdc_prompt *pp[2];   /* A1111 syntax: the negative prompt, the prompt parsed */
     sdc_embeddings *emb; /* p->embeddings_dir's index, once a prompt is chunked */
+    sdc_lora *loras;     /* [n_loras]: p->loras, then the prompts' tags */
+    char **lora_paths;   /* [lora_cap]: the tags' paths (NULL for p->loras') */
+    int n_loras, lora_cap;
     float *img;      /* host [3, H, W]: the init image, then the decoded image */
     uint8_t *rgb;    /* host [H, W, 3]; handed to the caller on success */
     double steps_s;  /* seconds in the denoising steps themselves */
@@ -533,6 +537,9 @@ static void gen_free(gen_state *g) {
     sdc_prompt_free(g->pp[0]);
     sdc_prompt_free(g->pp[1]);
     sdc_embeddings_free(g->emb);
+    for (int i = 0; g->lora_paths && i < g->lora_cap; i++) free(g->lora_paths[i]);
+    free(g->lora_paths);
+    free(g->loras);
     free(g->img);
     free(g->rgb);
     free(g->mask);
@@ -655,6 +662,66 @@ static sdc_status parse_prompts(const sdc_gen_params *p, gen_state *g) {
         sdc_status st = sdc_prompt_parse(texts[i], SDC_PARSE_TAGS, &g->pp[i]);
         if (st != SDC_OK) return sdc_fail_context(st, "%s", i ? "prompt" : "negative prompt");
     }
+    return SDC_OK;
+}
+
+/* The LoRAs of this image in g->loras: p->loras, then the <lora:NAME:W>
+ * tags of the prompt and of the negative prompt (A1111 activates both),
+ * NAME resolved to p->lora_dir/NAME.safetensors.  Other tag kinds
+ * (hypernetworks, ...) are ignored with a warning, as A1111 does for kinds
+ * it has no handler for. */
+static sdc_status collect_loras(const sdc_gen_params *p, gen_state *g) {
+    const sdc_prompt_tag *tags[2] = {NULL, NULL};
+    if (p->n_loras < 0 || (p->n_loras > 0 && !p->loras))
+        return sdc_fail(SDC_ERR_INVALID_ARG, "%d LoRAs at %p", p->n_loras, (void *)p->loras);
+    int nt[2] = {0, 0}, n = p->n_loras;
+    for (int i = 0; i < 2; i++)
+        if (g->pp[i]) {
+            nt[i] = sdc_prompt_tags(g->pp[i], &tags[i]);
+            n += nt[i];
+        }
+    if (n == 0) return SDC_OK;
+    if (!(g->loras = calloc((size_t)n, sizeof *g->loras)) ||
+        !(g->lora_paths = calloc((size_t)n, sizeof *g->lora_paths)))
+        return sdc_fail(SDC_ERR_NOMEM, "out of memory");
+    g->lora_cap = n;
+    for (int k = 0; k < p->n_loras; k++) g->loras[g->n_loras++] = p->loras[k];
+    for (int i = 1; i >= 0; i--)
+        for (int k = 0; k < nt[i]; k++) {
+            const sdc_prompt_tag *t = &tags[i][k];
+            const char *what = i ? "prompt" : "negative prompt";
+            if (strcmp(t->kind, "lora") != 0) {
+                fprintf(stderr, "sdc: warning: %s: <%s:...> is not a network sdc has; ignored\n",
+                        what, t->kind);
+                continue;
+            }
+            if (t->weight_status == SDC_TAG_WEIGHT_BAD)
+                return sdc_fail(SDC_ERR_INVALID_ARG, "%s: <lora:%s:%s>: the weight is not a number",
+                                what, t->name, t->args[1]);
+            if (t->n_args > 2)
+                return sdc_fail(SDC_ERR_UNSUPPORTED,
+                                "%s: <lora:%s:...> has %d arguments; sdc takes one weight for "
+                                "the UNet and the text encoder together (<lora:%s:W>)",
+                                what, t->name, t->n_args - 1, t->name);
+            if (!*t->name || strchr(t->name, '/') || strchr(t->name, '\\') || t->name[0] == '.')
+                return sdc_fail(SDC_ERR_INVALID_ARG,
+                                "%s: <lora:%s>: a LoRA's name is its file name in the LoRA folder, "
+                                "without folders",
+                                what, t->name);
+            if (!p->lora_dir)
+                return sdc_fail(SDC_ERR_INVALID_ARG,
+                                "%s: <lora:%s> names a LoRA, but no LoRA folder was given "
+                                "(--lora-dir)",
+                                what, t->name);
+            size_t len = strlen(p->lora_dir) + strlen(t->name) + sizeof "/.safetensors";
+            char *path = malloc(len);
+            if (!path) return sdc_fail(SDC_ERR_NOMEM, "out of memory");
+            snprintf(path, len, "%s/%s.safetensors", p->lora_dir, t->name);
+            g->lora_paths[g->n_loras] = path;
+            if (!sdc_is_file(path))
+                return sdc_fail(SDC_ERR_IO, "%s: <lora:%s>: no LoRA %s", what, t->name, path);
+            g->loras[g->n_loras++] = (sdc_lora){path, (float)t->weight};
+        }
     return SDC_OK;
 }
 
@@ -1335,7 +1402,9 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
         st = cancel_requested();
         goto done;
     }
-    if ((st = sdc_model_apply_loras(m, p->loras, p->n_loras)) != SDC_OK) goto done;
+    if ((st = parse_prompts(p, &g)) != SDC_OK || (st = collect_loras(p, &g)) != SDC_OK ||
+        (st = sdc_model_apply_loras(m, g.loras, g.n_loras)) != SDC_OK)
+        goto done;
     sdc_sched_opts so = sdc_sched_opts_default();
     so.spacing = p->spacing;
     st = sdc_sched_create_ex(p->sampler, p->schedule, &so, sdc_model_files_sched(m->mf), p->steps,
@@ -1375,7 +1444,6 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
     /* a failed generation's ops must not count into this one's table */
     sdc_backend_profile_report(m->be, NULL, 1);
     sdc_backend_profile_stage(m->be, "text");
-    if ((st = parse_prompts(p, &g)) != SDC_OK) goto done;
     st = encode_text(m, p, &g, B);
     if (st != SDC_OK) goto done;
     if (dbg && dbg->ctx) {
