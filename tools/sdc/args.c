@@ -96,6 +96,13 @@ void cli_usage(FILE *f) {
             "                              previews, an order of magnitude faster than the\n"
             "                              VAE, with a little less detail\n"
             "      --taesd-preview-only    TAESD for the previews only (the VAE for the rest)\n"
+            "      --lora FILE[:W]         apply a LoRA (.safetensors, kohya-ss or diffusers/\n"
+            "                              PEFT naming; LCM-LoRA, TCD-LoRA, styles) at weight W\n"
+            "                              (default 1; a path holding ':' takes its last ':'\n"
+            "                              as the weight's only when a number follows);\n"
+            "                              repeatable, up to %d, the updates add up.  Merged\n"
+            "                              into the weights once (a scratch file in $TMPDIR)\n"
+            "      --lora-dir DIR          where <lora:NAME:W> prompt tags find NAME.safetensors\n"
             "  -v, --verbose               say more about the model and the timings\n"
             "      --version               print the version and how sdc was built\n"
             "  -h, --help                  print this help\n"
@@ -103,7 +110,7 @@ void cli_usage(FILE *f) {
             "The PNG carries the settings in a \"parameters\" text chunk, in the format of\n"
             "AUTOMATIC1111's web UI.  Exit status: 0 done, 1 runtime error, 2 usage error,\n"
             "130 interrupted.\n",
-            CLI_MAX_STEPS, (double)CLI_MAX_CFG);
+            CLI_MAX_STEPS, (double)CLI_MAX_CFG, CLI_MAX_LORAS);
 }
 
 static int usage_error(const char *fmt, ...) SDC_PRINTF(1, 2);
@@ -184,12 +191,39 @@ static int parse_tiling(const char *opt, const char *s, sdc_vae_tiling *out) {
     return usage_error("%s: unknown mode '%s' (choose auto, on or off)", opt, s);
 }
 
+/* --lora FILE[:WEIGHT]: the text after the last ':' is the weight when it
+ * is a number (so "C:/x.safetensors" and "a:b.safetensors" stay paths).  The
+ * ':' is overwritten with a NUL in place: argv's strings are the program's
+ * to change, and the path then lives as long as argv. */
+static int parse_lora(const char *opt, const char *v, cli_args *a) {
+    if (!*v) return usage_error("%s: empty file name", opt);
+    if (a->n_loras == CLI_MAX_LORAS) return usage_error("%s: more than %d LoRAs", opt, CLI_MAX_LORAS);
+    float w = 1.0f;
+    char *colon = strrchr(v, ':');
+    if (colon && colon != v && colon[1] && !isspace((unsigned char)colon[1])) {
+        char *end;
+        errno = 0;
+        float x = strtof(colon + 1, &end);
+        if (!*end) {
+            if (errno == ERANGE || !isfinite(x) || fabsf(x) > CLI_MAX_LORA_WEIGHT)
+                return usage_error("%s: weight %s is out of range (-%g..%g)", opt, colon + 1,
+                                   (double)CLI_MAX_LORA_WEIGHT, (double)CLI_MAX_LORA_WEIGHT);
+            w = x;
+            *colon = 0;
+        }
+    }
+    a->loras[a->n_loras].path = v;
+    a->loras[a->n_loras].weight = w;
+    a->n_loras++;
+    return 0;
+}
+
 typedef enum {
     O_MODEL, O_PROMPT, O_NEG, O_OUTPUT, O_WIDTH, O_HEIGHT, O_STEPS, O_CFG, O_SEED,
     O_SAMPLER, O_SCHED, O_BATCH, O_THREADS, O_OVERWRITE, O_LOW_MEMORY, O_VERBOSE,
     O_VERSION, O_HELP, O_VAE_TILING, O_PRECISION, O_BACKEND, O_DEVICE, O_LIST_DEVICES,
     O_FP16_ACT, O_INIT, O_MASK, O_STRENGTH, O_PREVIEW, O_PREVIEW_EVERY, O_TAESD, O_TAESD_PREVIEW,
-    O_SPACING
+    O_SPACING, O_LORA, O_LORA_DIR
 } opt_id;
 
 typedef struct opt {
@@ -216,6 +250,7 @@ static const opt OPTS[] = {
     {0, "strength", 1, O_STRENGTH},      {0, "preview", 1, O_PREVIEW},
     {0, "preview-every", 1, O_PREVIEW_EVERY}, {0, "taesd", 1, O_TAESD},
     {0, "taesd-preview-only", 0, O_TAESD_PREVIEW}, {0, "timestep-spacing", 1, O_SPACING},
+    {0, "lora", 1, O_LORA},              {0, "lora-dir", 1, O_LORA_DIR},
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
 
@@ -304,6 +339,11 @@ static int apply(const opt *o, const char *name, const char *v, cli_args *a) {
     case O_VERBOSE: a->verbose = 1; return 0;
     case O_VERSION: a->version = 1; return 0;
     case O_HELP: a->help = 1; return 0;
+    case O_LORA: return parse_lora(name, v, a);
+    case O_LORA_DIR:
+        if (!*v) return usage_error("%s: empty path", name);
+        a->lora_dir = v;
+        return 0;
     }
     return 0;
 }

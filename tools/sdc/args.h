@@ -15,6 +15,8 @@
 #define CLI_MAX_BATCH 10000
 #define CLI_MAX_THREADS 4096
 #define CLI_MAX_INPUT_PIXELS ((int64_t)8192 * 8192) /* an init image or mask */
+#define CLI_MAX_LORAS 64
+#define CLI_MAX_LORA_WEIGHT 100.0f
 
 typedef struct cli_args {
     const char *model;    /* -m; required */
@@ -49,6 +51,9 @@ typedef struct cli_args {
     const char *preview;       /* --preview; NULL: none */
     int preview_every;         /* --preview-every; 1 */
     int verbose, overwrite, help, version;
+    sdc_lora loras[CLI_MAX_LORAS]; /* --lora FILE[:WEIGHT], in order; paths point into argv */
+    int n_loras;
+    const char *lora_dir;          /* --lora-dir; NULL: none */
 } cli_args;
 
 /* Parses argv into *a.  Returns 0 on success, or 2 after printing a message

@@ -308,6 +308,9 @@ int main(int argc, char **argv) {
         gp.schedule = a.schedule;
         gp.vae_tiling = a.vae_tiling;
         gp.spacing = a.spacing;
+        gp.loras = a.loras;
+        gp.n_loras = a.n_loras;
+        gp.lora_dir = a.lora_dir;
         if (a.init_image) {
             gp.init_image = &init;
             gp.strength = a.strength;
