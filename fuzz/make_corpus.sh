@@ -14,7 +14,7 @@ sep=$'\n##part##\n' # FZ_SEP in fuzz/fuzz_util.h
 
 # files are overwritten, not the folders emptied: crash inputs added by hand
 # (README "Fuzzing") stay
-mkdir -p "$out"/{safetensors,model,tokenizer,png,image,taesd}
+mkdir -p "$out"/{safetensors,model,tokenizer,png,image,taesd,prompt}
 
 # le64 N: N as 8 little-endian bytes
 le64() {
@@ -92,6 +92,21 @@ for i, c in enumerate(cases):
 EOF
 fi
 printf 'a photo of an astronaut riding a horse on mars' > $T/prompt
+
+# ---- prompt: the parser's and the chunker's fixture prompts (A1111 syntax),
+# those under 4 KiB, and two that name fuzz_prompt.c's embeddings
+if command -v python3 >/dev/null; then
+  python3 - "$fix/prompts_ref.json" "$fix/a1111_ref.safetensors" "$out/prompt" <<'EOF'
+import json, struct, sys
+texts = [c["text"] for c in json.load(open(sys.argv[1]))["cases"] if "text" in c]
+with open(sys.argv[2], "rb") as f:  # the chunk cases in the header's metadata
+    header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+texts += [c["text"] for c in json.loads(header["__metadata__"]["chunk_cases"])]
+texts += ["cat (a b:1.3) wide", "<lora:x:1> cat, BREAK a b"]
+for i, t in enumerate(dict.fromkeys(t for t in texts if len(t.encode()) < 4096)):
+    open(f"{sys.argv[3]}/p{i:03d}", "wb").write(t.encode())
+EOF
+fi
 # vocab.json: the 256 byte characters (CLIP's bytes_to_unicode), the same
 # with </w>, the first 300 merges of the built-in file joined, BOS, EOS;
 # merges.txt: those 300 merges
