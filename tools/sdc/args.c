@@ -103,6 +103,18 @@ void cli_usage(FILE *f) {
             "                              repeatable, up to %d, the updates add up.  Merged\n"
             "                              into the weights once (a scratch file in $TMPDIR)\n"
             "      --lora-dir DIR          where <lora:NAME:W> prompt tags find NAME.safetensors\n"
+            "      --clip-skip N           AUTOMATIC1111's CLIP skip: 1 the text encoder's last\n"
+            "                              layer (default), 2 the one before, ... (models\n"
+            "                              trained on it, e.g. anime ones, want 2)\n"
+            "      --embeddings DIR        textual-inversion embeddings: each .safetensors\n"
+            "                              file in DIR is used where its name (without the\n"
+            "                              extension) appears in a prompt\n"
+            "      --prompt-syntax S       a1111 or plain (default a1111): a1111 reads prompts\n"
+            "                              as AUTOMATIC1111 does: (word) x1.1, [word] /1.1,\n"
+            "                              (word:1.3), \\( for a bracket, BREAK, <lora:NAME:W>,\n"
+            "                              any length (75-token chunks); plain is diffusers'\n"
+            "                              StableDiffusionPipeline: the text as it is, cut at\n"
+            "                              77 tokens\n"
             "  -v, --verbose               say more about the model and the timings\n"
             "      --version               print the version and how sdc was built\n"
             "  -h, --help                  print this help\n"
@@ -223,7 +235,7 @@ typedef enum {
     O_SAMPLER, O_SCHED, O_BATCH, O_THREADS, O_OVERWRITE, O_LOW_MEMORY, O_VERBOSE,
     O_VERSION, O_HELP, O_VAE_TILING, O_PRECISION, O_BACKEND, O_DEVICE, O_LIST_DEVICES,
     O_FP16_ACT, O_INIT, O_MASK, O_STRENGTH, O_PREVIEW, O_PREVIEW_EVERY, O_TAESD, O_TAESD_PREVIEW,
-    O_SPACING, O_LORA, O_LORA_DIR
+    O_SPACING, O_LORA, O_LORA_DIR, O_CLIP_SKIP, O_EMBEDDINGS, O_PROMPT_SYNTAX
 } opt_id;
 
 typedef struct opt {
@@ -251,6 +263,8 @@ static const opt OPTS[] = {
     {0, "preview-every", 1, O_PREVIEW_EVERY}, {0, "taesd", 1, O_TAESD},
     {0, "taesd-preview-only", 0, O_TAESD_PREVIEW}, {0, "timestep-spacing", 1, O_SPACING},
     {0, "lora", 1, O_LORA},              {0, "lora-dir", 1, O_LORA_DIR},
+    {0, "clip-skip", 1, O_CLIP_SKIP},    {0, "embeddings", 1, O_EMBEDDINGS},
+    {0, "prompt-syntax", 1, O_PROMPT_SYNTAX},
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
 
@@ -344,6 +358,16 @@ static int apply(const opt *o, const char *name, const char *v, cli_args *a) {
         if (!*v) return usage_error("%s: empty path", name);
         a->lora_dir = v;
         return 0;
+    case O_CLIP_SKIP: return parse_int(name, v, 1, CLI_MAX_CLIP_SKIP, &a->clip_skip);
+    case O_EMBEDDINGS:
+        if (!*v) return usage_error("%s: empty path", name);
+        a->embeddings = v;
+        return 0;
+    case O_PROMPT_SYNTAX:
+        if (strcmp(v, "a1111") == 0) a->prompt_syntax = SDC_PROMPT_A1111;
+        else if (strcmp(v, "plain") == 0) a->prompt_syntax = SDC_PROMPT_PLAIN;
+        else return usage_error("%s: unknown syntax '%s' (choose a1111 or plain)", name, v);
+        return 0;
     }
     return 0;
 }
@@ -360,6 +384,7 @@ int cli_parse(int argc, char **argv, cli_args *a) {
     a->batch_count = 1;
     a->vae_tiling = SDC_VAE_TILING_AUTO;
     a->preview_every = 1;
+    a->clip_skip = 1;
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -412,6 +437,12 @@ int cli_parse(int argc, char **argv, cli_args *a) {
     if (a->strength_given && !a->init_image)
         return usage_error("--strength needs an init image (-i FILE)");
     if (!a->strength_given) a->strength = a->mask ? 1.0 : 0.75;
+    if (a->embeddings && a->prompt_syntax == SDC_PROMPT_PLAIN)
+        return usage_error("--embeddings needs --prompt-syntax a1111 (plain prompts are "
+                           "diffusers' and take no embeddings)");
+    if (a->lora_dir && a->prompt_syntax == SDC_PROMPT_PLAIN)
+        return usage_error("--lora-dir needs --prompt-syntax a1111 (plain prompts have no "
+                           "<lora:...> tags; use --lora FILE)");
     if (a->taesd_preview_only && !a->taesd)
         return usage_error("--taesd-preview-only needs --taesd PATH");
     if (!a->model) return usage_error("no model given (use -m PATH)");

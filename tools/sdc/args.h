@@ -16,6 +16,7 @@
 #define CLI_MAX_THREADS 4096
 #define CLI_MAX_INPUT_PIXELS ((int64_t)8192 * 8192) /* an init image or mask */
 #define CLI_MAX_LORAS 64
+#define CLI_MAX_CLIP_SKIP 64 /* the model's layer count is checked when it is loaded */
 #define CLI_MAX_LORA_WEIGHT 100.0f
 
 typedef struct cli_args {
@@ -54,6 +55,9 @@ typedef struct cli_args {
     sdc_lora loras[CLI_MAX_LORAS]; /* --lora FILE[:WEIGHT], in order; paths point into argv */
     int n_loras;
     const char *lora_dir;          /* --lora-dir; NULL: none */
+    int clip_skip;                 /* --clip-skip; 1 */
+    const char *embeddings;        /* --embeddings; NULL: none */
+    sdc_prompt_syntax prompt_syntax; /* --prompt-syntax; a1111 */
 } cli_args;
 
 /* Parses argv into *a.  Returns 0 on success, or 2 after printing a message

@@ -311,6 +311,9 @@ int main(int argc, char **argv) {
         gp.loras = a.loras;
         gp.n_loras = a.n_loras;
         gp.lora_dir = a.lora_dir;
+        gp.clip_skip = a.clip_skip;
+        gp.embeddings_dir = a.embeddings;
+        gp.prompt_syntax = a.prompt_syntax;
         if (a.init_image) {
             gp.init_image = &init;
             gp.strength = a.strength;
