@@ -10,6 +10,7 @@ committed; re-running it with the same package versions gives the same files.
   python3 scripts/make_fixtures.py --only tokens   # one part
   python3 scripts/make_fixtures.py --full-size DIR # the full-size SD 1.4
                                                    # stand-in (never committed)
+  python3 scripts/make_fixtures.py --full-size-lora DIR  # only its LCM-LoRA
 
 Parts run in dependency order: models (the tiny random-weight models in both
 layouts and per-component references) before vae_tiling (tiled VAE decoding
@@ -34,10 +35,15 @@ def main():
     ap.add_argument("--only", choices=PARTS, action="append", help="make only this part (repeatable)")
     ap.add_argument("--out", default=FIXTURES, help="fixture folder (default tests/fixtures)")
     ap.add_argument("--full-size", metavar="DIR", help="write the full-size SD 1.4 stand-in to DIR instead")
+    ap.add_argument("--full-size-lora", metavar="DIR",
+                    help="write only the stand-in's random LCM-LoRA (DIR/lcm-lora.safetensors)")
     args = ap.parse_args()
     sys.path.insert(0, HERE)
     import torch
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if args.full_size_lora:
+        importlib.import_module("fixtures_lib.fullsize").make_lcm_lora(args.full_size_lora)
+        return
     if args.full_size:
         importlib.import_module("fixtures_lib.fullsize").make(args.full_size)
         return

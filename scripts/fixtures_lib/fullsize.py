@@ -9,6 +9,9 @@ make(dir) writes:
   dir/taesd/                     a TAESD (diffusers AutoencoderTiny) of madebyollin/taesd's
                                  config (64 channels, blocks (1,3,3,3) / (3,3,3,1)), fp16:
                                  config.json, diffusion_pytorch_model.safetensors (make_taesd)
+  dir/lcm-lora.safetensors       a random LoRA with LCM-LoRA SD 1.5's key names, ranks and
+                                 dtype (make_lcm_lora; alone: make_fixtures.py
+                                 --full-size-lora DIR)
   dir/fullsize_ref.safetensors   fp32 references computed by diffusers with exactly those
                                  (fp16-rounded) weights:
       unet_x [2,4,64,64], unet_t [2] (801, 801), unet_ctx [2,77,768] -> unet_out [2,4,64,64]
@@ -110,6 +113,45 @@ def make_taesd(outdir):
     write_folder(taesd, os.path.join(outdir, "taesd"), torch.float16)
 
 
+LCM_LORA_RANK = 64
+LCM_LORA_ALPHA = 8.0
+# the modules latent-consistency/lcm-lora-sdv1-5 updates (kohya-ss names)
+LCM_LORA_LEAVES = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj",
+                   "ff.net.2", "conv1", "conv2", "conv_shortcut", "time_emb_proj",
+                   "downsamplers.0.conv", "upsamplers.0.conv")
+
+
+@torch.no_grad()
+def make_lcm_lora(outdir):
+    """dir/lcm-lora.safetensors: LCM-LoRA SD 1.5's layout (kohya-ss keys
+    lora_unet_<path>.lora_down.weight / .lora_up.weight / .alpha, rank 64,
+    alpha 8, fp16; 1x1 up factors for the convolutions), random factors whose
+    update is ~5% of the weights' size (the image stays an image)."""
+    from diffusers import UNet2DConditionModel
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SD14_UNET)
+    g = torch.Generator().manual_seed(105)
+    scale = LCM_LORA_ALPHA / LCM_LORA_RANK
+    sd, r = {}, LCM_LORA_RANK
+    for name, mod in unet.named_modules():
+        if not isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)) or not name.endswith(LCM_LORA_LEAVES):
+            continue
+        shape = tuple(mod.weight.shape)
+        fan_in = 1
+        for d in shape[1:]:
+            fan_in *= d
+        down = torch.randn((r,) + shape[1:], generator=g) / fan_in ** 0.5
+        up = torch.randn((shape[0], r) + ((1, 1) if len(shape) == 4 else ()), generator=g)
+        up *= 0.05 / (scale * r ** 0.5)
+        key = "lora_unet_" + name.replace(".", "_")
+        sd[key + ".lora_down.weight"] = down.half()
+        sd[key + ".lora_up.weight"] = up.half()
+        sd[key + ".alpha"] = torch.tensor(LCM_LORA_ALPHA, dtype=torch.float16)
+    save_file(sd, os.path.join(outdir, "lcm-lora.safetensors"))
+    n = sum(v.numel() for v in sd.values())
+    print(f"   lcm-lora.safetensors: {len(sd) // 3} modules, {n / 1e6:.1f} M parameters")
+
+
 def _log(t0, what):
     print(f"   [{time.time() - t0:6.1f} s] {what}", flush=True)
 
@@ -174,6 +216,8 @@ def make(outdir, references=True):
     _log(t0, "single file written")
     make_taesd(outdir)
     _log(t0, "TAESD written")
+    make_lcm_lora(outdir)
+    _log(t0, "LCM-LoRA written")
 
     if not references:
         return

@@ -596,9 +596,12 @@ void sdc_lora_unmerge(sdc_model_files *mf, sdc_backend *be, sdc_lora_merged *c) 
 
 size_t sdc_lora_merged_bytes(const sdc_lora_merged *c) { return c ? c->map_size : 0; }
 
-/* The merged weights' storage: a scratch file mapped shared (its pages can
- * be dropped and read back), else anonymous memory. */
-static sdc_status storage(sdc_lora_merged *c, size_t bytes) {
+/* The merged weights' storage: a scratch file mapped shared and read-only
+ * (its pages can be dropped and read back), written through *fd with
+ * pwrite (no page of it enters the resident set while merging); else
+ * anonymous memory (*fd -1). */
+static sdc_status storage(sdc_lora_merged *c, size_t bytes, int *fd_out) {
+    *fd_out = -1;
     const char *dir = getenv("TMPDIR");
     char tmpl[4096];
     snprintf(tmpl, sizeof tmpl, "%s/sdc-lora-XXXXXX", dir && dir[0] ? dir : "/tmp");
@@ -606,9 +609,9 @@ static sdc_status storage(sdc_lora_merged *c, size_t bytes) {
     if (fd >= 0) {
         unlink(tmpl);
         if (ftruncate(fd, (off_t)bytes) == 0) {
-            void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            void *p = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
             if (p != MAP_FAILED) {
-                close(fd);
+                *fd_out = fd;
                 c->map = p;
                 c->map_size = bytes;
                 c->pageable = 1;
@@ -635,18 +638,24 @@ static uint16_t to_bf16(float f) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }
 
-/* Work memory of one merge, on the merge's CPU backend. */
+/* Work memory of one merge, on the merge's CPU backend (host memory). */
 typedef struct merge_ctx {
     sdc_backend *cpu;
-    float *x;   /* [kc, r]: a chunk of down^T * (weight * scale) */
-    float *y;   /* [kc, out]: the chunk of the update, transposed */
+    float *dt;  /* [kc, r]: a chunk of down^T * (weight * scale), the GEMM's "weight" */
+    float *up;  /* [out, r]: up in f32, the GEMM's activations */
+    float *y;   /* [out, kc]: the chunk of the update */
     float *row; /* [kc]: a row of W' being formed */
     int rmax;
+    int fd;          /* the scratch file (pwrite), or -1: write into the mapping */
+    size_t file_off; /* the target's slot in it */
+    float *h2f;      /* [65536]: f16 -> f32 (a table: a call per value costs seconds) */
+    void *bytes;     /* [kc * 4]: a row chunk in the weight's dtype, for pwrite */
 } merge_ctx;
 
-#define KC_MAX 8192              /* columns of W per chunk */
-#define Y_FLOATS ((int64_t)1 << 22) /* 16 MiB of update per chunk */
-#define X_FLOATS ((int64_t)1 << 21) /* 8 MiB of down factor per chunk */
+#define KC_MAX 8192                  /* columns of W per chunk */
+#define Y_FLOATS ((int64_t)1 << 22)  /* 16 MiB of update per chunk */
+#define X_FLOATS ((int64_t)1 << 21)  /* 8 MiB of down factor per chunk */
+#define UP_FLOATS ((int64_t)1 << 24) /* 64 MiB: out * r of the largest up factor */
 
 static int64_t chunk_cols(int64_t out, int64_t K, int rmax) {
     int64_t kc = KC_MAX;
@@ -657,11 +666,12 @@ static int64_t chunk_cols(int64_t out, int64_t K, int rmax) {
 }
 
 /* dst[0..n) = floats of a weight's data from element at. */
-static void load_f32(sdc_dtype dt, const void *data, int64_t at, int64_t n, float *dst) {
+static void load_f32(const merge_ctx *mc, sdc_dtype dt, const void *data, int64_t at, int64_t n,
+                     float *dst) {
     switch (dt) {
     case SDC_DT_F32: memcpy(dst, (const float *)data + at, (size_t)n * sizeof *dst); break;
     case SDC_DT_F16:
-        for (int64_t i = 0; i < n; i++) dst[i] = sdc_f16_to_f32(((const uint16_t *)data)[at + i]);
+        for (int64_t i = 0; i < n; i++) dst[i] = mc->h2f[((const uint16_t *)data)[at + i]];
         break;
     default:
         for (int64_t i = 0; i < n; i++) dst[i] = sdc_bf16_to_f32(((const uint16_t *)data)[at + i]);
@@ -669,28 +679,147 @@ static void load_f32(sdc_dtype dt, const void *data, int64_t at, int64_t n, floa
     }
 }
 
-/* dst[at..at+n) = src rounded once to dt; the index of the first value
- * that is not finite in dt, or -1. */
-static int64_t store(sdc_dtype dt, void *data, int64_t at, int64_t n, const float *src) {
+/* f32 -> f16, round to nearest even, inline (F. Giesen's float_to_half_fast3_rtne):
+ * the same bits as sdc_f32_to_f16 for every finite input. */
+static inline uint16_t to_f16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    const uint32_t sign = (u >> 16) & 0x8000u;
+    u &= 0x7fffffffu;
+    uint32_t o;
+    if (u >= (uint32_t)(127 + 16) << 23) { /* >= 65536: inf (NaN: a quiet NaN) */
+        o = u > 0x7f800000u ? 0x7e00u : 0x7c00u;
+    } else if (u < (uint32_t)113 << 23) { /* f16 subnormal or zero: the FPU rounds */
+        const uint32_t magic_u = (uint32_t)((127 - 15) + (23 - 10) + 1) << 23;
+        float magic, v;
+        memcpy(&magic, &magic_u, 4);
+        memcpy(&v, &u, 4);
+        v += magic;
+        memcpy(&o, &v, 4);
+        o -= magic_u;
+    } else {
+        const uint32_t odd = (u >> 13) & 1;
+        u += ((uint32_t)(15 - 127) << 23) + 0xfffu + odd;
+        o = u >> 13;
+    }
+    return (uint16_t)(o | sign);
+}
+
+/* len bytes at byte off of the target's slot in the scratch file. */
+static sdc_status write_at(const merge_ctx *mc, int64_t off, const void *p, size_t len) {
+    const off_t base = (off_t)(mc->file_off + (size_t)off);
+    size_t done = 0;
+    while (done < len) {
+        ssize_t k = pwrite(mc->fd, (const char *)p + done, len - done, base + (off_t)done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0)
+            return sdc_fail(SDC_ERR_IO, "cannot write the merged LoRA weights to a scratch file: %s",
+                            k < 0 ? strerror(errno) : "no space left");
+        done += (size_t)k;
+    }
+    return SDC_OK;
+}
+
+/* f16 -> f32 without branches (F. Giesen's half_to_float with selects),
+ * so that the compiler vectorises the loops it is in. */
+static inline float from_f16(uint16_t h) {
+    const uint32_t shifted_exp = 0x7c00u << 13;
+    uint32_t o = ((uint32_t)h & 0x7fffu) << 13;
+    const uint32_t exp = o & shifted_exp;
+    o += (uint32_t)(127 - 15) << 23;
+    const uint32_t inf = -(uint32_t)(exp == shifted_exp), den = -(uint32_t)(exp == 0);
+    o += inf & ((uint32_t)(128 - 16) << 23);
+    o += den & (1u << 23);
+    const uint32_t magic_u = 113u << 23;
+    float f, magic;
+    memcpy(&f, &o, 4);
+    memcpy(&magic, &magic_u, 4);
+    const float fd = f - magic;
+    uint32_t a, b;
+    memcpy(&a, &f, 4);
+    memcpy(&b, &fd, 4);
+    o = ((a & ~den) | (b & den)) | (((uint32_t)h & 0x8000u) << 16);
+    memcpy(&f, &o, 4);
+    return f;
+}
+
+/* f32 -> f16 for a value in f16's finite range (|v| < 65520), without
+ * branches: normal results by the exponent rebias with the rounding bias
+ * (round to nearest even), subnormal ones by the FPU's rounding of an add
+ * (F. Giesen's float_to_half_fast3_rtne, the branch made a select). */
+static inline uint16_t to_f16_finite(float v) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    const uint32_t sign = (u >> 16) & 0x8000u;
+    u &= 0x7fffffffu;
+    const uint32_t odd = (u >> 13) & 1;
+    const uint32_t normal = (u + ((uint32_t)(15 - 127) << 23) + 0xfffu + odd) >> 13;
+    const uint32_t magic_u = (uint32_t)((127 - 15) + (23 - 10) + 1) << 23;
+    float magic, a;
+    memcpy(&magic, &magic_u, 4);
+    memcpy(&a, &u, 4);
+    a += magic;
+    uint32_t sub;
+    memcpy(&sub, &a, 4);
+    sub -= magic_u;
+    const uint32_t is_sub = -(uint32_t)(u < (113u << 23));
+    return (uint16_t)(((normal & ~is_sub) | (sub & is_sub)) | sign);
+}
+
+/* An F16 row chunk: out = f16(orig + y), rounded once.  Returns the index
+ * of the first value too large for f16 or not finite, or -1. */
+static int64_t merge_f16(const uint16_t *restrict orig, const float *restrict y,
+                         uint16_t *restrict out, int64_t n) {
+    uint32_t over = 0; /* |v| > 65504, inf or NaN: the bits of |v| above 65504's */
+    if (y) {
+        for (int64_t i = 0; i < n; i++) {
+            const float v = from_f16(orig[i]) + y[i];
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            over |= (uint32_t)((u & 0x7fffffffu) > 0x477fe000u);
+            out[i] = to_f16_finite(v);
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) out[i] = orig[i];
+    }
+    if (!over) return -1;
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabsf(from_f16(orig[i]) + y[i]) <= 65504.0f)) return i;
+    return -1;
+}
+
+/* Row chunk src[0..n) rounded once to dt, into element at of the target:
+ * dst (anonymous memory) or the scratch file.  Returns the index of the
+ * first value that is not finite in dt, or -1; *st a write failure. */
+static int64_t store(merge_ctx *mc, sdc_dtype dt, void *dst, int64_t at, int64_t n,
+                     const float *src, sdc_status *st) {
     int64_t bad = -1;
+    const size_t es = sdc_dtype_size(dt);
+    void *out = mc->fd >= 0 ? mc->bytes : (char *)dst + (size_t)at * es;
     for (int64_t i = 0; i < n; i++) {
         const float v = src[i];
-        if (bad < 0 && (!isfinite(v) || (dt == SDC_DT_F16 && fabsf(v) > 65504.0f))) bad = i;
-        if (dt == SDC_DT_F32) ((float *)data)[at + i] = v;
-        else if (dt == SDC_DT_F16) ((uint16_t *)data)[at + i] = sdc_f32_to_f16(v);
-        else ((uint16_t *)data)[at + i] = to_bf16(v);
+        if (!isfinite(v) || (dt == SDC_DT_F16 && fabsf(v) > 65504.0f)) {
+            if (bad < 0) bad = i;
+        }
+        if (dt == SDC_DT_F32) ((float *)out)[i] = v;
+        else if (dt == SDC_DT_F16) ((uint16_t *)out)[i] = to_f16(v);
+        else ((uint16_t *)out)[i] = to_bf16(v);
     }
+    if (mc->fd >= 0) *st = write_at(mc, at * (int64_t)es, out, (size_t)n * es);
     return bad;
 }
 
 /* One weight: dst = W + sum_i s[i] * up_i @ down_i over mods[0..nm),
- * formed in f32 by chunks of columns and rounded once to W's dtype. */
+ * formed in f32 by chunks of columns and rounded once to W's dtype.  Each
+ * chunk's update is one GEMM per module, y [out, kc] (+)= up · dt^T with
+ * dt = (s * down[:, chunk])^T [kc, r] standing as the Linear's weight, so
+ * that y's rows are W's rows. */
 static sdc_status merge_one(merge_ctx *mc, const sdc_weight *w, const void *orig, void *dst,
                             const sdc_lora_module *const *mods, const float *s, int nm,
                             const char *wname) {
     sdc_backend *be = mc->cpu;
     const int64_t out = w->shape[0], K = w->numel / out;
-    if (out > Y_FLOATS)
+    if (out > Y_FLOATS || out * mc->rmax > UP_FLOATS)
         return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: %lld rows are too many to merge a LoRA into",
                         wname, (long long)out);
     const int64_t kc = chunk_cols(out, K, mc->rmax);
@@ -701,22 +830,45 @@ static sdc_status merge_one(merge_ctx *mc, const sdc_weight *w, const void *orig
             if (s[i] == 0.0f) continue;
             const sdc_lora_module *m = mods[i];
             const int r = m->rank;
-            for (int j = 0; j < r; j++) { /* x [nk, r] = down[:, k0..]^T * s */
-                load_f32(m->down->dtype, m->down->data, j * K + k0, nk, mc->row);
-                for (int64_t kk = 0; kk < nk; kk++) mc->x[kk * r + j] = s[i] * mc->row[kk];
+            for (int j = 0; j < r; j++) { /* dt [nk, r] = (s * down[j, k0..])^T */
+                load_f32(mc, m->down->dtype, m->down->data, j * K + k0, nk, mc->row);
+                for (int64_t kk = 0; kk < nk; kk++) mc->dt[kk * r + j] = s[i] * mc->row[kk];
             }
-            /* y [nk, out] (+)= x · up^T: the update's columns k0.. as rows */
-            be->linear(be, mc->y, mc->x, m->up, NULL, any ? mc->y : NULL, (int)nk, (int)out, r);
+            load_f32(mc, m->up->dtype, m->up->data, 0, out * r, mc->up); /* [out, r] */
+            sdc_weight dtw = {"lora.down^T", SDC_DT_F32, 2, {nk, r}, nk * r, mc->dt,
+                              (size_t)(nk * r) * sizeof(float)};
+            be->linear(be, mc->y, mc->up, &dtw, NULL, any ? mc->y : NULL, (int)out, (int)nk, r);
             any = 1;
         }
         sdc_status st = be->sync(be);
         if (st != SDC_OK) return st;
         for (int64_t o = 0; o < out; o++) {
             const int64_t at = o * K + k0;
-            load_f32(w->dtype, orig, at, nk, mc->row);
-            if (any)
-                for (int64_t kk = 0; kk < nk; kk++) mc->row[kk] += mc->y[kk * out + o];
-            int64_t bad = store(w->dtype, dst, at, nk, mc->row);
+            if (w->dtype == SDC_DT_F16) {
+                uint16_t *o16 = mc->fd >= 0 ? mc->bytes : (uint16_t *)dst + at;
+                int64_t bad = merge_f16((const uint16_t *)orig + at, any ? mc->y + o * nk : NULL,
+                                       o16, nk);
+                if (bad >= 0) {
+                    const float v = from_f16(((const uint16_t *)orig)[at + bad]) +
+                                    (any ? mc->y[o * nk + bad] : 0.0f);
+                    return sdc_fail(SDC_ERR_FORMAT,
+                                    "the update makes %s %s at element %lld (%g): too large a "
+                                    "LoRA weight for its F16 values",
+                                    wname, isfinite(v) ? "overflow" : "not finite",
+                                    (long long)(at + bad), (double)v);
+                }
+                if (mc->fd >= 0 && (st = write_at(mc, at * 2, o16, (size_t)nk * 2)) != SDC_OK)
+                    return st;
+                continue;
+            }
+            load_f32(mc, w->dtype, orig, at, nk, mc->row);
+            if (any) {
+                const float *yr = mc->y + o * nk;
+                for (int64_t kk = 0; kk < nk; kk++) mc->row[kk] += yr[kk];
+            }
+            sdc_status wst = SDC_OK;
+            int64_t bad = store(mc, w->dtype, dst, at, nk, mc->row, &wst);
+            if (wst != SDC_OK) return wst;
             if (bad >= 0)
                 return sdc_fail(SDC_ERR_FORMAT,
                                 "the update makes %s %s at element %lld (%g): too large a LoRA "
@@ -737,15 +889,24 @@ static sdc_status merge_buffers(merge_ctx *mc, int rmax) {
     mc->rmax = rmax;
     sdc_status st = be->buffer_alloc(be, round64((size_t)Y_FLOATS * sizeof(float)), &mc->y);
     if (st == SDC_OK)
-        st = be->buffer_alloc(be, round64((size_t)(X_FLOATS + rmax) * sizeof(float)), &mc->x);
+        st = be->buffer_alloc(be, round64((size_t)(X_FLOATS + rmax) * sizeof(float)), &mc->dt);
+    if (st == SDC_OK) st = be->buffer_alloc(be, round64((size_t)UP_FLOATS * sizeof(float)), &mc->up);
     if (st != SDC_OK) return st;
     mc->row = malloc((size_t)KC_MAX * sizeof(float));
-    return mc->row ? SDC_OK : sdc_fail(SDC_ERR_NOMEM, "out of memory");
+    mc->bytes = malloc((size_t)KC_MAX * sizeof(float));
+    mc->h2f = malloc(65536 * sizeof *mc->h2f);
+    if (!mc->row || !mc->bytes || !mc->h2f) return sdc_fail(SDC_ERR_NOMEM, "out of memory");
+    for (uint32_t h = 0; h < 65536; h++) mc->h2f[h] = sdc_f16_to_f32((uint16_t)h);
+    return SDC_OK;
 }
 
 static void merge_ctx_free(merge_ctx *mc) {
+    if (mc->fd >= 0) close(mc->fd);
+    free(mc->h2f);
+    free(mc->bytes);
     if (!mc->cpu) return;
-    mc->cpu->buffer_free(mc->cpu, mc->x);
+    mc->cpu->buffer_free(mc->cpu, mc->dt);
+    mc->cpu->buffer_free(mc->cpu, mc->up);
     mc->cpu->buffer_free(mc->cpu, mc->y);
     free(mc->row);
     mc->cpu->free(mc->cpu);
@@ -781,6 +942,7 @@ sdc_status sdc_lora_merge(sdc_model_files *mf, sdc_backend *be, const sdc_lora *
     float *s = calloc((size_t)n, sizeof *s);
     merge_ctx mc;
     memset(&mc, 0, sizeof mc);
+    mc.fd = -1;
     sdc_status st = SDC_OK;
     if (!files || !pos || !c || !mods || !s ||
         !(c->paths = calloc((size_t)n, sizeof *c->paths)) ||
@@ -830,7 +992,7 @@ sdc_status sdc_lora_merge(sdc_model_files *mf, sdc_backend *be, const sdc_lora *
             total += (sdc_model_files_at(mf, t)->nbytes + page - 1) / page * page;
         }
     free(hit);
-    if ((st = storage(c, total ? total : page)) != SDC_OK) goto done;
+    if ((st = storage(c, total ? total : page, &mc.fd)) != SDC_OK) goto done;
     if (!(mc.cpu = sdc_backend_cpu_create(n_threads, 0))) {
         st = sdc_fail_context(SDC_ERR_NOMEM, "LoRA merge");
         goto done;
@@ -851,15 +1013,18 @@ sdc_status sdc_lora_merge(sdc_model_files *mf, sdc_backend *be, const sdc_lora *
             }
         }
         void *dst = (char *)c->map + off;
+        mc.file_off = off;
         st = merge_one(&mc, w, sdc_model_files_orig_data(mf, t), dst, mods, s, nm,
                        sdc_model_files_key(mf, t));
         if (st != SDC_OK) {
             st = sdc_fail_context(st, "LoRA %s", n == 1 ? set[0].path : "set");
             goto done;
         }
-        /* the original's device copy and pages go; the merged data's pages
-         * are dropped too (a shared file mapping keeps them) until used */
+        /* the original's device copy and pages go (whatever the backend
+         * does with its release); the merged data's pages are dropped too (a
+         * shared file mapping keeps them) until used */
         release(be, w);
+        sdc_model_files_advise(mf, w, SDC_PAGES_RELEASE);
         if ((st = sdc_model_files_set_data(mf, t, dst, c->pageable)) != SDC_OK) goto done;
         c->n_targets = ti + 1;
         sdc_model_files_advise(mf, w, SDC_PAGES_RELEASE);
