@@ -6,7 +6,8 @@
  *
  * Prints, for one thread and for N threads: fp32 FMA GFLOP/s (AVX2 and
  * AVX-512 where present, portable C otherwise), bf16 dot-product GFLOP/s
- * (AVX512_BF16), streaming-read and copy GB/s. */
+ * (AVX512_BF16), AMX-BF16 tile GFLOP/s (where the CPU and OS have it),
+ * streaming-read and copy GB/s. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +35,11 @@ int main(int argc, char **argv) {
     printf("%-36s %12s %14s %9s\n", "", "1 thread", "threads", "scaling");
 
     const bm_kind kinds[] = {BM_FP32_SCALAR, BM_FP32_AVX2, BM_FP32_AVX512, BM_BF16_AVX512,
-                             BM_READ, BM_COPY};
+                             BM_READ, BM_COPY, BM_AMX_BF16};
     const int nk = (int)(sizeof kinds / sizeof kinds[0]);
     /* Rounds over the whole list, best per cell: a second or two of other
      * load (seen on this shared machine) then spoils one round, not a cell. */
-    double one[6] = {0}, all[6] = {0};
+    double one[7] = {0}, all[7] = {0};
     for (int round = 0; round < rounds; round++)
         for (int i = 0; i < nk; i++) {
             bm_kind k = kinds[i];
@@ -69,7 +70,7 @@ int main(int argc, char **argv) {
                 sdc_cpu_features_str(), threads);
         static const char *keys[] = {"fp32_scalar_gflops", "fp32_avx2_gflops",
                                      "fp32_avx512_gflops", "bf16_avx512_gflops",
-                                     "read_gbps", "copy_gbps"};
+                                     "read_gbps", "copy_gbps", "bf16_amx_gflops"};
         for (int i = 0; i < nk; i++)
             fprintf(f, "  \"%s\": {\"one_thread\": %.1f, \"all_threads\": %.1f}%s\n", keys[i],
                     one[i], all[i], i + 1 < nk ? "," : "");

@@ -8,6 +8,8 @@
  *   fp32 AVX2     vfmadd ymm      16 FLOP / instruction
  *   fp32 AVX-512  vfmadd zmm      32 FLOP / instruction
  *   bf16 AVX-512  vdpbf16ps zmm   64 FLOP / instruction (16 lanes x 2 pairs)
+ *   bf16 AMX      tdpbf16ps       16384 FLOP / instruction (16 x 16 x 32 x 2),
+ *                 4 tile accumulators (throughput, not latency, bound)
  * Bandwidth: a buffer of BW_BYTES (far beyond the caches), split evenly over
  * the threads; "read" sums it with vector loads (bytes read / s), "copy" is
  * memcpy into a second buffer (bytes read + bytes written / s).
@@ -24,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backends/cpu/amx_tile.h"
 #include "backends/cpu/cpu_features.h"
 
 #define BW_BYTES ((size_t)512 << 20)
@@ -34,7 +37,9 @@ static double bm_now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-typedef enum { BM_FP32_AVX2, BM_FP32_AVX512, BM_BF16_AVX512, BM_FP32_SCALAR, BM_READ, BM_COPY } bm_kind;
+typedef enum {
+    BM_FP32_AVX2, BM_FP32_AVX512, BM_BF16_AVX512, BM_FP32_SCALAR, BM_READ, BM_COPY, BM_AMX_BF16
+} bm_kind;
 
 /* Returns the FLOPs done (or bytes moved); sink keeps the work alive. */
 typedef double (*bm_fn)(long iters, int thread, int threads, float *sink);
@@ -95,6 +100,14 @@ __attribute__((target("avx2"))) static float bm_sum_avx2(const float *p, size_t 
 }
 #define BM_HAVE_X86 1
 #endif
+
+/* AMX-BF16: TDPBF16PS on 4 tiles (the library's loop, gemm_amx.c; each
+ * thread configures its own tiles) */
+static double bm_amx(long iters, int th, int nth, float *sink) {
+    (void)th, (void)nth;
+    *sink = 0;
+    return sdc_amx_tdp_loop(iters);
+}
 
 /* portable fallback for the FMA peak (what the compiler makes of it) */
 static double bm_fma_scalar(long iters, int th, int nth, float *sink) {
@@ -200,6 +213,7 @@ static bm_fn bm_flops_fn(bm_kind k) {
 #endif
 #endif
     if (k == BM_FP32_SCALAR) return bm_fma_scalar;
+    if (k == BM_AMX_BF16) return sdc_amx_hw_ready(NULL, 0) ? bm_amx : NULL;
     return NULL;
 }
 
@@ -208,7 +222,7 @@ static bm_fn bm_flops_fn(bm_kind k) {
 static inline double bm_peak_gflops(bm_kind k, int threads) {
     bm_fn fn = bm_flops_fn(k);
     if (!fn) return 0;
-    long iters = k == BM_BF16_AVX512 ? 3000000L : k == BM_FP32_AVX512 ? 6000000L
+    long iters = k == BM_AMX_BF16 ? 4000000L : k == BM_BF16_AVX512 ? 3000000L : k == BM_FP32_AVX512 ? 6000000L
                : k == BM_FP32_AVX2 ? 12000000L : 30000000L;
     return bm_rate(fn, iters, threads, 5) * 1e-9;
 }
@@ -244,6 +258,7 @@ static inline const char *bm_kind_name(bm_kind k) {
     case BM_FP32_SCALAR: return "fp32, portable C";
     case BM_READ: return "read (vector loads)";
     case BM_COPY: return "copy (memcpy, read+write)";
+    case BM_AMX_BF16: return "bf16 tiles, AMX (tdpbf16ps)";
     }
     return "?";
 }

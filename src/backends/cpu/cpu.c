@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "backends/cpu/amx_tile.h"
 #include "backends/cpu/cpu_features.h"
 #include "backends/cpu/cpu_impl.h"
 #include "core/error.h"
@@ -36,7 +37,7 @@
 typedef struct cpu_backend {
     sdc_backend be;
     sdc_cpu cpu;
-    char name[64];
+    char name[256];
 } cpu_backend;
 
 /* ---- chunked elementwise ops ------------------------------------------- */
@@ -552,19 +553,35 @@ static sdc_cpu_isa pick_isa(void) {
     return best;
 }
 
+/* The bf16 mode's kernels, the first that can run: AMX tiles (where the
+ * CPU has AMX-BF16 and the OS grants the tile state), AVX512_BF16 (with the
+ * avx512 kernels), else none.  SDC_AMX=0 leaves AMX out; SDC_AMX=emulate
+ * takes the AMX kernel on emulated tiles (amx_emul.c: any CPU, slow, for
+ * tests).  The reference backend never has the mode. */
 sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on) {
     if (!be || be->free != cpu_free)
         return sdc_fail(SDC_ERR_UNSUPPORTED, "bf16 mode: not a CPU backend");
     sdc_cpu *cpu = sdc_cpu_of(be);
-    if (on && !cpu->k.gemm_bf16)
+    const char *env = getenv("SDC_AMX");
+    const int ref = strcmp(cpu->k.isa, "ref") == 0;
+    const int emulate = !ref && env && strcmp(env, "emulate") == 0;
+    const int amx_off = env && (strcmp(env, "0") == 0 || strcmp(env, "off") == 0);
+    char why[160] = ""; /* why AMX is not used, where the CPU has it */
+    int amx = 0;
+    if (on && !ref && !emulate && !amx_off) amx = sdc_amx_hw_ready(why, sizeof why);
+    if (on && !amx && !emulate && !cpu->k.gemm_bf16)
         return sdc_fail(SDC_ERR_UNSUPPORTED,
-                        "bf16 mode needs a CPU with AVX512_BF16 and the avx512 kernels (this "
-                        "backend: %s; CPU features: %s)",
-                        cpu->k.isa, sdc_cpu_features_str());
+                        "bf16 mode needs a CPU with AMX-BF16, or AVX512_BF16 and the avx512 "
+                        "kernels (this backend: %s; CPU features: %s)%s%s",
+                        cpu->k.isa, sdc_cpu_features_str(), why[0] ? "; " : "", why);
+    cpu->kbf = cpu->k;
+    if (amx || emulate) sdc_amx_kernels(&cpu->kbf, emulate);
     cpu->bf16 = on != 0;
     cpu_backend *cb = (cpu_backend *)(void *)be; /* be is its first member */
-    snprintf(cb->name, sizeof cb->name, "cpu-%s%s (%d threads)", cpu->k.isa,
-             cpu->bf16 ? " bf16" : "", cpu->n_threads);
+    const char *tiles = !cpu->bf16 ? "" : emulate ? "-amx-emulated" : amx ? "-amx" : "";
+    snprintf(cb->name, sizeof cb->name, "cpu-%s%s%s (%d threads)%s%s", cpu->k.isa,
+             cpu->bf16 ? " bf16" : "", tiles, cpu->n_threads,
+             cpu->bf16 && why[0] ? "; AMX not used: " : "", cpu->bf16 ? why : "");
     return SDC_OK;
 }
 

@@ -43,6 +43,7 @@ static void detect(void) {
         uint64_t xcr0 = osxsave ? xgetbv0() : 0;
         int os_avx = (xcr0 & 0x6) == 0x6;             /* XMM | YMM */
         int os_avx512 = os_avx && (xcr0 & 0xe0) == 0xe0; /* opmask | ZMM_Hi256 | Hi16_ZMM */
+        int os_amx = (xcr0 & 0x60000) == 0x60000;        /* XTILECFG | XTILEDATA */
         f->avx = os_avx && ((c >> 28) & 1);
         f->fma = f->avx && ((c >> 12) & 1);
         f->f16c = f->avx && ((c >> 29) & 1);
@@ -54,6 +55,8 @@ static void detect(void) {
             f->avx512dq = f->avx512f && ((b >> 17) & 1);
             f->avx512bw = f->avx512f && ((b >> 30) & 1);
             f->avx512vl = f->avx512f && ((b >> 31) & 1);
+            f->amx_bf16 = os_amx && ((d >> 22) & 1);
+            f->amx_tile = os_amx && ((d >> 24) & 1);
             if (max_sub >= 1) {
                 __cpuid_count(7, 1, a, b, c, d);
                 f->avx512_bf16 = f->avx512f && ((a >> 5) & 1);
@@ -85,6 +88,7 @@ static void detect(void) {
     append("avx512f", f->avx512f);
 #endif
     append("avx512_bf16", f->avx512_bf16);
+    append("amx_bf16", f->amx_tile && f->amx_bf16);
     append("neon", f->neon);
     append("asimdhp", f->neon_fp16);
     append("asimddp", f->neon_dotprod);

@@ -8,6 +8,10 @@ typedef struct sdc_cpu_features {
      * family only when it also saves opmask and ZMM state. */
     int avx, avx2, fma, f16c;
     int avx512f, avx512bw, avx512vl, avx512dq, avx512_bf16;
+    /* AMX: CPUID's amx_tile and amx_bf16, counted only when XCR0 enables
+     * the tile state (XTILECFG and XTILEDATA); Linux still has to grant it
+     * to the process (amx.c) */
+    int amx_tile, amx_bf16;
     /* Arm: NEON (baseline on AArch64); from AT_HWCAP/AT_HWCAP2 on AArch64
      * Linux: fp16 arithmetic (asimdhp), dot products (asimddp), bf16, SVE */
     int neon, neon_fp16, neon_dotprod, neon_bf16, sve;

@@ -9,6 +9,8 @@
  *        *_avx512.c  AVX-512 kernels (gemm_avx512.c, attention_avx512.c)
  *        *_neon.c    AArch64 NEON kernels (gemm_neon.c, ops_neon.c,
  *                    attention_neon.c)
+ *        amx*.c, gemm_amx.c  the bf16 mode on AMX tiles, real or emulated
+ *                    (amx_tile.h)
  * A new ISA adds its own files and an entry in cpu.c. */
 #ifndef SDC_CPU_IMPL_H
 #define SDC_CPU_IMPL_H
@@ -87,7 +89,7 @@ typedef void (*sdc_cvt16_fn)(float *dst, const uint16_t *src, int64_t n);
 typedef struct sdc_cpu_kernels {
     const char *isa;         /* "ref", "generic", "avx2", "avx512" */
     sdc_gemm_kernel_fn gemm; /* the GEMM driver's micro-kernel, tile mr x nr */
-    int mr, nr;              /* mr <= 16, nr <= NR_MAX, NC % nr == 0 */
+    int mr, nr;              /* mr <= 16 (kbf: <= 32), nr <= NR_MAX, NC % nr == 0 */
     int kc, mc;              /* block depth (<= KC) and rows (<= MC, multiple of mr) */
     int inplace_a;           /* 1: f32 A may be read in place (cs_a 1) */
     sdc_gemm_kernel_pf_fn gemm_pf; /* gemm with prefetches for the next call (or NULL) */
@@ -108,6 +110,10 @@ typedef struct sdc_cpu_kernels {
      * past `rows` zero; nr a multiple of 16 */
     void (*bf16_panel_rows)(uint32_t *dst, int nr, const sdc_weight *w, int64_t ld, int r0,
                             int rows, int k0, int kc);
+    /* Around a thread's bf16 kernel calls in one GEMM task (NULL: none):
+     * the AMX kernels' tile configuration and release (per thread state) */
+    void (*bf16_begin)(void), (*bf16_end)(void);
+    int kalign; /* K blocks a multiple of this (0: any; AMX: 32, 16 pairs a tile) */
     /* y[i] = h[i] * gelu(gate[i]), i < n, on the calling thread (the
      * backend's geglu runs it over the pool; NULL: the reference) */
     void (*geglu_row)(float *y, const float *h, const float *gate, int n);
@@ -132,7 +138,10 @@ typedef struct sdc_cpu {
     sdc_threadpool *pool; /* owned */
     int n_threads;
     sdc_cpu_kernels k;
-    int bf16; /* the bf16 mode: GEMM operands rounded to bf16 (k.gemm_bf16) */
+    int bf16; /* the bf16 mode: GEMM operands rounded to bf16 (kbf.gemm_bf16) */
+    /* The bf16 mode's kernel set (sdc_backend_cpu_set_bf16): k itself on
+     * AVX512_BF16, or k with the AMX kernel, its tile and packers */
+    sdc_cpu_kernels kbf;
     float *scratch; /* [n_threads][SDC_CPU_SCRATCH_FLOATS], owned, 64-byte aligned */
     /* One buffer for whichever op needs a large one within a call:
      * Winograd's panel path (winograd.c: V of a tile group and the
@@ -153,6 +162,10 @@ typedef struct sdc_cpu {
 #define SDC_CPU_BIAS_FLOATS 16384
 
 static inline sdc_cpu *sdc_cpu_of(sdc_backend *be) { return (sdc_cpu *)be->impl; }
+/* The kernel set the GEMM driver (gemm.c) runs in the current mode. */
+static inline const sdc_cpu_kernels *sdc_cpu_gemm_k(const sdc_cpu *cpu) {
+    return cpu->bf16 ? &cpu->kbf : &cpu->k;
+}
 static inline float *sdc_cpu_scratch(sdc_cpu *cpu, int thread) {
     return cpu->scratch + (size_t)thread * SDC_CPU_SCRATCH_FLOATS;
 }

@@ -114,7 +114,7 @@ void sdc_gemm_pack_rows(const sdc_cpu *cpu, float *dst, int wp, const float *src
 /* bf16 mode: rows m0 .. m0+mc of A, columns k0 .. k0+kc, as bf16 rows of
  * ceil(kc/2) words each (dst[i*ceil(kc/2)]), from g->a (f32) or g->aw. */
 static void pack_a_bf16(const sdc_gemm *g, uint32_t *dst, int m0, int mc, int k0, int kc) {
-    const sdc_cpu_kernels *K = &g->cpu->k;
+    const sdc_cpu_kernels *K = sdc_cpu_gemm_k(g->cpu);
     const int64_t rs = (kc + 1) / 2;
     for (int i = 0; i < mc; i++) {
         int64_t off = (int64_t)(m0 + i) * g->lda + k0;
@@ -157,12 +157,12 @@ static void tile_span(int t, int n, int len, int w, int *start, int *size) {
 
 /* The shared packs of tile (n-tile tn or m-tile tm) and K block kbi. */
 static float *plan_bsh(const gemm_plan *pl, int tn, int kbi) {
-    const int nr = pl->g->cpu->k.nr;
+    const int nr = sdc_cpu_gemm_k(pl->g->cpu)->nr;
     return pl->bsh + ((int64_t)tn * pl->nkb + kbi) * round_up(pl->nt, nr) * pl->kb;
 }
 
 static float *plan_ash(const gemm_plan *pl, int tm, int kbi) {
-    const int mr = pl->g->cpu->k.mr;
+    const int mr = sdc_cpu_gemm_k(pl->g->cpu)->mr;
     return pl->ash + ((int64_t)tm * pl->nkb + kbi) * round_up(pl->mt, mr) * pl->kb;
 }
 
@@ -178,10 +178,10 @@ static void gemm_pack_task(void *ctx, int64_t task, int thread) {
     const int k0 = kbi * pl->kb, kc = imin(pl->kb, g->K - k0);
     int start, size;
     if (operand_b) {
-        tile_span(t, pl->n_nt, g->N, g->cpu->k.nr, &start, &size);
+        tile_span(t, pl->n_nt, g->N, sdc_cpu_gemm_k(g->cpu)->nr, &start, &size);
         g->pack_b(g, plan_bsh(pl, t, kbi), start, size, k0, kc);
     } else {
-        tile_span(t, pl->n_mt, g->M, g->cpu->k.mr, &start, &size);
+        tile_span(t, pl->n_mt, g->M, sdc_cpu_gemm_k(g->cpu)->mr, &start, &size);
         g->pack_a(g, plan_ash(pl, t, kbi), start, size, k0, kc);
     }
 }
@@ -227,7 +227,7 @@ static inline void kernel_call(const sdc_cpu_kernels *K, int kc, const float *a,
 
 static void gemm_tile_deep(const gemm_plan *pl, int64_t task, int thread) {
     const sdc_gemm *g = pl->g;
-    const sdc_cpu_kernels *K = &g->cpu->k;
+    const sdc_cpu_kernels *K = sdc_cpu_gemm_k(g->cpu);
     const int mr = K->mr, nr = K->nr, kc = g->K;
     float *bpack = sdc_cpu_scratch(g->cpu, thread);
     int m0, mt, n0, nt;
@@ -270,7 +270,7 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
         return;
     }
     const sdc_gemm *g = pl->g;
-    const sdc_cpu_kernels *K = &g->cpu->k;
+    const sdc_cpu_kernels *K = sdc_cpu_gemm_k(g->cpu);
     const int mr = K->mr, nr = K->nr, MCb = K->mc;
     float *apack = sdc_cpu_scratch(g->cpu, thread);
     float *bpack = apack + (size_t)SDC_GEMM_MC * (pl->kb > KC ? pl->kb : KC);
@@ -284,6 +284,7 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
         return;
     }
     const int kb = pl->kb, tm = (int)(task / pl->n_nt), tn = (int)(task % pl->n_nt);
+    if (bf && K->bf16_begin) K->bf16_begin(); /* AMX: this thread's tile configuration */
     for (int k0 = 0; k0 < g->K; k0 += kb) {
         int kc = imin(kb, g->K - k0);
         if (pl->bsh)
@@ -346,15 +347,17 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
             }
         }
     }
+    if (bf && K->bf16_end) K->bf16_end();
 }
 
 void sdc_gemm_run(const sdc_gemm *g) {
     if (g->M <= 0 || g->N <= 0) return;
     int T = g->cpu->n_threads, target = T > 1 ? 4 * T : 1;
-    const int MR = g->cpu->k.mr, NR = g->cpu->k.nr;
+    const sdc_cpu_kernels *GK = sdc_cpu_gemm_k(g->cpu);
+    const int MR = GK->mr, NR = GK->nr;
     /* balanced tiles: nt <= NC, mt <= MT_MAX; then split further while
      * there are fewer than 4 tiles per thread */
-    const int inplace = g->cpu->k.inplace_a && g->a && a_rows_spread(g->lda, MR);
+    const int inplace = GK->inplace_a && g->a && a_rows_spread(g->lda, MR);
     const int deep = inplace && !g->cpu->bf16 && g->K > 0 && g->K <= 640;
     int ncap = deep ? imin(NC, (int)(SDC_CPU_SCRATCH_FLOATS / 2 / g->K) / NR * NR) : NC;
     /* K a little over kc with A packed: all of K in one block (below), so
@@ -369,7 +372,7 @@ void sdc_gemm_run(const sdc_gemm *g) {
      * followed the tiling (which follows M) would round an image by the
      * batch it came in (test_ops' test_batch_invariance). */
     const int64_t nc1 =
-        !deep && !g->cpu->bf16 && g->K > g->cpu->k.kc && g->K <= 640
+        !deep && !g->cpu->bf16 && g->K > GK->kc && g->K <= 640
             ? ((int64_t)SDC_CPU_SCRATCH_FLOATS - (int64_t)SDC_GEMM_MC * g->K) / g->K / NR * NR
             : 0;
     const int one_block = nc1 >= 4 * NR;
@@ -404,7 +407,10 @@ void sdc_gemm_run(const sdc_gemm *g) {
     while ((nt = ceil_div(strips_n, n_nt) * NR) > ncap) n_nt++; /* deep: B within the scratch */
     gemm_plan pl = {g, mt, nt, n_mt, n_nt, inplace, deep, 0, 0, NULL, NULL};
     /* K in equal blocks of at most kc (K = 320: 2 x 160, not 256 + 64) */
-    pl.kb = deep || g->K <= 0 ? g->K : ceil_div(g->K, ceil_div(g->K, g->cpu->k.kc));
+    pl.kb = deep || g->K <= 0 ? g->K : ceil_div(g->K, ceil_div(g->K, GK->kc));
+    /* whole tiles of pairs (AMX: K 640 in 224 + 224 + 192, not 3 x 214);
+     * kc is a multiple of kalign, so kb stays <= kc */
+    if (GK->kalign > 1 && pl.kb > 0) pl.kb = round_up(pl.kb, GK->kalign);
     if (one_block) pl.kb = g->K; /* (above; nt <= ncap <= nc1) */
     pl.nkb = pl.kb > 0 ? ceil_div(g->K, pl.kb) : 0;
     /* An operand that several tiles would pack alike (B when there are
@@ -444,12 +450,12 @@ typedef struct linear_ctx {
 
 static void linear_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, int kc) {
     const linear_ctx *L = g->ctx;
-    sdc_gemm_pack_rows(g->cpu, dst, g->cpu->k.mr, L->x, NULL, g->K, m0, mc, k0, kc);
+    sdc_gemm_pack_rows(g->cpu, dst, sdc_cpu_gemm_k(g->cpu)->mr, L->x, NULL, g->K, m0, mc, k0, kc);
 }
 
 static void linear_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
     const linear_ctx *L = g->ctx;
-    sdc_gemm_pack_rows(g->cpu, dst, g->cpu->k.nr, NULL, L->W, g->K, n0, nc, k0, kc);
+    sdc_gemm_pack_rows(g->cpu, dst, sdc_cpu_gemm_k(g->cpu)->nr, NULL, L->W, g->K, n0, nc, k0, kc);
 }
 
 /* C[m, n] = acc[m, n] + b[n] */
@@ -503,7 +509,7 @@ typedef struct conv_ctx {
 
 static void conv_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, int kc) {
     const conv_ctx *cv = g->ctx;
-    sdc_gemm_pack_rows(g->cpu, dst, g->cpu->k.mr, NULL, cv->w, g->K, m0, mc, k0, kc);
+    sdc_gemm_pack_rows(g->cpu, dst, sdc_cpu_gemm_k(g->cpu)->mr, NULL, cv->w, g->K, m0, mc, k0, kc);
 }
 
 /* 1x1, stride 1, no padding: B is x itself, [C, H*W] per image.  A panel's
@@ -511,7 +517,7 @@ static void conv_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, i
  * blocks (a libc call per row of 16 floats took 8% of a 1x1 convolution). */
 static void conv1x1_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
     const conv_ctx *cv = g->ctx;
-    const int NR = g->cpu->k.nr;
+    const int NR = sdc_cpu_gemm_k(g->cpu)->nr;
     const int64_t P = (int64_t)cv->H * cv->W;
     for (int j = 0; j < nc; j += NR) {
         int w = imin(NR, nc - j);
@@ -532,7 +538,7 @@ static void conv1x1_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0
  * image holds x[c, oy*stride - pad + ky, ox*stride - pad + kx] (0 outside). */
 static void im2col_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
     const conv_ctx *cv = g->ctx;
-    const int NR = g->cpu->k.nr;
+    const int NR = sdc_cpu_gemm_k(g->cpu)->nr;
     const int64_t P = (int64_t)cv->Ho * cv->Wo;
     int khw = cv->kh * cv->kw, s = cv->stride;
     for (int j = 0; j < nc; j += NR) {
@@ -603,7 +609,7 @@ static void conv_init(const sdc_gemm *g, int m0, int mc, int n0, int nc) {
 static void conv_gemm_images(sdc_gemm *g, conv_ctx *cv, int N) {
     const int64_t P = (int64_t)cv->Ho * cv->Wo, y_per = (int64_t)g->M * P;
     float *y = g->C;
-    if (N > 1 && P % g->cpu->k.nr == 0 && (int64_t)N * P <= INT32_MAX) {
+    if (N > 1 && P % sdc_cpu_gemm_k(g->cpu)->nr == 0 && (int64_t)N * P <= INT32_MAX) {
         g->N = (int)(N * P), g->img_cols = P, g->img_stride = y_per;
         sdc_gemm_run(g);
         return;
@@ -668,7 +674,7 @@ typedef struct map_ctx {
  * and channels k0 .. k0+kc of x^T; rows past mc zero. */
 static void map_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, int kc) {
     const map_ctx *mp = g->ctx;
-    const int mr = g->cpu->k.mr;
+    const int mr = sdc_cpu_gemm_k(g->cpu)->mr;
     for (int ir = 0; ir < mc; ir += mr, dst += (int64_t)kc * mr) {
         const int rows = imin(mr, mc - ir);
         if (rows < mr)
@@ -688,7 +694,7 @@ static void map_pack_a(const sdc_gemm *g, float *dst, int m0, int mc, int k0, in
  * k0 .. k0+kc): pack_rows over the token rows. */
 static void tokens_pack_b(const sdc_gemm *g, float *dst, int n0, int nc, int k0, int kc) {
     const conv_ctx *cv = g->ctx;
-    sdc_gemm_pack_rows(g->cpu, dst, g->cpu->k.nr, cv->x, NULL, cv->C, n0, nc, k0, kc);
+    sdc_gemm_pack_rows(g->cpu, dst, sdc_cpu_gemm_k(g->cpu)->nr, cv->x, NULL, cv->C, n0, nc, k0, kc);
 }
 
 void sdc_cpu_linear_map(sdc_backend *be, float *y, const float *x, const sdc_weight *W,
