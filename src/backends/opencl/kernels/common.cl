@@ -34,3 +34,20 @@ inline float wg_sum(float v, local float *red) {
 
 inline float gelu1(float x) { return 0.5f * x * (1.0f + erf(x * 0.70710678118654752f)); }
 inline float silu1(float x) { return x / (1.0f + exp(-x)); }
+
+#if defined(TM) && defined(TN) && defined(TK) && defined(RM) && defined(RN)
+/* The register block of the tiled products (gemm.cl, softmax.cl,
+ * winograd.cl): r[i][j] += sum_k As[k][r0 + i rs] Bs[k][c0 + j cs] over one
+ * TK-deep slice staged in local memory, rows and columns strided as the
+ * caller lays its items out. */
+inline void tile_fma(local float (*As)[TM + 1], local float (*Bs)[TN + 1],
+                     float (*r)[RN], int r0, int rs, int c0, int cs) {
+    for (int kk = 0; kk < TK; kk++) {
+        float av[RM], bv[RN];
+        for (int i = 0; i < RM; i++) av[i] = As[kk][r0 + i * rs];
+        for (int j = 0; j < RN; j++) bv[j] = Bs[kk][c0 + j * cs];
+        for (int i = 0; i < RM; i++)
+            for (int j = 0; j < RN; j++) r[i][j] += av[i] * bv[j];
+    }
+}
+#endif

@@ -75,13 +75,7 @@ gemm(global act_t *c, uint co, uint c_bs, uint ldc, global act_t *a, uint ao, ui
             Bs[kk][nn] = n < N && kq < K ? LDB(w, (uint)n * K + kq) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int kk = 0; kk < TK; kk++) {
-            float av[RM], bv[RN];
-            for (int i = 0; i < RM; i++) av[i] = As[kk][MI + i * LY];
-            for (int j = 0; j < RN; j++) bv[j] = Bs[kk][NI + j * LX];
-            for (int i = 0; i < RM; i++)
-                for (int j = 0; j < RN; j++) r[i][j] += av[i] * bv[j];
-        }
+        tile_fma(As, Bs, r, MI, LY, NI, LX);
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 

@@ -33,13 +33,7 @@ att_scores(global float *s, uint so, global act_t *q, uint qo, int q_stride, glo
             Bs[kk][nn] = n < Sk && d < DH ? LDA(k, ko + (uint)n * kv_stride + h * DH + d) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int kk = 0; kk < TK; kk++) {
-            float av[RM], bv[RN];
-            for (int i = 0; i < RM; i++) av[i] = As[kk][ty + i * LY];
-            for (int j = 0; j < RN; j++) bv[j] = Bs[kk][tx + j * LX];
-            for (int i = 0; i < RM; i++)
-                for (int j = 0; j < RN; j++) r[i][j] += av[i] * bv[j];
-        }
+        tile_fma(As, Bs, r, ty, LY, tx, LX);
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     const uint base = so + (uint)h * R * Sk;
@@ -100,13 +94,7 @@ att_pv(global act_t *out, uint oo, global float *s, uint so, global float *stats
             Bs[kk][nn] = n < DH && j < Sk ? LDA(v, vo + (uint)j * kv_stride + h * DH + n) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int kk = 0; kk < TK; kk++) {
-            float av[RM], bv[RN];
-            for (int i = 0; i < RM; i++) av[i] = As[kk][ty + i * LY];
-            for (int j = 0; j < RN; j++) bv[j] = Bs[kk][tx + j * LX];
-            for (int i = 0; i < RM; i++)
-                for (int j = 0; j < RN; j++) r[i][j] += av[i] * bv[j];
-        }
+        tile_fma(As, Bs, r, ty, LY, tx, LX);
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     for (int i = 0; i < RM; i++) {

@@ -111,13 +111,7 @@ wino_gemm(global float *s, uint vo, uint mo, global const float *u, int O, int C
             Bs[kk][nn] = n < O && k < C ? u[ub + (uint)n * C + k] : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int kk = 0; kk < TK; kk++) {
-            float av[RM], bv[RN];
-            for (int i = 0; i < RM; i++) av[i] = As[kk][tx + i * LX];
-            for (int j = 0; j < RN; j++) bv[j] = Bs[kk][ty + j * LY];
-            for (int i = 0; i < RM; i++)
-                for (int j = 0; j < RN; j++) r[i][j] += av[i] * bv[j];
-        }
+        tile_fma(As, Bs, r, tx, LX, ty, LY);
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     for (int i = 0; i < RM; i++)
