@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "io/fs_util.h"
 #include "io/json_util.h"
 #include "io/name_index.h"
 #include "io/name_map.h"
@@ -42,16 +43,6 @@ struct sdc_model_files {
 #define CONFIG_MAX ((size_t)1 << 20) /* config.json files are a few KiB */
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static int is_dir(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static int is_file(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
 
 static char *dup_str(const char *s) {
     char *d = malloc(strlen(s) + 1);
@@ -821,13 +812,13 @@ static const char *const k_comp_what[COMP_COUNT] = {"UNet", "VAE", "text encoder
 static sdc_status open_component(sdc_model_files *mf, const char *dir, int c) {
     char sub[PATH_CAP], p[PATH_CAP], rel[256];
     if (!join(sub, dir, k_comp_dir[c])) return sdc_fail(SDC_ERR_IO, "%s: path too long", dir);
-    if (!is_dir(sub))
+    if (!sdc_is_dir(sub))
         return sdc_fail(SDC_ERR_FORMAT, "%s: the %s is missing (no %s/ folder)", dir,
                         k_comp_what[c], k_comp_dir[c]);
     static const char *const exts[] = {".safetensors", ".fp16.safetensors"};
     for (int e = 0; e < 2; e++) {
         snprintf(rel, sizeof rel, "%s%s", k_comp_file[c], exts[e]);
-        if (join(p, sub, rel) && is_file(p)) {
+        if (join(p, sub, rel) && sdc_is_file(p)) {
             TRY(check_not_pickle(p));
             return sdc_st_open(p, &mf->files[c]);
         }
@@ -835,7 +826,7 @@ static sdc_status open_component(sdc_model_files *mf, const char *dir, int c) {
     static const char *const bins[] = {".bin", ".fp16.bin", ".safetensors.index.json"};
     for (int e = 0; e < 3; e++) {
         snprintf(rel, sizeof rel, "%s%s", k_comp_file[c], bins[e]);
-        if (!join(p, sub, rel) || !is_file(p)) continue;
+        if (!join(p, sub, rel) || !sdc_is_file(p)) continue;
         if (e == 2)
             return sdc_fail(SDC_ERR_UNSUPPORTED,
                             "%s: sharded weights are not supported; save the model unsharded", p);
@@ -852,10 +843,10 @@ static sdc_status open_component(sdc_model_files *mf, const char *dir, int c) {
 
 static sdc_status check_model_index(const char *dir) {
     char p[PATH_CAP];
-    if (join(p, dir, "text_encoder_2") && is_dir(p))
+    if (join(p, dir, "text_encoder_2") && sdc_is_dir(p))
         return sdc_fail(SDC_ERR_UNSUPPORTED, "%s: SDXL models are not supported (text_encoder_2/)",
                         dir);
-    if (!join(p, dir, "model_index.json") || !is_file(p)) return SDC_OK;
+    if (!join(p, dir, "model_index.json") || !sdc_is_file(p)) return SDC_OK;
     cJSON *o;
     TRY(sdc_json_read_file(p, CONFIG_MAX, &o));
     sdc_status st = SDC_OK;
@@ -879,8 +870,8 @@ static sdc_status check_model_index(const char *dir) {
 static sdc_status open_folder(sdc_model_files *mf, const char *dir) {
     mf->layout = SDC_LAYOUT_DIFFUSERS;
     char p[PATH_CAP];
-    int known = join(p, dir, "model_index.json") && is_file(p);
-    for (int c = 0; c < COMP_COUNT; c++) known |= join(p, dir, k_comp_dir[c]) && is_dir(p);
+    int known = join(p, dir, "model_index.json") && sdc_is_file(p);
+    for (int c = 0; c < COMP_COUNT; c++) known |= join(p, dir, k_comp_dir[c]) && sdc_is_dir(p);
     if (!known)
         return sdc_fail(
             SDC_ERR_FORMAT,
@@ -911,7 +902,7 @@ static sdc_status open_folder(sdc_model_files *mf, const char *dir) {
     parse_fn parse[COMP_COUNT] = {parse_unet_v, parse_vae_v, parse_clip_v};
     void *cfg[COMP_COUNT] = {&mf->unet, &mf->vae, &mf->clip};
     for (int c = 0; c < COMP_COUNT; c++) {
-        if (join(p, dir, cfg_rel[c]) && is_file(p)) {
+        if (join(p, dir, cfg_rel[c]) && sdc_is_file(p)) {
             TRY(config_from(dir, cfg_rel[c], parse[c], cfg[c]));
             continue;
         }
@@ -921,16 +912,16 @@ static sdc_status open_folder(sdc_model_files *mf, const char *dir) {
         if (st != SDC_OK) return sdc_fail_context(st, "%s", dir);
     }
     mf->sched = sdc_sched_config_sd1();
-    if (join(p, dir, "scheduler/scheduler_config.json") && is_file(p))
+    if (join(p, dir, "scheduler/scheduler_config.json") && sdc_is_file(p))
         TRY(config_from(dir, "scheduler/scheduler_config.json", parse_sched_v, &mf->sched));
     sdc_status st = check_family(mf);
     if (st != SDC_OK) return sdc_fail_context(st, "%s", dir);
-    const int unet_cfg = join(p, dir, cfg_rel[COMP_UNET]) && is_file(p);
+    const int unet_cfg = join(p, dir, cfg_rel[COMP_UNET]) && sdc_is_file(p);
     TRY(check_cond_proj(mf, sdc_st_path(mf->files[COMP_UNET]), unet_cfg ? p : NULL));
 
     char m[PATH_CAP];
-    if (join(p, dir, "tokenizer/vocab.json") && is_file(p) &&
-        join(m, dir, "tokenizer/merges.txt") && is_file(m)) {
+    if (join(p, dir, "tokenizer/vocab.json") && sdc_is_file(p) &&
+        join(m, dir, "tokenizer/merges.txt") && sdc_is_file(m)) {
         mf->vocab = dup_str(p);
         mf->merges = dup_str(m);
         if (!mf->vocab || !mf->merges) return sdc_fail(SDC_ERR_NOMEM, "out of memory");
@@ -1009,13 +1000,13 @@ void sdc_model_files_advise(const sdc_model_files *mf, const sdc_weight *w,
         /* merged data: a shared file mapping keeps what it drops; anonymous
          * memory would come back zeroed, so it is left alone */
         if (mf->pageable[w - mf->weights] && sdc_pages_advise(w->data, w->nbytes, advice) &&
-            advice == SDC_PAGES_RELEASE)
+            advice != SDC_PAGES_PREFETCH)
             atomic_fetch_add(&((sdc_model_files *)mf)->released, w->nbytes);
         return;
     }
     for (int c = 0; c < COMP_COUNT; c++)
         if (sdc_st_advise(mf->files[c], w->data, w->nbytes, advice)) {
-            if (advice == SDC_PAGES_RELEASE) /* the counter is no part of the files' state */
+            if (advice != SDC_PAGES_PREFETCH) /* the counter is no part of the files' state */
                 atomic_fetch_add(&((sdc_model_files *)mf)->released, w->nbytes);
             return;
         }
