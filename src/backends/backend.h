@@ -196,10 +196,13 @@ void sdc_backend_set_host_pages(sdc_backend *be,
 sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref);
 /* The bf16 mode of a CPU backend (on != 0): linear and convolution round
  * their operands to bf16 and multiply them with bf16 dot products,
- * accumulating in f32 (about 2x the fp32 FMA rate where the CPU has
- * AVX512_BF16; error stated in docs/perf.md).  Returns SDC_OK, or
- * SDC_ERR_UNSUPPORTED (message set) if this backend's CPU or build has no
- * bf16 kernels. */
+ * accumulating in f32: on AMX tiles where the CPU has AMX-BF16 and the OS
+ * grants the tile state, else with AVX512_BF16 (about 2x the fp32 FMA
+ * rate; error stated in docs/perf.md).  SDC_AMX=0 leaves AMX out,
+ * SDC_AMX=emulate runs the AMX kernel on emulated tiles on any CPU (tests);
+ * the backend's name says which (and why AMX is not used where the CPU has
+ * it).  Returns SDC_OK, or SDC_ERR_UNSUPPORTED (message set) if this
+ * backend's CPU or build has no bf16 kernels. */
 sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on);
 /* Once *stop is non-zero, the CPU backend's ops skip their remaining work
  * (each ends within about one of its tasks): a cancelled generation stops

@@ -15,6 +15,8 @@
  *   force_ref or SDC_FORCE_REF=1  -> "ref": every op the reference (ops_ref.c)
  * The environment variable SDC_CPU_ISA=ref|generic|avx2|avx512|neon forces a
  * path; a name this CPU or build cannot run is ignored (the best is used).
+ * The bf16 mode (sdc_backend_cpu_set_bf16) has its own GEMM kernel set:
+ * AMX tiles (amx_tile.h; SDC_AMX=0/emulate) or AVX512_BF16.
  * Threads: linear/conv2d (tiles of C), attention (heads x query blocks),
  * norms (groups/rows) and elementwise ops (chunks) run on all threads.
  * Scratch: SDC_CPU_SCRATCH_FLOATS per thread (704 KiB), allocated here;
