@@ -45,6 +45,7 @@ typedef struct sdc_amx_cfg {
     uint16_t colsb[16]; /* bytes per row of tile t (t < 8), 0 = unused */
     uint8_t rows[16];   /* rows of tile t (t < 8) */
 } sdc_amx_cfg;
+_Static_assert(sizeof(sdc_amx_cfg) == 64, "LDTILECFG reads 64 bytes");
 
 /* The kernel's configuration: tiles 0-7 all 16 rows x 64 bytes. */
 static inline sdc_amx_cfg sdc_amx_cfg_kernel(void) {
