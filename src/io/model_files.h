@@ -98,6 +98,11 @@ const sdc_weight *sdc_model_files_at(const sdc_model_files *mf, size_t i);
  * backend (SDC_RES_RELEASE) before either call.  SDC_ERR_NOMEM on failure. */
 sdc_status sdc_model_files_set_data(sdc_model_files *mf, size_t i, const void *data,
                                     int pageable);
+/* Drops the pages of every replaced weight's original data from the
+ * resident set (page cache folios are mapped whole: reading one weight maps
+ * its neighbours' pages too).  sdc_model_files_advise does it near each
+ * weight it prefetches. */
+void sdc_model_files_drop_replaced(const sdc_model_files *mf);
 /* The original data back (nothing if it was not replaced). */
 void sdc_model_files_restore_data(sdc_model_files *mf, size_t i);
 /* Weight i's data in the model file, whatever stands in for it now. */

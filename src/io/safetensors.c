@@ -345,6 +345,12 @@ int sdc_pages_advise(const void *p, size_t n, sdc_page_advice advice) {
     void *addr = (void *)start;
     size_t len = (size_t)(end - start);
     if (advice == SDC_PAGES_RELEASE) return madvise(addr, len, MADV_DONTNEED) == 0;
+    if (advice == SDC_PAGES_EVICT) {
+#ifdef MADV_PAGEOUT
+        if (madvise(addr, len, MADV_PAGEOUT) == 0) return madvise(addr, len, MADV_DONTNEED) == 0;
+#endif
+        return madvise(addr, len, MADV_DONTNEED) == 0;
+    }
     int hinted = 0;
 #ifdef MADV_POPULATE_READ
     hinted = madvise(addr, len, MADV_POPULATE_READ) == 0;

@@ -59,7 +59,12 @@ const char *sdc_st_path(const sdc_st_file *f);
  * page cache or the file) and only lowers the resident set. */
 typedef enum sdc_page_advice {
     SDC_PAGES_RELEASE = 0, /* madvise(MADV_DONTNEED): drop from the resident set */
-    SDC_PAGES_PREFETCH     /* map in now (MADV_POPULATE_READ, else MADV_WILLNEED) */
+    SDC_PAGES_PREFETCH,    /* map in now (MADV_POPULATE_READ, else MADV_WILLNEED) */
+    SDC_PAGES_EVICT        /* not wanted for long (a weight a LoRA merge replaced):
+                              out of the resident set and, where no one else maps
+                              them, the page cache too (MADV_PAGEOUT, else
+                              MADV_DONTNEED), so that the kernel's fault-around
+                              does not map them back in beside their neighbours */
 } sdc_page_advice;
 
 /* Applies advice to the whole pages that hold [p, p + n), when that range

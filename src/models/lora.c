@@ -1024,12 +1024,13 @@ sdc_status sdc_lora_merge(sdc_model_files *mf, sdc_backend *be, const sdc_lora *
          * does with its release); the merged data's pages are dropped too (a
          * shared file mapping keeps them) until used */
         release(be, w);
-        sdc_model_files_advise(mf, w, SDC_PAGES_RELEASE);
+        sdc_model_files_advise(mf, w, SDC_PAGES_EVICT);
         if ((st = sdc_model_files_set_data(mf, t, dst, c->pageable)) != SDC_OK) goto done;
         c->n_targets = ti + 1;
         sdc_model_files_advise(mf, w, SDC_PAGES_RELEASE);
         off += (w->nbytes + page - 1) / page * page;
     }
+    sdc_model_files_drop_replaced(mf); /* what later reads mapped back in */
     if (verbose)
         fprintf(stderr, "sdc: LoRA: %zu weights merged (%.0f MiB, %s) in %.2f s\n",
                 c->n_targets, c->map_size / 1048576.0,

@@ -637,6 +637,9 @@ static void release_weights(const sdc_model *m, const char *prefix) {
  * them.  Resident memory is what the first pass would have touched anyway. */
 static void prefetch_weights(const sdc_model *m, const char *prefix) {
     if (!m->low_memory) weights_residency(m, prefix, SDC_RES_PREFETCH);
+    /* originals a LoRA replaced, mapped back in beside their neighbours
+     * (models/lora.h) */
+    sdc_model_files_drop_replaced(m->mf);
 }
 
 /* The backend's first failure since the last check (a device's; the CPU
