@@ -178,6 +178,30 @@ static void test_tdp(void) {
     /* 3 * 2^127 overflows f32, the fused sum does not: 2^127 + 2^104 */
     CHECK(sdc_amx_emu_fma(0x1p127f, 3.0f, -0x1.fffffep127f) == 0x1.000002p127f);
     CHECK(isnan(sdc_amx_emu_add(INFINITY, -INFINITY)));
+    /* FTZ at the normal boundary, tininess after rounding (unbounded
+     * exponent): 2^-126 - 1.5 * 2^-151 rounds to 2^-126 - 2^-150, tiny: 0
+     * (the denormal grid would round it up to 2^-126); 2^-126 - 2^-151, a
+     * tie, rounds to even 2^-126: kept; 2^-126 - 2^-152 too */
+    CHECK(bits(sdc_amx_emu_fma(-0x1.8p-75f, 0x1p-76f, 0x1p-126f)) == 0);
+    CHECK(sdc_amx_emu_fma(-0x1p-75f, 0x1p-76f, 0x1p-126f) == 0x1p-126f);
+    CHECK(sdc_amx_emu_fma(-0x1p-76f, 0x1p-76f, 0x1p-126f) == 0x1p-126f);
+}
+
+/* One element through a kernel: C = 0 + (e + o) with the even chain
+ * e = fma(-1.5 * 2^-75, 2^-76, fma(2^-63, 2^-63, 0)) = the FTZ window above
+ * (0 by the SDM's FTZ, 2^-126 if tininess were judged on the denormal
+ * grid): what the hardware does there. */
+static float probe_ftz_window(void (*fn)(int, const uint32_t *, int64_t, const uint32_t *, float *,
+                                         int64_t, int, int),
+                              void (*begin)(void), void (*end)(void)) {
+    uint32_t a[2] = {bits(0x1p-63f) >> 16, bits(-0x1.8p-75f) >> 16};
+    uint32_t b[2 * SDC_AMX_NR] = {0};
+    b[0] = bits(0x1p-63f) >> 16, b[SDC_AMX_NR] = bits(0x1p-76f) >> 16;
+    float c = 0.0f;
+    begin();
+    fn(2, a, 2, b, &c, 1, 1, 1);
+    end();
+    return c;
 }
 
 /* ---- 2. the micro-kernel ------------------------------------------------ */
@@ -233,6 +257,8 @@ static int64_t kernel_case(kern_fn fn, void (*begin)(void), void (*end)(void), i
 }
 
 static void test_kernel_emulated(void) {
+    CHECK(bits(probe_ftz_window(sdc_gemm_kernel_bf16_amx_emul, sdc_amx_begin_emul,
+                                sdc_amx_end_emul)) == 0);
     static const int fixed[][3] = {{32, 32, 16}, {32, 32, 128},    {1, 1, 1},   {16, 16, 16},
                                    {17, 17, 17}, {31, 33 - 1, 15}, {32, 5, 80}, {7, 32, 112},
                                    {16, 32, 0},  {32, 16, 33}};
@@ -513,6 +539,9 @@ static void test_hw_vs_emulation(void) {
         free(hw), free(emu), free(m1), free(m2);
     }
     printf("  real AMX kernel vs emulation: %d cases, %d with a difference\n", cases, bad);
+    const float hw_w = probe_ftz_window(sdc_gemm_kernel_bf16_amx, sdc_amx_begin_hw, sdc_amx_end_hw);
+    printf("  FTZ window (2^-126 - 1.5 * 2^-151): hardware %a, emulation 0\n", hw_w);
+    CHECK(bits(hw_w) == 0);
     CHECK(bad == 0);
     /* the whole mode: real and emulated backends, the same bits */
     if (!g_hw) {
