@@ -504,6 +504,9 @@ static void test_conv_emulated(void) {
     check_conv(g_emu, 1, 4, 9, 8, 7, 3, 2, 1, SDC_DT_BF16);     /* stride 2 */
     check_conv(g_emu, 1, 320, 16, 16, 40, 3, 2, 1, SDC_DT_F16); /* downsample, K 2880 */
     check_conv(g_emu, 2, 640, 8, 8, 48, 1, 1, 0, SDC_DT_F16);   /* skip 1x1 */
+    /* O 640: several m-tiles share B (im2col / the map packed once) */
+    check_conv(g_emu, 2, 64, 16, 16, 640, 1, 1, 0, SDC_DT_F16);
+    check_conv(g_emu, 1, 32, 32, 32, 640, 3, 2, 1, SDC_DT_F16);
 }
 
 /* ---- 5. real tiles against the emulation ----------------------------------- */

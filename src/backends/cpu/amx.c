@@ -132,6 +132,7 @@ void sdc_bf16_panel_rows_generic(uint32_t *dst, int nr, const sdc_weight *w, int
 void sdc_amx_kernels(sdc_cpu_kernels *k, int emulated) {
     k->mr = SDC_AMX_MR, k->nr = SDC_AMX_NR;
     k->kc = SDC_GEMM_KC, k->mc = 7 * SDC_AMX_MR, k->kalign = 32; /* 224 rows <= MC */
+    k->bf16_shared = 1; /* A and B converted once per call, not once per tile */
     /* the f32 entries are not the GEMM's in this mode (gemm.c runs
      * gemm_bf16 only): left NULL so that a stray call fails loudly */
     k->gemm = NULL, k->gemm_pf = NULL, k->inplace_a = 0;

@@ -114,6 +114,8 @@ typedef struct sdc_cpu_kernels {
      * the AMX kernels' tile configuration and release (per thread state) */
     void (*bf16_begin)(void), (*bf16_end)(void);
     int kalign; /* K blocks a multiple of this (0: any; AMX: 32, 16 pairs a tile) */
+    int bf16_shared; /* 1: the bf16 mode packs an operand several tiles share once
+                      * per call (gemm.c's shared packs; AMX) */
     /* y[i] = h[i] * gelu(gate[i]), i < n, on the calling thread (the
      * backend's geglu runs it over the pool; NULL: the reference) */
     void (*geglu_row)(float *y, const float *h, const float *gate, int n);

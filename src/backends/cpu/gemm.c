@@ -176,13 +176,26 @@ static void gemm_pack_task(void *ctx, int64_t task, int thread) {
     if (!operand_b) task -= nb;
     const int t = (int)(task / pl->nkb), kbi = (int)(task % pl->nkb);
     const int k0 = kbi * pl->kb, kc = imin(pl->kb, g->K - k0);
+    const sdc_cpu_kernels *K = sdc_cpu_gemm_k(g->cpu);
+    const int bf = g->cpu->bf16, nr = K->nr;
     int start, size;
     if (operand_b) {
-        tile_span(t, pl->n_nt, g->N, sdc_cpu_gemm_k(g->cpu)->nr, &start, &size);
-        g->pack_b(g, plan_bsh(pl, t, kbi), start, size, k0, kc);
+        tile_span(t, pl->n_nt, g->N, nr, &start, &size);
+        float *dst = plan_bsh(pl, t, kbi);
+        if (bf && g->bw) /* the bf16 mode: pair panels, as gemm_tile makes them */
+            for (int jr = 0; jr < size; jr += nr)
+                K->bf16_panel_rows((uint32_t *)(void *)(dst + (int64_t)jr * kc), nr, g->bw, g->K,
+                                   start + jr, imin(nr, size - jr), k0, kc);
+        else
+            g->pack_b(g, dst, start, size, k0, kc);
+        if (bf && !g->bw)
+            for (int jr = 0; jr < size; jr += nr) K->bf16_pairs(dst + (int64_t)jr * kc, kc, nr);
     } else {
-        tile_span(t, pl->n_mt, g->M, sdc_cpu_gemm_k(g->cpu)->mr, &start, &size);
-        g->pack_a(g, plan_ash(pl, t, kbi), start, size, k0, kc);
+        tile_span(t, pl->n_mt, g->M, K->mr, &start, &size);
+        if (bf) /* bf16 rows of ceil(kc/2) words */
+            pack_a_bf16(g, (uint32_t *)(void *)plan_ash(pl, t, kbi), start, size, k0, kc);
+        else
+            g->pack_a(g, plan_ash(pl, t, kbi), start, size, k0, kc);
     }
 }
 
@@ -295,11 +308,14 @@ static void gemm_tile(void *ctx, int64_t task, int thread) {
                                    n0 + jr, imin(nr, nt - jr), k0, kc);
         else
             g->pack_b(g, bpack, n0, nt, k0, kc);
-        if (bf && !g->bw)
+        if (bf && !g->bw && !pl->bsh)
             for (int jr = 0; jr < nt; jr += nr) K->bf16_pairs(bpack + (int64_t)jr * kc, kc, nr);
         for (int mm = 0; mm < mt; mm += MCb) {
             int mc = imin(MCb, mt - mm);
-            if (bf)
+            if (bf && pl->ash) /* the tile's rows, bf16, ceil(kc/2) words each */
+                apack = (float *)(void *)((uint32_t *)(void *)plan_ash(pl, tm, k0 / kb) +
+                                          (int64_t)mm * ((kc + 1) / 2));
+            else if (bf)
                 pack_a_bf16(g, (uint32_t *)(void *)apack, m0 + mm, mc, k0, kc);
             else if (pl->ash)
                 apack = plan_ash(pl, tm, k0 / kb) + (int64_t)(mm / mr) * kc * mr;
@@ -422,11 +438,15 @@ void sdc_gemm_run(const sdc_gemm *g) {
      * rounds, 2026-11-27: stride-2 convs C640 32x32 31.5 -> 23.7 ms, C1280
      * 16x16 38.4 -> 29.1, 1x1 convs 2-7% faster, linears with a packed A
      * (K 2560, 5120) 9-10%, the UNet's linears 203.0 -> 195.7 ms in all. */
-    if (!g->cpu->bf16 && pl.nkb > 0) {
+    /* The bf16 mode does so where its kernel set asks (AMX: converting A
+     * once per n-tile and B once per m-tile would be a large share of the
+     * tiles' fast products; not measured yet); A is then always packed. */
+    const int bf = g->cpu->bf16;
+    if ((!bf || GK->bf16_shared) && pl.nkb > 0) {
         /* nkb blocks of kb each per tile (kb * nkb may exceed K) */
         const size_t kbs = (size_t)pl.nkb * pl.kb;
         size_t nb = pl.n_mt > 1 ? (size_t)pl.n_nt * round_up(nt, NR) * kbs : 0;
-        size_t na = pl.n_nt > 1 && !inplace ? (size_t)pl.n_mt * round_up(mt, MR) * kbs : 0;
+        size_t na = pl.n_nt > 1 && (bf || !inplace) ? (size_t)pl.n_mt * round_up(mt, MR) * kbs : 0;
         if (nb > SHARED_CAP) nb = 0;
         if (na > SHARED_CAP || deep) na = 0;
         float *buf = nb + na ? sdc_cpu_shared_buffer(g->cpu, nb + na) : NULL;
