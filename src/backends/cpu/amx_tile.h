@@ -3,9 +3,9 @@
  *
  * Files: amx_tile.h    this: the tile state's layout, the emulation's
  *                      instructions, the kernels' entry points
- *        amx_kernel.h  the micro-kernel, written once against six tile
- *                      macros (LDTILECFG, TILERELEASE, TILEZERO,
- *                      TILELOADD, TILESTORED, TDPBF16PS) and included by
+ *        amx_kernel.h  the micro-kernel, written once against five tile
+ *                      macros (LDTILECFG, TILERELEASE, TILELOADD,
+ *                      TILESTORED, TDPBF16PS) and included by
  *                      gemm_amx.c (the intrinsics; -mamx-tile -mamx-bf16)
  *                      and amx_emul.c (the emulation below; plain C11,
  *                      any CPU), so the emulated kernel is the real one
@@ -28,10 +28,11 @@
  * every fma and add in f32 rounded to nearest even, with DAZ (denormal
  * inputs, bf16 or the f32 C, read as zero of their sign) and FTZ (a result
  * that is tiny after rounding becomes zero of its sign); MXCSR is neither
- * read nor written.  The emulation computes each fma exactly in double (a
- * bf16 product has 16 significant bits; the sum rounds once more to f32
- * only where a far smaller addend cannot reach a half ulp) and detects
- * tininess after rounding, as x86 does.  NaN payloads are not specified by
+ * read nor written.  The emulation computes each fma in double: the bf16
+ * product (16 significant bits) is exact there, and the double sum of two
+ * 24-bit values rounded to f32 is the correctly rounded f32 sum (53 >= 2 *
+ * 24 + 2 bits: double rounding is innocuous, Figueroa 1995); it detects
+ * tininess after rounding (at unbounded exponent), as x86 does.  NaN payloads are not specified by
  * the SDM: the emulation's NaNs are NaNs, not necessarily the same bits. */
 #ifndef SDC_AMX_TILE_H
 #define SDC_AMX_TILE_H
