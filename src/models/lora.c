@@ -983,8 +983,9 @@ sdc_status sdc_lora_merge(sdc_model_files *mf, sdc_backend *be, const sdc_lora *
         st = sdc_fail(SDC_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < n; i++)
-        for (size_t j = 0; j < sdc_lora_count(files[i]); j++) hit[sdc_lora_at(files[i], j)->target] = 1;
+    for (int i = 0; i < n; i++) /* a LoRA at weight 0 changes nothing: no copies for it */
+        for (size_t j = 0; set[i].weight != 0.0f && j < sdc_lora_count(files[i]); j++)
+            hit[sdc_lora_at(files[i], j)->target] = 1;
     size_t n_targets = 0;
     for (size_t t = 0; t < count; t++)
         if (hit[t]) {
