@@ -398,6 +398,14 @@ static void test_bad_files(void) {
          2, {640, 4}, 0.1f}};
     expect_open_fail(mf, write_st("sdxl2.safetensors", xl2, 2, NULL), SDC_ERR_UNSUPPORTED, "SDXL",
                      NULL);
+    /* SD 2.x: a 1024-wide cross-attention (the tiny model's is 32 wide) */
+    const char *k2 = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k";
+    char d2[160], u2[160];
+    snprintf(d2, sizeof d2, "%s.lora_down.weight", k2);
+    snprintf(u2, sizeof u2, "%s.lora_up.weight", k2);
+    st_entry sd2[2] = {{d2, SDC_DT_F16, 2, {4, 1024}, 0.1f}, {u2, SDC_DT_F16, 2, {32, 4}, 0.1f}};
+    expect_open_fail(mf, write_st("sd2.safetensors", sd2, 2, NULL), SDC_ERR_UNSUPPORTED, "SD 2.x",
+                     "[32, 32]");
     /* LoCon's Tucker form */
     st_entry tk[3] = {{down, SDC_DT_F32, 2, {4, 32}, 0.1f},
                       {up, SDC_DT_F32, 2, {32, 4}, 0.1f},

@@ -244,11 +244,18 @@ static sdc_status check_module(const char *path, const pending *p, const sdc_wei
     if (u->shape[1] != r || tail_numel(u, 2) != 1)
         return sdc_fail(SDC_ERR_FORMAT, "%s: %s: up %s does not fit down %s (rank %lld)", path,
                         p->name, b, a, (long long)r);
-    if (u->shape[0] != w->shape[0] || !same_tail(d, 1, w, 1))
-        return sdc_fail(SDC_ERR_FORMAT,
-                        "%s: %s: down %s and up %s make a %lldx%lld update, but %s is %s", path,
-                        p->name, a, b, (long long)u->shape[0], (long long)tail_numel(d, 1), wname,
-                        c);
+    if (u->shape[0] != w->shape[0] || !same_tail(d, 1, w, 1)) {
+        /* SD 2.x's cross-attention reads 1024-wide text embeddings (SD 1.x: 768) */
+        const int sd2 = d->ndim == 2 && d->shape[1] == 1024 && w->shape[1] != 1024 &&
+                        (strstr(wname, "attn2.to_k") || strstr(wname, "attn2.to_v"));
+        return sdc_fail(sd2 ? SDC_ERR_UNSUPPORTED : SDC_ERR_FORMAT,
+                        "%s: %s: down %s and up %s make a %lldx%lld update, but %s is %s%s",
+                        path, p->name, a, b, (long long)u->shape[0], (long long)tail_numel(d, 1),
+                        wname, c,
+                        sd2 ? " (a LoRA for SD 2.x, whose text embeddings are 1024 wide; sdc "
+                              "runs SD 1.x)"
+                            : "");
+    }
     *rank = (int)r;
     return SDC_OK;
 }
