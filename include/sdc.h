@@ -345,6 +345,8 @@ typedef struct sdc_timings {
     int steps; /* denoising steps run (img2img: the part strength leaves) */
     double sample_steps;
     double encode; /* VAE encoding of the init image (0 without one) */
+    double lora;   /* merging the LoRAs into the weights (microseconds when the
+                      same set was merged already, or there is none) */
 } sdc_timings;
 
 /* Makes one image.  On success *out holds pixels owned by the caller. */

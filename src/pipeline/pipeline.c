@@ -1405,9 +1405,11 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
         st = cancel_requested();
         goto done;
     }
-    if ((st = parse_prompts(p, &g)) != SDC_OK || (st = collect_loras(p, &g)) != SDC_OK ||
-        (st = sdc_model_apply_loras(m, g.loras, g.n_loras)) != SDC_OK)
+    if ((st = parse_prompts(p, &g)) != SDC_OK || (st = collect_loras(p, &g)) != SDC_OK)
         goto done;
+    const double t_lora = now_s();
+    if ((st = sdc_model_apply_loras(m, g.loras, g.n_loras)) != SDC_OK) goto done;
+    const double lora_s = now_s() - t_lora;
     sdc_sched_opts so = sdc_sched_opts_default();
     so.spacing = p->spacing;
     st = sdc_sched_create_ex(p->sampler, p->schedule, &so, sdc_model_files_sched(m->mf), p->steps,
@@ -1492,6 +1494,7 @@ sdc_status sdc_generate_debug(sdc_model *m, const sdc_gen_params *p, sdc_image *
         timings->total = t4 - t0;
         timings->steps = sdc_sched_len(g.sched) - sdc_sched_begin(g.sched);
         timings->sample_steps = g.steps_s;
+        timings->lora = lora_s;
     }
     if (m->verbose && m->be->memory) {
         size_t now = 0, peak = 0;

@@ -99,7 +99,9 @@ static double peak_rss_mib(void) {
  * RSS. */
 static void print_timings(const sdc_timings *tm) {
     double rss = peak_rss_mib();
-    fprintf(stderr, "sdc: timings: text %.2f s, ", tm->text);
+    fprintf(stderr, "sdc: timings: ");
+    if (tm->lora >= 0.005) fprintf(stderr, "LoRA merge %.2f s, ", tm->lora);
+    fprintf(stderr, "text %.2f s, ", tm->text);
     if (tm->encode > 0) fprintf(stderr, "encode %.2f s, ", tm->encode);
     fprintf(stderr,
             "%.2f s/step (%d steps, %.2f s; sampling stage %.2f s), decode %.2f s, total %.2f s, "
