@@ -326,6 +326,34 @@ static void test_merge_f16(void) {
     sdc_model_files_close(mf);
 }
 
+/* No room for a scratch file: the merged weights in anonymous memory, the
+ * same bytes as the file-backed merge's, and page advice leaves them alone
+ * (MADV_DONTNEED would give back zeros). */
+static void test_merge_anonymous(void) {
+    sdc_model_files *a = open_model("tiny-sd"), *b = open_model("tiny-sd");
+    if (!a || !b) return;
+    char kpath[1024];
+    snprintf(kpath, sizeof kpath, "%s", t_fixture("lora/kohya.safetensors"));
+    sdc_lora set = {kpath, 1.0f};
+    sdc_lora_merged *ca = NULL, *cb = NULL;
+    CHECK(sdc_lora_merge(a, NULL, &set, 1, 1, 0, &ca) == SDC_OK);
+    const char *old = getenv("TMPDIR");
+    char saved[1024] = "";
+    if (old) snprintf(saved, sizeof saved, "%s", old);
+    setenv("TMPDIR", t_tmp("no-such-folder"), 1);
+    CHECK(sdc_lora_merge(b, NULL, &set, 1, 1, 0, &cb) == SDC_OK);
+    if (old) setenv("TMPDIR", saved, 1);
+    else unsetenv("TMPDIR");
+    const sdc_weight *wa = sdc_model_files_get(a, CONV1), *wb = sdc_model_files_get(b, CONV1);
+    sdc_model_files_advise(b, wb, SDC_PAGES_RELEASE);
+    sdc_model_files_advise_prefix(b, "unet.", SDC_PAGES_RELEASE);
+    CHECK(ca && cb && memcmp(wa->data, wb->data, wa->nbytes) == 0);
+    sdc_lora_unmerge(a, NULL, ca);
+    sdc_lora_unmerge(b, NULL, cb);
+    sdc_model_files_close(a);
+    sdc_model_files_close(b);
+}
+
 /* ---- hostile files --------------------------------------------------------- */
 
 static void expect_open_fail(const sdc_model_files *mf, const char *path, sdc_status want,
@@ -692,6 +720,7 @@ int main(void) {
     RUN(test_name_forms);
     RUN(test_merge_math);
     RUN(test_merge_f16);
+    RUN(test_merge_anonymous);
     RUN(test_bad_files);
     RUN(test_against_diffusers);
     RUN(test_low_memory);

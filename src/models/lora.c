@@ -603,7 +603,7 @@ void sdc_lora_unmerge(sdc_model_files *mf, sdc_backend *be, sdc_lora_merged *c) 
 
 size_t sdc_lora_merged_bytes(const sdc_lora_merged *c) { return c ? c->map_size : 0; }
 
-/* The merged weights' storage: a scratch file mapped shared and read-only
+/* The merged weights' storage: a scratch file (blocks reserved) mapped shared and read-only
  * (its pages can be dropped and read back), written through *fd with
  * pwrite (no page of it enters the resident set while merging); else
  * anonymous memory (*fd -1). */
@@ -615,7 +615,9 @@ static sdc_status storage(sdc_lora_merged *c, size_t bytes, int *fd_out) {
     int fd = mkstemp(tmpl);
     if (fd >= 0) {
         unlink(tmpl);
-        if (ftruncate(fd, (off_t)bytes) == 0) {
+        /* the blocks reserved now: a full disk shows here, not as a failed
+         * write halfway through the merge */
+        if (posix_fallocate(fd, 0, (off_t)bytes) == 0) {
             void *p = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
             if (p != MAP_FAILED) {
                 *fd_out = fd;
@@ -627,6 +629,9 @@ static sdc_status storage(sdc_lora_merged *c, size_t bytes, int *fd_out) {
         }
         close(fd);
     }
+    fprintf(stderr, "sdc: warning: no scratch file of %zu MiB could be made in %s (set TMPDIR "
+            "to a folder with room); the merged LoRA weights stay in memory\n", bytes >> 20,
+            dir && dir[0] ? dir : "/tmp");
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return sdc_fail(SDC_ERR_NOMEM, "cannot allocate %zu MiB for the merged LoRA weights",

@@ -39,7 +39,15 @@
  * file ($TMPDIR, else /tmp; created and unlinked at once) mapped shared, so
  * that page advice can drop them from the resident set like the model's own
  * mapped weights (the pipeline releases the UNet's weights before the VAE
- * decodes); where no such file can be made, in anonymous memory. */
+ * decodes); where no such file can be made (no room: a warning says so), in
+ * anonymous memory.
+ *
+ * kohya-ss's alpha is read per module, for every module: diffusers 0.42
+ * gives the attention processors and the text encoder's modules the file's
+ * most common alpha instead (its alpha_pattern keeps the converted key,
+ * "...processor.to_v_lora.down.weight", which names no module), so for
+ * files whose alphas differ between modules its images are not the
+ * trainer's; the fixtures keep to alphas both read alike. */
 #ifndef SDC_MODELS_LORA_H
 #define SDC_MODELS_LORA_H
 
