@@ -254,6 +254,25 @@ static void test_merge_math(void) {
     const void *merged_ptr = sdc_model_files_get(mf, TO_Q)->data;
     st = sdc_lora_merge(mf, be, set, 2, 1, 0, &cur);
     CHECK(st == SDC_OK && sdc_model_files_get(mf, TO_Q)->data == merged_ptr);
+    /* the same path rewritten is another LoRA: merged afresh */
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%s", t_tmp("lora-copy.safetensors"));
+    const char *srcs[2] = {kpath, ppath};
+    float v0[2] = {0, 0};
+    for (int v = 0; v < 2; v++) {
+        size_t len = 0;
+        char *bytes = t_read_file(srcs[v], &len);
+        FILE *cf = fopen(copy, "wb");
+        if (bytes && cf) fwrite(bytes, 1, len, cf);
+        if (cf) fclose(cf);
+        free(bytes);
+        sdc_lora set2[2] = {{copy, 0.7f}, {ppath, -0.6f}};
+        CHECK(sdc_lora_merge(mf, be, set2, 2, 1, 0, &cur) == SDC_OK);
+        v0[v] = ((const float *)sdc_model_files_get(mf, TO_Q)->data)[0];
+    }
+    CHECKF(v0[0] != v0[1], "a rewritten file was not merged afresh (%g)", (double)v0[0]);
+    CHECK(sdc_lora_merge(mf, be, set, 2, 1, 0, &cur) == SDC_OK);
+    merged_ptr = sdc_model_files_get(mf, TO_Q)->data;
     /* page advice on merged data keeps it (a shared file mapping) */
     float first = ((const float *)merged_ptr)[0];
     sdc_model_files_advise(mf, sdc_model_files_get(mf, TO_Q), SDC_PAGES_RELEASE);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -559,10 +560,38 @@ void sdc_lora_delta_ref(const sdc_lora_module *m, float s, float *dst) {
 
 /* ---- merging ------------------------------------------------------------- */
 
+/* What a file was when it was merged: the same path with another identity
+ * (rewritten, replaced) is another LoRA. */
+typedef struct file_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} file_id;
+
+static file_id identity(const char *path) {
+    file_id id;
+    memset(&id, 0, sizeof id);
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        id.dev = sb.st_dev;
+        id.ino = sb.st_ino;
+        id.size = sb.st_size;
+        id.mtime = sb.st_mtim;
+    }
+    return id;
+}
+
+static int same_file(const file_id *a, const file_id *b) {
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
 struct sdc_lora_merged {
     int n;
     char **paths;   /* [n], owned */
     float *weights; /* [n] */
+    file_id *ids;   /* [n]: the files as they were merged */
     void *map;      /* the merged weights, one slot per target (page-aligned) */
     size_t map_size;
     int pageable;   /* map is a shared file mapping */
@@ -573,8 +602,11 @@ struct sdc_lora_merged {
 static int same_set(const sdc_lora_merged *c, const sdc_lora *set, int n) {
     if (!c) return n == 0;
     if (c->n != n) return 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (strcmp(c->paths[i], set[i].path) != 0 || c->weights[i] != set[i].weight) return 0;
+        file_id now = identity(set[i].path);
+        if (!same_file(&now, &c->ids[i])) return 0;
+    }
     return 1;
 }
 
@@ -587,6 +619,7 @@ static void merged_free(sdc_lora_merged *c) {
     for (int i = 0; i < c->n; i++) free(c->paths[i]);
     free(c->paths);
     free(c->weights);
+    free(c->ids);
     if (c->map) munmap(c->map, c->map_size);
     free(c->targets);
     free(c);
@@ -959,6 +992,7 @@ sdc_status sdc_lora_merge(sdc_model_files *mf, sdc_backend *be, const sdc_lora *
     if (!files || !pos || !c || !mods || !s ||
         !(c->paths = calloc((size_t)n, sizeof *c->paths)) ||
         !(c->weights = calloc((size_t)n, sizeof *c->weights)) ||
+        !(c->ids = calloc((size_t)n, sizeof *c->ids)) ||
         !(c->targets = calloc(count ? count : 1, sizeof *c->targets))) {
         st = sdc_fail(SDC_ERR_NOMEM, "out of memory");
         goto done;
@@ -966,6 +1000,7 @@ sdc_status sdc_lora_merge(sdc_model_files *mf, sdc_backend *be, const sdc_lora *
     c->n = n;
     for (int i = 0; i < n; i++) {
         c->weights[i] = set[i].weight;
+        c->ids[i] = identity(set[i].path); /* before reading it: a later change shows */
         if (!(c->paths[i] = malloc(strlen(set[i].path) + 1))) {
             st = sdc_fail(SDC_ERR_NOMEM, "out of memory");
             goto done;

@@ -93,7 +93,8 @@ typedef struct sdc_lora_merged sdc_lora_merged;
 
 /* Makes mf's weights the originals plus the updates of set[0..n) at their
  * weights, replacing what *cur merged (re-merged from the originals).  Same
- * paths and weights in the same order as *cur: nothing to do.  n == 0: the
+ * paths and weights in the same order as *cur, the files unchanged (device,
+ * inode, size, modification time): nothing to do.  n == 0: the
  * originals back, the buffers freed, *cur NULL.  be is the model's backend:
  * each replaced or restored weight is released through it first (a device
  * drops its copy, found by w->data).  The products run on a CPU backend of
