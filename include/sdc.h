@@ -322,10 +322,11 @@ typedef struct sdc_gen_params {
     /* LoRAs merged into the model's weights for this image: the sum of their
      * updates, each at its weight (the UNet's and the text encoder's).  The
      * merge is kept for the next call with the same list (same paths and
-     * weights in the same order); a different list is merged afresh from the
-     * original weights, an empty one restores them.  Merging costs a pass
-     * over the weights it updates (docs/perf.md); the merged weights live in
-     * a scratch file under $TMPDIR (else /tmp), mapped like the model's own.
+     * weights in the same order, the files unchanged); a different list is
+     * merged afresh from the original weights, an empty one restores them.
+     * Merging costs a pass over the weights it updates (docs/perf.md); the
+     * merged weights live in a scratch file under $TMPDIR (else /tmp),
+     * mapped like the model's own.
      * A file that is missing, damaged, made for another architecture (SDXL)
      * or does not fit the model's shapes is an error naming it. */
     const sdc_lora *loras; /* [n_loras], borrowed for the call; NULL when n_loras is 0 */
