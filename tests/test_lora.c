@@ -184,6 +184,56 @@ static void test_name_forms(void) {
     sdc_model_files_close(mf);
 }
 
+/* kohya-ss names in the original (CompVis) UNet layout resolve to the same
+ * weights as the diffusers ones (the tiny UNet: 2 layers per block, the
+ * first of 2 levels with attention). */
+static void test_ldm_names(void) {
+    sdc_model_files *mf = open_model("tiny-sd.safetensors");
+    if (!mf) return;
+    static const struct {
+        const char *ldm, *want;
+        int ndim;
+        int64_t down[4], up[4];
+    } c[] = {
+        {"input_blocks_1_1_proj_in", "unet.down_blocks.0.attentions.0.proj_in.weight", 2,
+         {2, 32}, {32, 2}},
+        {"input_blocks_4_0_skip_connection", "unet.down_blocks.1.resnets.0.conv_shortcut.weight", 2,
+         {2, 32}, {64, 2}},
+        {"input_blocks_3_0_op", "unet.down_blocks.0.downsamplers.0.conv.weight", 4, {2, 32, 3, 3},
+         {32, 2, 1, 1}},
+        {"output_blocks_2_1_conv", "unet.up_blocks.0.upsamplers.0.conv.weight", 4, {2, 64, 3, 3},
+         {64, 2, 1, 1}},
+        {"middle_block_0_emb_layers_1", "unet.mid_block.resnets.0.time_emb_proj.weight", 2,
+         {2, 128}, {64, 2}},
+        {"output_blocks_3_1_transformer_blocks_0_attn1_to_q",
+         "unet.up_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight", 2, {2, 32},
+         {32, 2}},
+        {"output_blocks_4_0_out_layers_3", "unet.up_blocks.1.resnets.1.conv2.weight", 4,
+         {2, 32, 3, 3}, {32, 2, 1, 1}},
+    };
+    enum { NC = sizeof c / sizeof c[0] };
+    char names[2 * NC][160];
+    st_entry e[2 * NC];
+    for (int i = 0; i < NC; i++) {
+        snprintf(names[2 * i], 160, "lora_unet_%s.lora_down.weight", c[i].ldm);
+        snprintf(names[2 * i + 1], 160, "lora_unet_%s.lora_up.weight", c[i].ldm);
+        e[2 * i] = (st_entry){names[2 * i], SDC_DT_F32, c[i].ndim == 4 ? 4 : 2, {0}, 0.1f};
+        e[2 * i + 1] = (st_entry){names[2 * i + 1], SDC_DT_F32, c[i].ndim == 4 ? 4 : 2, {0}, 0.1f};
+        memcpy(e[2 * i].shape, c[i].down, sizeof c[i].down);
+        memcpy(e[2 * i + 1].shape, c[i].up, sizeof c[i].up);
+    }
+    sdc_lora_file *f = NULL;
+    sdc_status st = sdc_lora_open(write_st("ldm.safetensors", e, 2 * NC, NULL), mf, &f);
+    CHECKF(st == SDC_OK, "%s", sdc_last_error());
+    if (f) {
+        CHECKF(sdc_lora_count(f) == NC && sdc_lora_skipped(f) == 0, "%zu modules, %zu skipped",
+               sdc_lora_count(f), sdc_lora_skipped(f));
+        for (int i = 0; i < NC; i++) CHECKF(module_for(f, mf, c[i].want), "%s", c[i].ldm);
+    }
+    sdc_lora_close(f);
+    sdc_model_files_close(mf);
+}
+
 /* ---- merging ------------------------------------------------------------- */
 
 /* A copy of weight key's data (bytes). */
@@ -737,6 +787,7 @@ static void test_opencl(void) {
 int main(void) {
     RUN(test_formats);
     RUN(test_name_forms);
+    RUN(test_ldm_names);
     RUN(test_merge_math);
     RUN(test_merge_f16);
     RUN(test_merge_anonymous);

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "io/json_util.h"
 #include "io/name_index.h"
+#include "io/name_map.h"
 #include "io/safetensors.h"
 
 #define MAX_LISTED 10 /* skipped tensors named in the warning */
@@ -163,6 +164,77 @@ static sdc_status kohya_build(const sdc_model_files *mf, kohya_names *k) {
     return SDC_OK;
 }
 
+/* A whole decimal number at *s followed by '_' (or the end when last is
+ * set), advancing past it; -1 if none. */
+static int take_index(const char **s, int last) {
+    const char *q = *s;
+    int v = 0, n = 0;
+    while (*q >= '0' && *q <= '9' && n < 6) v = v * 10 + (*q++ - '0'), n++;
+    if (n == 0 || (*q != '_' && !(last && *q == 0))) return -1;
+    *s = *q ? q + 1 : q;
+    return v;
+}
+
+/* kohya-ss names in the original (CompVis) UNet layout, which diffusers also
+ * reads for SD 1.x: lora_unet_input_blocks_4_1_proj_in,
+ * ..._output_blocks_3_0_in_layers_2, ..._input_blocks_3_0_op.  The block
+ * (input_blocks.N.M, middle_block.M, output_blocks.N.M) is mapped by
+ * io/name_map.h through a probe name of each kind a block can be; the rest
+ * is the module inside it: a ResNet's leaf renamed (in_layers_2 conv1,
+ * out_layers_3 conv2, emb_layers_1 time_emb_proj, skip_connection
+ * conv_shortcut), a transformer's kept (the same names in both layouts);
+ * then the underscored diffusers name is looked up as any kohya name. */
+static int64_t resolve_ldm(const sdc_model_files *mf, const kohya_names *k, const char *rest) {
+    static const char *const blocks[] = {"input_blocks_", "output_blocks_", "middle_block_"};
+    static const char *const ldm_leaf[][2] = {{"in_layers_2", "conv1"},
+                                              {"out_layers_3", "conv2"},
+                                              {"emb_layers_1", "time_emb_proj"},
+                                              {"skip_connection", "conv_shortcut"}};
+    sdc_orig_layout lay = {sdc_model_files_unet(mf)->layers_per_block, 1};
+    char orig[NAME_CAP], canon[NAME_CAP], key[2 * NAME_CAP];
+    int b = -1, N = 0, M = 0;
+    for (int j = 0; j < 3 && b < 0; j++)
+        if (starts_with(rest, blocks[j])) b = j;
+    if (b < 0 || lay.unet_layers < 1) return -1;
+    const char *q = rest + strlen(blocks[b]);
+    if (b < 2 && (N = take_index(&q, 0)) < 0) return -1;
+    if ((M = take_index(&q, 0)) < 0) return -1;
+    const char *tail = q;
+    /* probes: a ResNet, a transformer, a down- and an upsampler */
+    static const char *const probe[] = {"in_layers.2.weight", "proj_in.weight", "op.weight",
+                                        "conv.weight"};
+    for (int pr = 0; pr < 4; pr++) {
+        if (b < 2)
+            snprintf(orig, sizeof orig, "model.diffusion_model.%s.%d.%d.%s",
+                     b == 0 ? "input_blocks" : "output_blocks", N, M, probe[pr]);
+        else
+            snprintf(orig, sizeof orig, "model.diffusion_model.middle_block.%d.%s", M, probe[pr]);
+        if (sdc_name_from_original(orig, &lay, canon, sizeof canon) != SDC_NAME_MAPPED) continue;
+        /* canon: unet.<block path>.<probe's diffusers leaf>.weight */
+        size_t n = strlen(canon);
+        const char *leaf = pr == 0 ? ".conv1.weight" : pr == 1 ? ".proj_in.weight"
+                                                               : ".conv.weight";
+        if (n <= strlen(leaf) || strcmp(canon + n - strlen(leaf), leaf) != 0) continue;
+        canon[n - strlen(leaf)] = 0;
+        const char *mod = tail;
+        if (pr == 0) {
+            mod = NULL;
+            for (int j = 0; j < 4; j++)
+                if (strcmp(tail, ldm_leaf[j][0]) == 0) mod = ldm_leaf[j][1];
+        } else if (pr >= 2) {
+            mod = strcmp(tail, pr == 2 ? "op" : "conv") == 0 ? "conv" : NULL;
+        }
+        if (!mod) continue;
+        int w = snprintf(key, sizeof key, "lora_%s_%s", canon, mod);
+        if (w < 0 || (size_t)w >= sizeof key) continue;
+        for (char *c = key; *c; c++)
+            if (*c == '.') *c = '_';
+        size_t i;
+        if (sdc_name_index_get(&k->ix, key, &i)) return (int64_t)i;
+    }
+    return -1;
+}
+
 /* The weight index a module name updates, or -1 (kohya: k's table). */
 static int64_t resolve(const sdc_model_files *mf, const kohya_names *k, const pending *p) {
     size_t i;
@@ -170,6 +242,7 @@ static int64_t resolve(const sdc_model_files *mf, const kohya_names *k, const pe
     if (p->fmt == FMT_KOHYA) {
         if (!k->names) return -1;
         if (sdc_name_index_get(&k->ix, p->name, &i)) return (int64_t)i;
+        if (starts_with(p->name, "lora_unet_")) return resolve_ldm(mf, k, p->name + 10);
         /* the text encoder as transformers 5 names it (no text_model level) */
         if (!starts_with(p->name, "lora_te_") || starts_with(p->name, "lora_te_text_model_"))
             return -1;

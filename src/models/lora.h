@@ -14,7 +14,11 @@
  * - kohya-ss: lora_unet_<module path, '.' -> '_'>.lora_down.weight /
  *   .lora_up.weight / .alpha, and lora_te_<text encoder path> likewise.
  *   The underscored names are resolved by the underscored form of every
- *   weight the model has, never by guessing where the dots went.
+ *   weight the model has, never by guessing where the dots went.  UNet
+ *   names in the original (CompVis) layout (lora_unet_input_blocks_4_1_
+ *   proj_in, ..._output_blocks_3_0_in_layers_2, ..._input_blocks_3_0_op),
+ *   which diffusers also reads for SD 1.x, through io/name_map.h's block
+ *   mapping.
  * - diffusers / PEFT: unet.<path>.lora_A.weight / .lora_B.weight and
  *   text_encoder.<path>..., scale from the file's "lora_adapter_metadata"
  *   (r, lora_alpha, alpha_pattern, rank_pattern, use_rslora: what
