@@ -205,3 +205,12 @@ sdc_backend *t_path_backend(int i, int n_threads) {
     return be;
 }
 
+int t_opencl_devices(sdc_device_info *d, int cap) {
+    int nd = 0;
+    if (sdc_devices(d, cap, &nd) != SDC_OK || nd == 0) {
+        printf("  opencl: none (%s)\n", nd == 0 && !sdc_last_error()[0] ? "no devices"
+                                                                        : sdc_last_error());
+        return 0;
+    }
+    return nd < cap ? nd : cap;
+}

@@ -53,6 +53,11 @@ int t_selected(const char *name);
  * NULL), malloc'ed; NULL if it cannot be read. */
 char *t_read_file(const char *path, size_t *len);
 
+/* The OpenCL devices (at most cap) into d; with none, prints
+ * "  opencl: none (<why>)" and returns 0 (the OpenCL cases are skipped). */
+struct sdc_device_info;
+int t_opencl_devices(struct sdc_device_info *d, int cap);
+
 /* Monotonic wall clock, seconds. */
 double t_seconds(void);
 

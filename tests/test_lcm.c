@@ -246,12 +246,8 @@ static void test_pipelines(void) {
  * embedding is one more linear, so two cases suffice. */
 static void test_opencl(void) {
     sdc_device_info d[16];
-    int nd = 0;
-    if (sdc_devices(d, 16, &nd) != SDC_OK || nd == 0) {
-        printf("  opencl: none (%s)\n", nd == 0 && !sdc_last_error()[0] ? "no devices"
-                                                                        : sdc_last_error());
-        return;
-    }
+    const int nd = t_opencl_devices(d, 16);
+    if (nd == 0) return;
     lcm_case cases[8];
     int n = 0;
     sdc_st_file *ref = open_ref(cases, 8, &n);

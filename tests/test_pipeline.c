@@ -742,12 +742,8 @@ static int opencl_case(const char *name) {
 #define FP16_U8_MAE_TOL 2.0
 static void test_opencl(void) {
     sdc_device_info d[16];
-    int nd = 0;
-    if (sdc_devices(d, 16, &nd) != SDC_OK || nd == 0) {
-        printf("  opencl: none (%s)\n", nd == 0 && !sdc_last_error()[0] ? "no devices"
-                                                                        : sdc_last_error());
-        return;
-    }
+    const int nd = t_opencl_devices(d, 16);
+    if (nd == 0) return;
     ref_case cases[32];
     int n = 0;
     sdc_st_file *ref = open_ref("pipeline_ref.safetensors", cases, 32, &n);
