@@ -201,17 +201,12 @@ def encode(text_encoder, tokenizer, text, emb, clip_skip):
 
 
 def make(outdir):
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel
-    from .pipeline import _tokenizer
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    from .pipeline import _tokenizer, tiny_sd
 
     torch.use_deterministic_algorithms(True)
-    root = os.path.join(outdir, "tiny-sd")
-    unet = UNet2DConditionModel.from_pretrained(os.path.join(root, "unet"), torch_dtype=torch.float32)
-    vae = AutoencoderKL.from_pretrained(os.path.join(root, "vae"), torch_dtype=torch.float32)
-    text_encoder = CLIPTextModel.from_pretrained(os.path.join(root, "text_encoder"),
-                                                 torch_dtype=torch.float32).eval()
-    sched = EulerDiscreteScheduler.from_pretrained(os.path.join(root, "scheduler"))
+    unet, vae, text_encoder, pndm = tiny_sd(outdir)
+    sched = EulerDiscreteScheduler.from_config(pndm.config)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = _tokenizer(tmp)
 

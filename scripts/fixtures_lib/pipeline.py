@@ -85,17 +85,25 @@ def _tokenizer(tmp):
     return CLIPTokenizer.from_pretrained(folder)
 
 
-def make(outdir):
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+def tiny_sd(outdir):
+    """The tiny model's UNet, VAE, text encoder (float32, eval) and scheduler
+    (PNDM, the folder's) from outdir/tiny-sd."""
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    torch.use_deterministic_algorithms(True)
     root = os.path.join(outdir, "tiny-sd")
     unet = UNet2DConditionModel.from_pretrained(os.path.join(root, "unet"), torch_dtype=torch.float32)
     vae = AutoencoderKL.from_pretrained(os.path.join(root, "vae"), torch_dtype=torch.float32)
     text_encoder = CLIPTextModel.from_pretrained(os.path.join(root, "text_encoder"),
-                                                 torch_dtype=torch.float32)
-    base_sched = PNDMScheduler.from_pretrained(os.path.join(root, "scheduler"))
+                                                 torch_dtype=torch.float32).eval()
+    return unet, vae, text_encoder, PNDMScheduler.from_pretrained(os.path.join(root, "scheduler"))
+
+
+def make(outdir):
+    from diffusers import StableDiffusionPipeline
+
+    torch.use_deterministic_algorithms(True)
+    unet, vae, text_encoder, base_sched = tiny_sd(outdir)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = _tokenizer(tmp)
 
