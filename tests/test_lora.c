@@ -732,11 +732,7 @@ static void test_low_memory(void) {
  * image bit for bit both times. */
 static void test_opencl(void) {
     sdc_device_info d[8];
-    int n = 0;
-    if (sdc_devices(d, 8, &n) != SDC_OK || n == 0) {
-        printf("  no OpenCL device: skipped\n");
-        return;
-    }
+    if (t_opencl_devices(d, 8) == 0) return;
     sdc_load_params lp = sdc_load_params_default();
     lp.backend = SDC_BACKEND_OPENCL;
     lp.n_threads = 1;
