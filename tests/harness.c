@@ -15,7 +15,14 @@ int t_checks, t_failures;
 
 int t_selected(const char *name) {
     const char *only = getenv("SDC_TEST_ONLY");
-    return !only || !only[0] || strstr(name, only) != NULL;
+    if (!only || !only[0]) return 1;
+    for (const char *p = only; *p;) {
+        size_t n = strcspn(p, ",");
+        for (const char *q = name; n > 0 && *q; q++)
+            if (strncmp(q, p, n) == 0) return 1;
+        p += n + (p[n] == ',');
+    }
+    return 0;
 }
 
 char *t_read_file(const char *path, size_t *len) {

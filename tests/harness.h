@@ -33,8 +33,8 @@ extern int t_checks, t_failures;
     } while (0)
 
 /* Runs one case; prints its result and wall time, flushed (a test killed by
- * ctest's timeout still shows how far it got).  SDC_TEST_ONLY=<substring>
- * runs only the cases whose name has it (while developing). */
+ * ctest's timeout still shows how far it got).  SDC_TEST_ONLY=<sub>[,<sub>...]
+ * runs only the cases whose name has one of them (while developing). */
 #define RUN(fn)                                                                         \
     do {                                                                                \
         if (!t_selected(#fn)) break;                                                    \

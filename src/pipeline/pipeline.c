@@ -676,7 +676,8 @@ static sdc_status parse_prompts(const sdc_gen_params *p, gen_state *g) {
 static sdc_status collect_loras(const sdc_gen_params *p, gen_state *g) {
     const sdc_prompt_tag *tags[2] = {NULL, NULL};
     if (p->n_loras < 0 || (p->n_loras > 0 && !p->loras))
-        return sdc_fail(SDC_ERR_INVALID_ARG, "%d LoRAs at %p", p->n_loras, (void *)p->loras);
+        return sdc_fail(SDC_ERR_INVALID_ARG, "n_loras is %d with loras %s", p->n_loras,
+                        p->loras ? "set" : "NULL");
     int nt[2] = {0, 0}, n = p->n_loras;
     for (int i = 0; i < 2; i++)
         if (g->pp[i]) {
