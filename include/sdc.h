@@ -92,13 +92,17 @@ typedef struct sdc_model sdc_model;
 /* Arithmetic of the matrix products.  FP32: every product and sum in f32
  * (the images match diffusers' fp32 pipeline).  BF16: the linear layers'
  * and the GEMM-path convolutions' operands rounded to bf16 (8-bit
- * significand), products summed in f32; Winograd convolutions, attention
- * and the rest stay f32.  Faster where the CPU has AVX512_BF16 (and only
- * there: elsewhere loading fails with SDC_ERR_UNSUPPORTED); ~2e-3 relative
- * error per product, a slightly different image (docs/perf.md). */
+ * significand), products summed in f32; on AMX tiles the attention's two
+ * products too (its softmax weights rounded to bf16); Winograd
+ * convolutions and the rest stay f32.  Runs where the CPU has AMX-BF16 or
+ * AVX512_BF16 (elsewhere loading fails with SDC_ERR_UNSUPPORTED); ~2e-3
+ * relative error per product, a slightly different image (docs/perf.md). */
 typedef enum sdc_precision {
     SDC_PRECISION_FP32 = 0,
     SDC_PRECISION_BF16,
+    /* BF16 where it was measured faster than FP32 on the CPU backend (AMX
+     * tiles; AVX512_BF16 on AMD CPUs), else FP32; never refused */
+    SDC_PRECISION_AUTO,
     SDC_PRECISION_COUNT
 } sdc_precision;
 
@@ -120,7 +124,7 @@ typedef struct sdc_load_params {
                        each UNet and VAE block maps its weights in from the
                        file and releases them after it runs (slower; the
                        same images, bit for bit) */
-    sdc_precision precision; /* SDC_PRECISION_FP32 (default) or _BF16 (CPU only) */
+    sdc_precision precision; /* SDC_PRECISION_FP32 (default), _BF16 (CPU only) or _AUTO */
     sdc_backend_kind backend; /* SDC_BACKEND_AUTO (default) */
     const char *device;       /* OpenCL device: NULL (the first GPU; for OPENCL the
                                  first device), its index in sdc_devices' list

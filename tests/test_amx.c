@@ -18,7 +18,17 @@
  *    16 or 32, K odd, 1) and SD 1.x's real shapes (rows sliced); the 1x1,
  *    im2col and stride-2 convolutions against the reference backend on
  *    rounded operands.  Only the f32 summation order differs: TOL_GEMM.
- * 5. Where amx_bf16 is present and the OS grants it: the real kernel and the
+ * 5. The mode's attention on emulated tiles against a double reference on
+ *    Q, K, V rounded to bf16: where the keys fit one block (<= 256) the
+ *    reference also rounds the softmax weights to bf16 as the kernel does
+ *    (TOL_ATT_EXACT: summation order and exp2's polynomial); across blocks
+ *    the kernel rounds weights shifted by each block's running maximum,
+ *    which the reference does not model (TOL_ATT); against the f32
+ *    attention, what bf16 costs (TOL_ATT_F32).  Edge shapes (odd head
+ *    dims, partial tiles and blocks, causal masks across tiles, blocks and
+ *    tasks, strided fused rows, peaked scores that move the maximum) and
+ *    SD 1.x's shapes (queries sliced).
+ * 6. Where amx_bf16 is present and the OS grants it: the real kernel and the
  *    real bf16 mode against the emulated ones, bit for bit (else skipped
  *    with a note). */
 #include <math.h>
@@ -33,6 +43,12 @@
 
 #define TOL_GEMM 1e-6 /* rel L2 vs the double reference on bf16 operands */
 #define TOL_CONV 1e-5 /* vs the reference backend's f32 sums (as test_bf16) */
+/* attention, one key block, vs the model of its roundings: a weight whose
+ * exp2 lands within the polynomial's 7.5e-8 of a bf16 rounding boundary
+ * rounds the other way (2^-8 of that weight); over few keys that shows */
+#define TOL_ATT_EXACT 1e-4
+#define TOL_ATT 4e-3       /* attention across key blocks, weights unrounded in the reference */
+#define TOL_ATT_F32 2e-2   /* attention vs f32 attention */
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void) {
@@ -511,6 +527,107 @@ static void test_conv_emulated(void) {
 
 /* ---- 5. real tiles against the emulation ----------------------------------- */
 
+/* ---- attention ------------------------------------------------------------- */
+
+typedef struct att_case {
+    int Sq, Sk, heads, dh, causal, fused; /* fused: q, k, v rows of one [S, 3 * heads * dh] */
+    float peak;                           /* q's scale: large values peak the softmax */
+} att_case;
+
+/* The double reference on bf16 q * scale * log2 e, k, v; round_p: the
+ * weights 2^(s - max) rounded to bf16 too. */
+static void att_reference(float *out, const float *q, int qs, const float *k, const float *v,
+                          int kvs, const att_case *c, float scale, int round_p) {
+    const float qscale = scale * 1.44269504088896341f;
+    double *s = malloc(sizeof(double) * (size_t)(c->Sk > 0 ? c->Sk : 1));
+    if (!s) abort();
+    for (int h = 0; h < c->heads; h++)
+        for (int i = 0; i < c->Sq; i++) {
+            const int n = c->causal && i + 1 < c->Sk ? i + 1 : c->Sk;
+            double mx = -INFINITY, l = 0;
+            for (int j = 0; j < n; j++) {
+                double d = 0;
+                for (int e = 0; e < c->dh; e++)
+                    d += (double)bf16r(q[(int64_t)i * qs + h * c->dh + e] * qscale) *
+                         bf16r(k[(int64_t)j * kvs + h * c->dh + e]);
+                s[j] = d;
+                if (d > mx) mx = d;
+            }
+            for (int j = 0; j < n; j++) {
+                s[j] = exp2(s[j] - mx);
+                if (round_p) s[j] = bf16r((float)s[j]);
+                l += s[j];
+            }
+            for (int e = 0; e < c->dh; e++) {
+                double o = 0;
+                for (int j = 0; j < n; j++) o += s[j] * bf16r(v[(int64_t)j * kvs + h * c->dh + e]);
+                out[(int64_t)i * c->heads * c->dh + h * c->dh + e] = n > 0 ? (float)(o / l) : 0.0f;
+            }
+        }
+    free(s);
+}
+
+static double g_worst_att[3];
+
+static void check_attention(sdc_backend *be, const att_case *c) {
+    const int D = c->heads * c->dh, qs = c->fused ? 3 * D : D;
+    const int S = c->Sq > c->Sk ? c->Sq : c->Sk;
+    float *qkv = fbuf((size_t)S * qs * (c->fused ? 1 : 3));
+    t_rand_fill(qkv, (size_t)S * qs * (c->fused ? 1 : 3), 1.0f);
+    const float *q = qkv, *k = c->fused ? qkv + D : qkv + (size_t)S * qs,
+                *v = c->fused ? qkv + 2 * D : qkv + 2 * (size_t)S * qs;
+    for (int64_t i = 0; i < (int64_t)c->Sq * qs; i++) qkv[i] *= c->peak;
+    const size_t no = (size_t)c->Sq * D;
+    float *y = fbuf(no), *ye = fbuf(no), *yf = fbuf(no);
+    const float scale = 1.0f / sqrtf((float)c->dh);
+    be->attention(be, y, q, qs, k, v, qs, c->Sq, c->Sk, c->heads, c->dh, scale, c->causal);
+    g_ref->attention(g_ref, yf, q, qs, k, v, qs, c->Sq, c->Sk, c->heads, c->dh, scale, c->causal);
+    const int one_block = c->Sk <= 256;
+    att_reference(ye, q, qs, k, v, qs, c, scale, one_block);
+    const double e = t_rel_l2(y, ye, no), ef = t_rel_l2(y, yf, no);
+    const double tol = one_block ? TOL_ATT_EXACT : TOL_ATT;
+    if (e > g_worst_att[one_block]) g_worst_att[one_block] = e;
+    if (ef > g_worst_att[2]) g_worst_att[2] = ef;
+    if (getenv("SDC_TEST_VERBOSE"))
+        printf("    attention Sq%d Sk%d h%d dh%d%s%s x%g: rel L2 %.3g (model), %.3g (f32)\n",
+               c->Sq, c->Sk, c->heads, c->dh, c->causal ? " causal" : "", c->fused ? " fused" : "",
+               c->peak, e, ef);
+    CHECKF(e <= tol, "attention Sq%d Sk%d h%d dh%d causal %d: rel L2 %.3g > %.1g", c->Sq, c->Sk,
+           c->heads, c->dh, c->causal, e, tol);
+    CHECKF(ef <= TOL_ATT_F32, "attention Sq%d Sk%d h%d dh%d causal %d: vs f32 %.3g > %.1g", c->Sq,
+           c->Sk, c->heads, c->dh, c->causal, ef, TOL_ATT_F32);
+    free(qkv), free(y), free(ye), free(yf);
+}
+
+static void test_attention_emulated(void) {
+    const int q = getenv("SDC_TEST_QUICK") ? 4 : 1; /* under qemu: fewer queries */
+    static const att_case edge[] = {
+        {1, 1, 1, 1, 0, 0, 1},      {5, 3, 2, 7, 0, 0, 1},      {33, 65, 3, 33, 0, 1, 1},
+        {31, 31, 2, 16, 1, 0, 1},   {100, 300, 2, 40, 0, 0, 1}, {300, 300, 1, 80, 1, 0, 1},
+        {70, 600, 1, 24, 0, 1, 6},  {40, 256, 2, 40, 0, 0, 8},  {257, 257, 1, 32, 1, 0, 4},
+        {65, 513, 1, 96, 0, 0, 1},  {3, 40, 1, 511, 0, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof edge / sizeof *edge; i++) check_attention(g_emu, &edge[i]);
+    /* SD 1.x at 512x512 (queries sliced), CLIP's causal self-attention,
+     * the VAE's single 512-wide head */
+    const att_case real[] = {
+        {256 / q, 4096, 2, 40, 0, 1, 1}, /* self-attention, 64x64 (2 of 8 heads) */
+        {1024 / q, 77, 2, 40, 0, 0, 1},  /* cross-attention, 64x64 */
+        {128 / q, 1024, 2, 80, 0, 1, 1}, /* self-attention, 32x32 */
+        {64, 64, 8, 160, 0, 1, 1},       /* self-attention, 8x8 */
+        {77, 77, 12, 64, 1, 1, 1},       /* CLIP ViT-L/14 */
+        {64 / q, 1024, 1, 512, 0, 1, 1}, /* VAE mid-block, 256x256 image */
+    };
+    for (size_t i = 0; i < sizeof real / sizeof *real; i++) check_attention(g_emu, &real[i]);
+    printf("  worst rel L2: one block %.3g (tol %.0e), across blocks %.3g (tol %.0e), vs f32 "
+           "%.3g (tol %.0e)\n",
+           g_worst_att[1], TOL_ATT_EXACT, g_worst_att[0], TOL_ATT, g_worst_att[2], TOL_ATT_F32);
+    /* no keys: zeros, as the reference */
+    float qz[4] = {1, 2, 3, 4}, yz[4] = {5, 5, 5, 5};
+    g_emu->attention(g_emu, yz, qz, 4, qz, qz, 4, 1, 0, 1, 4, 0.5f, 0);
+    CHECK(yz[0] == 0 && yz[1] == 0 && yz[2] == 0 && yz[3] == 0);
+}
+
 static void test_hw_vs_emulation(void) {
     char why[160];
     if (!sdc_amx_hw_ready(why, sizeof why)) {
@@ -566,6 +683,19 @@ static void test_hw_vs_emulation(void) {
                M, N, K);
         free(x), free(wf), free(y1), free(y2), t_weight_free(&W);
     }
+    static const int att[][5] = {{300, 300, 2, 40, 1}, {512, 77, 8, 40, 0}, {64, 520, 1, 512, 0}};
+    for (int s = 0; s < 3; s++) {
+        const int Sq = att[s][0], Sk = att[s][1], H = att[s][2], dh = att[s][3], D = H * dh;
+        float *x = fbuf((size_t)(Sq + 2 * Sk) * D), *y1 = fbuf((size_t)Sq * D),
+              *y2 = fbuf((size_t)Sq * D);
+        t_rand_fill(x, (size_t)(Sq + 2 * Sk) * D, 1.0f);
+        const float *k = x + (size_t)Sq * D, *v = k + (size_t)Sk * D;
+        g_hw->attention(g_hw, y1, x, D, k, v, D, Sq, Sk, H, dh, 0.125f, att[s][4]);
+        g_emu->attention(g_emu, y2, x, D, k, v, D, Sq, Sk, H, dh, 0.125f, att[s][4]);
+        CHECKF(count_diff(y1, y2, (int64_t)Sq * D, NULL) == 0,
+               "attention Sq%d Sk%d h%d dh%d: hw vs emulation", Sq, Sk, H, dh);
+        free(x), free(y1), free(y2);
+    }
 }
 
 static void test_selection(void) {
@@ -605,6 +735,7 @@ int main(void) {
     RUN(test_linear_emulated);
     RUN(test_linear_real_shapes);
     RUN(test_conv_emulated);
+    RUN(test_attention_emulated);
     RUN(test_hw_vs_emulation);
     g_emu->free(g_emu);
     if (g_hw) g_hw->free(g_hw);

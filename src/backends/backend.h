@@ -197,13 +197,18 @@ sdc_backend *sdc_backend_cpu_create(int n_threads, int force_ref);
 /* The bf16 mode of a CPU backend (on != 0): linear and convolution round
  * their operands to bf16 and multiply them with bf16 dot products,
  * accumulating in f32: on AMX tiles where the CPU has AMX-BF16 and the OS
- * grants the tile state, else with AVX512_BF16 (about 2x the fp32 FMA
- * rate; error stated in docs/perf.md).  SDC_AMX=0 leaves AMX out,
+ * grants the tile state (attention's products too), else with AVX512_BF16
+ * (error stated in docs/perf.md).  SDC_AMX=0 leaves AMX out,
  * SDC_AMX=emulate runs the AMX kernel on emulated tiles on any CPU (tests);
  * the backend's name says which (and why AMX is not used where the CPU has
  * it).  Returns SDC_OK, or SDC_ERR_UNSUPPORTED (message set) if this
  * backend's CPU or build has no bf16 kernels. */
 sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on);
+/* Whether the bf16 mode is the faster one on this CPU backend
+ * (SDC_PRECISION_AUTO): AMX tiles that can run here, or AVX512_BF16 on an
+ * AMD CPU (Zen 4: 1.3x fp32 per step); not AVX512_BF16 alone on Intel
+ * (there half the fp32 FMA rate).  docs/perf.md has the measurements. */
+int sdc_backend_cpu_bf16_faster(sdc_backend *be);
 /* Once *stop is non-zero, the CPU backend's ops skip their remaining work
  * (each ends within about one of its tasks): a cancelled generation stops
  * mid-pass instead of at the end of a step.  What they write then is

@@ -86,6 +86,7 @@ struct sdc_model {
     int unet_div;        /* 2^(unet levels - 1): latent sides must be multiples */
     int verbose;
     int low_memory;
+    int bf16; /* the CPU backend runs its bf16 mode */
     atomic_int cancel; /* sdc_model_cancel; the CPU backend's ops stop on it too */
     char desc[320];
 };
@@ -137,9 +138,11 @@ static void host_pages(void *ctx, const sdc_weight *w, sdc_residency r) {
 static sdc_status create_cpu(sdc_model *m, const sdc_load_params *lp) {
     m->be = sdc_backend_cpu_create(lp->n_threads, 0);
     if (!m->be) return sdc_fail(SDC_ERR_NOMEM, "cannot create the CPU backend");
-    if (lp->precision == SDC_PRECISION_BF16) {
+    if (lp->precision == SDC_PRECISION_BF16 ||
+        (lp->precision == SDC_PRECISION_AUTO && sdc_backend_cpu_bf16_faster(m->be))) {
         sdc_status st = sdc_backend_cpu_set_bf16(m->be, 1);
         if (st != SDC_OK) return st;
+        m->bf16 = 1;
     }
     sdc_backend_cpu_set_stop(m->be, &m->cancel);
     return SDC_OK;
@@ -315,6 +318,9 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
     if ((unsigned)lp.backend >= SDC_BACKEND_COUNT)
         return sdc_fail(SDC_ERR_INVALID_ARG, "backend %d is not one of auto, cpu, opencl",
                         (int)lp.backend);
+    if ((unsigned)lp.precision >= SDC_PRECISION_COUNT)
+        return sdc_fail(SDC_ERR_INVALID_ARG, "precision %d is not one of fp32, bf16, auto",
+                        (int)lp.precision);
     if (lp.n_threads < 0 || lp.n_threads > 4096)
         return sdc_fail(SDC_ERR_INVALID_ARG, "thread count %d is out of range (0 = all cores)",
                         lp.n_threads);
@@ -376,7 +382,7 @@ sdc_status sdc_model_load(const char *path, const sdc_load_params *params, sdc_m
     if (m->verbose)
         fprintf(stderr, "sdc: loaded %s (%s)%s%s; backend %s\n", path, m->desc,
                 m->low_memory ? "; low-memory mode" : "",
-                lp.precision == SDC_PRECISION_BF16 ? "; bf16 precision" : "",
+                m->bf16 ? "; bf16 precision" : "",
                 sdc_backend_profile_inner(m->be)->name);
     *out = m;
     return SDC_OK;

@@ -71,12 +71,14 @@ void cli_usage(FILE *f) {
             "                              than 512 pixels on a side, on also smaller ones for\n"
             "                              a VAE with smaller tiles, off decodes the whole\n"
             "                              image at once (2 GiB at 1024x1024; ~25%% faster)\n"
-            "      --precision P           fp32 or bf16 (default fp32): bf16 rounds the\n"
-            "                              operands of the linear layers and of the\n"
-            "                              non-Winograd convolutions to bf16 and sums in fp32:\n"
-            "                              on AMX-BF16 tiles (Sapphire Rapids and later\n"
-            "                              Xeons) or AVX512_BF16 where the CPU has them\n"
-            "                              (refused on others), a slightly different image\n"
+            "      --precision P           fp32, bf16 or auto (default fp32): bf16 rounds the\n"
+            "                              operands of the linear layers, the non-Winograd\n"
+            "                              convolutions and (on AMX) attention to bf16 and\n"
+            "                              sums in fp32: on AMX-BF16 tiles (Sapphire Rapids\n"
+            "                              and later Xeons) or AVX512_BF16 where the CPU has\n"
+            "                              them (refused on others), a slightly different\n"
+            "                              image; auto takes bf16 where it is the faster\n"
+            "                              (AMX; AVX512_BF16 on AMD), else fp32\n"
             "      --backend B             auto, cpu or opencl (default auto): auto runs on an\n"
             "                              OpenCL GPU when there is one, else on the CPU;\n"
             "                              opencl insists (CPU OpenCL devices included)\n"
@@ -337,7 +339,8 @@ static int apply(const opt *o, const char *name, const char *v, cli_args *a) {
     case O_PRECISION:
         if (strcmp(v, "fp32") == 0) a->precision = SDC_PRECISION_FP32;
         else if (strcmp(v, "bf16") == 0) a->precision = SDC_PRECISION_BF16;
-        else return usage_error("%s: unknown precision '%s' (choose fp32 or bf16)", name, v);
+        else if (strcmp(v, "auto") == 0) a->precision = SDC_PRECISION_AUTO;
+        else return usage_error("%s: unknown precision '%s' (choose fp32, bf16 or auto)", name, v);
         return 0;
     case O_BACKEND:
         if (strcmp(v, "auto") == 0) a->backend = SDC_BACKEND_AUTO;

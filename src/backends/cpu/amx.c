@@ -60,6 +60,13 @@ void sdc_gemm_kernel_bf16_amx(int kc2, const uint32_t *a, int64_t rs_a, const ui
     (void)kc2, (void)a, (void)rs_a, (void)b, (void)c, (void)ldc, (void)mr, (void)nr;
     no_amx();
 }
+void sdc_amx_attention_hw(sdc_backend *be, float *out, const float *q, int q_stride,
+                          const float *k, const float *v, int kv_stride, int Sq, int Sk,
+                          int heads, int dh, float scale, int causal) {
+    (void)be, (void)out, (void)q, (void)q_stride, (void)k, (void)v, (void)kv_stride, (void)Sq;
+    (void)Sk, (void)heads, (void)dh, (void)scale, (void)causal;
+    no_amx();
+}
 void sdc_amx_begin_hw(void) { no_amx(); }
 void sdc_amx_end_hw(void) { no_amx(); }
 double sdc_amx_tdp_loop(long iters) {
@@ -71,24 +78,18 @@ double sdc_amx_tdp_loop(long iters) {
 
 /* ---- portable bf16 packers ----------------------------------------------- */
 
-/* f32 -> bf16, round to nearest even; a NaN stays a (quiet) NaN */
-static inline uint32_t bf16_rne(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40;
-    return (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
-}
-
 void sdc_bf16_row_f32_generic(uint32_t *dst, const float *src, int kc) {
-    for (int k = 0; k + 1 < kc; k += 2) dst[k / 2] = bf16_rne(src[k]) | bf16_rne(src[k + 1]) << 16;
-    if (kc & 1) dst[kc / 2] = bf16_rne(src[kc - 1]);
+    for (int k = 0; k + 1 < kc; k += 2)
+        dst[k / 2] = sdc_bf16_rne(src[k]) | sdc_bf16_rne(src[k + 1]) << 16;
+    if (kc & 1) dst[kc / 2] = sdc_bf16_rne(src[kc - 1]);
 }
 
 void sdc_bf16_row_f16_generic(uint32_t *dst, const uint16_t *src, int kc) {
     /* f16 -> f32 is exact; then as f32 */
     for (int k = 0; k + 1 < kc; k += 2)
-        dst[k / 2] = bf16_rne(sdc_f16_to_f32(src[k])) | bf16_rne(sdc_f16_to_f32(src[k + 1])) << 16;
-    if (kc & 1) dst[kc / 2] = bf16_rne(sdc_f16_to_f32(src[kc - 1]));
+        dst[k / 2] =
+            sdc_bf16_rne(sdc_f16_to_f32(src[k])) | sdc_bf16_rne(sdc_f16_to_f32(src[k + 1])) << 16;
+    if (kc & 1) dst[kc / 2] = sdc_bf16_rne(sdc_f16_to_f32(src[kc - 1]));
 }
 
 void sdc_bf16_pairs_generic(float *panel, int kc, int w) {
@@ -98,7 +99,7 @@ void sdc_bf16_pairs_generic(float *panel, int kc, int w) {
         uint32_t *o = out + (int64_t)(k / 2) * w;
         /* o[j] overlaps r0[j] only when k = 0: each is read before written */
         for (int j = 0; j < w; j++) {
-            const uint32_t lo = bf16_rne(r0[j]), hi = k + 1 < kc ? bf16_rne(r1[j]) : 0;
+            const uint32_t lo = sdc_bf16_rne(r0[j]), hi = k + 1 < kc ? sdc_bf16_rne(r1[j]) : 0;
             o[j] = lo | hi << 16;
         }
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backends/cpu/amx_tile.h"
+#include "backends/cpu/cpu_impl.h"
 
 /* One thread's tile state, as the hardware keeps it per logical CPU. */
 typedef struct emu_state {
@@ -152,6 +153,7 @@ void sdc_amx_emu_dpbf16ps(int c, int a, int b) {
 #define T_STORE(t, p, s) sdc_amx_emu_store(t, p, s)
 #define T_DP(c, a, b) sdc_amx_emu_dpbf16ps(c, a, b)
 #include "backends/cpu/amx_kernel.h"
+#include "backends/cpu/amx_attention.h"
 
 void sdc_gemm_kernel_bf16_amx_emul(int kc2, const uint32_t *a, int64_t rs_a, const uint32_t *b,
                                    float *c, int64_t ldc, int mr, int nr) {
@@ -162,4 +164,10 @@ void sdc_amx_begin_emul(void) {
 }
 void sdc_amx_end_emul(void) {
     sdc_amx_emul_end();
+}
+void sdc_amx_attention_emul(sdc_backend *be, float *out, const float *q, int q_stride,
+                            const float *k, const float *v, int kv_stride, int Sq, int Sk,
+                            int heads, int dh, float scale, int causal) {
+    sdc_amx_emul_attention(be, out, q, q_stride, k, v, kv_stride, Sq, Sk, heads, dh, scale,
+                           causal);
 }

@@ -38,6 +38,7 @@
 #define SDC_AMX_TILE_H
 
 #include <stdint.h>
+#include <string.h>
 
 /* The 64-byte operand of LDTILECFG (palette 1). */
 typedef struct sdc_amx_cfg {
@@ -54,6 +55,14 @@ static inline sdc_amx_cfg sdc_amx_cfg_kernel(void) {
     c.palette = 1;
     for (int t = 0; t < 8; t++) c.colsb[t] = 64, c.rows[t] = 16;
     return c;
+}
+
+/* f32 -> bf16, round to nearest even; a NaN stays a (quiet) NaN */
+static inline uint32_t sdc_bf16_rne(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40;
+    return (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
 }
 
 /* ---- the emulation (amx_emul.c): one tile state per thread, as the
@@ -93,6 +102,15 @@ void sdc_gemm_kernel_bf16_amx(int kc2, const uint32_t *a, int64_t rs_a, const ui
                               float *c, int64_t ldc, int mr, int nr);
 void sdc_amx_begin_hw(void);
 void sdc_amx_end_hw(void);
+/* The bf16 mode's attention on tiles (amx_attention.h; backend.h's
+ * attention, the backend a CPU one): real (gemm_amx.c) or emulated. */
+struct sdc_backend;
+void sdc_amx_attention_hw(struct sdc_backend *be, float *out, const float *q, int q_stride,
+                          const float *k, const float *v, int kv_stride, int Sq, int Sk,
+                          int heads, int dh, float scale, int causal);
+void sdc_amx_attention_emul(struct sdc_backend *be, float *out, const float *q, int q_stride,
+                            const float *k, const float *v, int kv_stride, int Sq, int Sk,
+                            int heads, int dh, float scale, int causal);
 /* iters x 4 TDPBF16PS on tiles already zeroed, no memory operands (the
  * peak); returns the FLOPs done (16 x 16 x 32 x 2 per instruction) */
 double sdc_amx_tdp_loop(long iters);

@@ -533,6 +533,7 @@ sdc_backend *sdc_backend_cpu_create_isa(int n_threads, sdc_cpu_isa isa) {
 #endif
     default: break;
     }
+    cpu->attention_f32 = be->attention;
     snprintf(cb->name, sizeof cb->name, "cpu-%s (%d threads)", cpu->k.isa, n_threads);
     be->name = cb->name;
     return be;
@@ -579,12 +580,26 @@ sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on) {
     cpu->kbf = cpu->k;
     if (amx || emulate) sdc_amx_kernels(&cpu->kbf, emulate);
     cpu->bf16 = on != 0;
+    /* on tiles the attention's two products run there too */
+    be->attention = !on || !(amx || emulate) ? cpu->attention_f32
+                    : emulate                ? sdc_amx_attention_emul
+                                             : sdc_amx_attention_hw;
     cpu_backend *cb = (cpu_backend *)(void *)be; /* be is its first member */
     const char *tiles = !cpu->bf16 ? "" : emulate ? "-amx-emulated" : amx ? "-amx" : "";
     snprintf(cb->name, sizeof cb->name, "cpu-%s%s%s (%d threads)%s%s", cpu->k.isa,
              cpu->bf16 ? " bf16" : "", tiles, cpu->n_threads,
              cpu->bf16 && why[0] ? "; AMX not used: " : "", cpu->bf16 ? why : "");
     return SDC_OK;
+}
+
+int sdc_backend_cpu_bf16_faster(sdc_backend *be) {
+    if (!be || be->free != cpu_free) return 0;
+    const sdc_cpu *cpu = sdc_cpu_of(be);
+    const char *env = getenv("SDC_AMX");
+    if (strcmp(cpu->k.isa, "ref") == 0) return 0;
+    if (!(env && (strcmp(env, "0") == 0 || strcmp(env, "off") == 0)) && sdc_amx_hw_ready(NULL, 0))
+        return 1;
+    return cpu->k.gemm_bf16 != NULL && sdc_cpu_features_get()->amd;
 }
 
 void sdc_backend_cpu_set_stop(sdc_backend *be, const atomic_int *stop) {

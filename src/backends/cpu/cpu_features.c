@@ -38,6 +38,8 @@ static void detect(void) {
 #ifdef SDC_X86_CPUID
     unsigned a, b, c, d;
     unsigned max_leaf = __get_cpuid_max(0, NULL);
+    if (__get_cpuid(0, &a, &b, &c, &d)) /* "Auth" "enti" "cAMD" in ebx, edx, ecx */
+        f->amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;
     if (max_leaf >= 1 && __get_cpuid(1, &a, &b, &c, &d)) {
         int osxsave = (c >> 27) & 1;
         uint64_t xcr0 = osxsave ? xgetbv0() : 0;

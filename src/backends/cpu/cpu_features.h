@@ -12,6 +12,7 @@ typedef struct sdc_cpu_features {
      * the tile state (XTILECFG and XTILEDATA); Linux still has to grant it
      * to the process (amx.c) */
     int amx_tile, amx_bf16;
+    int amd; /* CPUID's vendor is AuthenticAMD */
     /* Arm: NEON (baseline on AArch64); from AT_HWCAP/AT_HWCAP2 on AArch64
      * Linux: fp16 arithmetic (asimdhp), dot products (asimddp), bf16, SVE */
     int neon, neon_fp16, neon_dotprod, neon_bf16, sve;

@@ -159,6 +159,10 @@ typedef struct sdc_cpu {
     float *aux;
     size_t aux_floats;
     float *bias; /* [SDC_CPU_BIAS_FLOATS]: a 16-bit bias widened once per call */
+    /* The ISA's f32 attention (be->attention outside the bf16 mode on AMX) */
+    void (*attention_f32)(sdc_backend *be, float *out, const float *q, int q_stride,
+                          const float *k, const float *v, int kv_stride, int Sq, int Sk,
+                          int heads, int dh, float scale, int causal);
 } sdc_cpu;
 
 #define SDC_CPU_BIAS_FLOATS 16384

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include "backends/cpu/amx_tile.h"
+#include "backends/cpu/cpu_impl.h"
 
 #define BARRIER() __asm__ volatile("" ::: "memory")
 #define AMX_FN(x) amx_hw_##x
@@ -20,10 +21,16 @@
 #define T_STORE(t, p, s) _tile_stored(t, p, s) /* declares its memory write */
 #define T_DP(c, a, b) _tile_dpbf16ps(c, a, b)
 #include "backends/cpu/amx_kernel.h"
+#include "backends/cpu/amx_attention.h"
 
 void sdc_gemm_kernel_bf16_amx(int kc2, const uint32_t *a, int64_t rs_a, const uint32_t *b,
                               float *c, int64_t ldc, int mr, int nr) {
     amx_hw_kernel(kc2, a, rs_a, b, c, ldc, mr, nr);
+}
+void sdc_amx_attention_hw(sdc_backend *be, float *out, const float *q, int q_stride,
+                          const float *k, const float *v, int kv_stride, int Sq, int Sk,
+                          int heads, int dh, float scale, int causal) {
+    amx_hw_attention(be, out, q, q_stride, k, v, kv_stride, Sq, Sk, heads, dh, scale, causal);
 }
 void sdc_amx_begin_hw(void) { amx_hw_begin(); }
 void sdc_amx_end_hw(void) { amx_hw_end(); }
