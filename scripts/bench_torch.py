@@ -2,7 +2,9 @@
 """PyTorch's CPU speed on SD 1.x's two heavy stages, for docs/perf.md.
 
 Loads diffusers' UNet2DConditionModel and AutoencoderKL from a diffusers
-folder (the full-size SD 1.4 stand-in) in fp32, sets the thread count, and
+folder (the full-size SD 1.4 stand-in) in fp32, or with --dtype bf16 in
+bfloat16 (weights and inputs; oneDNN runs it on AMX tiles where the CPU has
+them, which is PyTorch's fastest CPU mode), sets the thread count, and
 times with wall clock (after one warm-up call each, on a 16x16 latent by
 default so that the locked run stays short):
   - one UNet forward: batch 2 (CFG), latent [2, 4, 64, 64], context
@@ -13,7 +15,7 @@ Prints JSON: ms and GFLOP/s at the fixed work counts of ../shared/TARGETS.md
 
   flock /tmp/sdc-bench.lock python3 scripts/bench_torch.py \
       [--model /tmp/fs/sd14-standin] [--threads 2] [--latent 64] [--reps 1]
-      [--warmup-latent 16] [--json FILE]
+      [--warmup-latent 16] [--dtype fp32|bf16] [--json FILE]
 
 --latent other than 64 is for a quick check that the script runs; its
 GFLOP/s are then not meaningful and are left out.
@@ -39,6 +41,15 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def cpu_has(flag):
+    """Whether /proc/cpuinfo lists flag (None where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and flag in line.split() for line in f)
+    except OSError:
+        return None
+
+
 def best_of(fn, warm, reps):
     """Wall-clock seconds of the fastest of reps calls of fn, after one call
     of warm (the same network on a smaller input: loads the libraries,
@@ -60,6 +71,8 @@ def main():
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--warmup-latent", type=int, default=16,
                     help="latent size of the warm-up calls (keeps the locked run short)")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                    help="the networks' weights and inputs (bf16: torch.bfloat16)")
     ap.add_argument("--json", help="also write the result to this file")
     args = ap.parse_args()
 
@@ -72,17 +85,17 @@ def main():
     h = w = args.latent
     full = args.latent == 64
 
+    dt = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet",
-                                                torch_dtype=torch.float32).eval()
-    vae = AutoencoderKL.from_pretrained(args.model, subfolder="vae",
-                                        torch_dtype=torch.float32).eval()
-    x = torch.randn(2, unet.config.in_channels, h, w)
-    ctx = torch.randn(2, 77, unet.config.cross_attention_dim)
+                                                torch_dtype=dt).eval()
+    vae = AutoencoderKL.from_pretrained(args.model, subfolder="vae", torch_dtype=dt).eval()
+    x = torch.randn(2, unet.config.in_channels, h, w).to(dt)
+    ctx = torch.randn(2, 77, unet.config.cross_attention_dim).to(dt)
     t = torch.tensor([500, 500])
-    z = torch.randn(1, vae.config.latent_channels, h, w)
+    z = torch.randn(1, vae.config.latent_channels, h, w).to(dt)
     wl = args.warmup_latent
-    xw = torch.randn(2, unet.config.in_channels, wl, wl)
-    zw = torch.randn(1, vae.config.latent_channels, wl, wl)
+    xw = torch.randn(2, unet.config.in_channels, wl, wl).to(dt)
+    zw = torch.randn(1, vae.config.latent_channels, wl, wl).to(dt)
 
     with torch.inference_mode():
         t_unet = best_of(lambda: unet(x, t, encoder_hidden_states=ctx).sample,
@@ -90,7 +103,9 @@ def main():
         t_vae = best_of(lambda: vae.decode(z).sample, lambda: vae.decode(zw).sample, args.reps)
 
     res = {
-        "what": "PyTorch CPU fp32, diffusers UNet2DConditionModel + AutoencoderKL",
+        "what": f"PyTorch CPU {args.dtype}, diffusers UNet2DConditionModel + AutoencoderKL",
+        "dtype": args.dtype,
+        "amx_bf16": cpu_has("amx_bf16"),
         "model": args.model,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
