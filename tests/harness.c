@@ -25,6 +25,11 @@ int t_selected(const char *name) {
     return 0;
 }
 
+int t_quick(void) {
+    const char *q = getenv("SDC_TEST_QUICK");
+    return q && q[0] && strcmp(q, "0") != 0;
+}
+
 char *t_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;

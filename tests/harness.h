@@ -48,6 +48,9 @@ extern int t_checks, t_failures;
 
 /* Whether SDC_TEST_ONLY (unset: every case) selects the case named name. */
 int t_selected(const char *name);
+/* SDC_TEST_QUICK set and not "0": the suite runs under an emulator (the
+ * cross build's ctest), and the slow cases do less of the same work. */
+int t_quick(void);
 
 /* The whole file at path, NUL-terminated (its length in *len if len is not
  * NULL), malloc'ed; NULL if it cannot be read. */

@@ -473,7 +473,7 @@ static void test_linear_emulated(void) {
  * suite under qemu, slices 8x more). */
 static void test_linear_real_shapes(void) {
     g_worst_linear = 0;
-    const int q = getenv("SDC_TEST_QUICK") ? 8 : 1; /* under qemu: 1/8 of the rows */
+    const int q = t_quick() ? 8 : 1; /* under qemu: 1/8 of the rows */
     check_linear(g_emu, 4096 / q, 320, 320, SDC_DT_F16, 1, 1, "emulated"); /* attn, 64x64 */
     check_linear(g_emu, 256 / q, 2560, 320, SDC_DT_F16, 1, 0, "emulated"); /* GEGLU proj */
     check_linear(g_emu, 256 / q, 320, 1280, SDC_DT_F16, 1, 1, "emulated"); /* FF out */
@@ -525,31 +525,40 @@ static void test_conv_emulated(void) {
     check_conv(g_emu, 1, 32, 32, 32, 640, 3, 2, 1, SDC_DT_F16);
 }
 
-/* ---- 5. real tiles against the emulation ----------------------------------- */
-
-/* ---- attention ------------------------------------------------------------- */
+/* ---- 5. attention on emulated tiles --------------------------------------- */
 
 typedef struct att_case {
     int Sq, Sk, heads, dh, causal, fused; /* fused: q, k, v rows of one [S, 3 * heads * dh] */
     float peak;                           /* q's scale: large values peak the softmax */
 } att_case;
 
+/* rows x D of src (row stride ld), each times mul, rounded to bf16:
+ * [rows][D] */
+static float *bf16_rows(const float *src, int ld, int rows, int D, float mul) {
+    float *r = fbuf((size_t)rows * D);
+    for (int i = 0; i < rows; i++)
+        for (int e = 0; e < D; e++) r[(size_t)i * D + e] = bf16r(src[(int64_t)i * ld + e] * mul);
+    return r;
+}
+
 /* The double reference on bf16 q * scale * log2 e, k, v; round_p: the
  * weights 2^(s - max) rounded to bf16 too. */
 static void att_reference(float *out, const float *q, int qs, const float *k, const float *v,
                           int kvs, const att_case *c, float scale, int round_p) {
-    const float qscale = scale * 1.44269504088896341f;
+    const int D = c->heads * c->dh;
+    float *qr = bf16_rows(q, qs, c->Sq, D, scale * 1.44269504088896341f),
+          *kr = bf16_rows(k, kvs, c->Sk, D, 1.0f), *vr = bf16_rows(v, kvs, c->Sk, D, 1.0f);
     double *s = malloc(sizeof(double) * (size_t)(c->Sk > 0 ? c->Sk : 1));
     if (!s) abort();
     for (int h = 0; h < c->heads; h++)
         for (int i = 0; i < c->Sq; i++) {
             const int n = c->causal && i + 1 < c->Sk ? i + 1 : c->Sk;
+            const float *qi = qr + (size_t)i * D + h * c->dh;
             double mx = -INFINITY, l = 0;
             for (int j = 0; j < n; j++) {
+                const float *kj = kr + (size_t)j * D + h * c->dh;
                 double d = 0;
-                for (int e = 0; e < c->dh; e++)
-                    d += (double)bf16r(q[(int64_t)i * qs + h * c->dh + e] * qscale) *
-                         bf16r(k[(int64_t)j * kvs + h * c->dh + e]);
+                for (int e = 0; e < c->dh; e++) d += (double)qi[e] * kj[e];
                 s[j] = d;
                 if (d > mx) mx = d;
             }
@@ -560,11 +569,11 @@ static void att_reference(float *out, const float *q, int qs, const float *k, co
             }
             for (int e = 0; e < c->dh; e++) {
                 double o = 0;
-                for (int j = 0; j < n; j++) o += s[j] * bf16r(v[(int64_t)j * kvs + h * c->dh + e]);
-                out[(int64_t)i * c->heads * c->dh + h * c->dh + e] = n > 0 ? (float)(o / l) : 0.0f;
+                for (int j = 0; j < n; j++) o += s[j] * vr[(size_t)j * D + h * c->dh + e];
+                out[(size_t)i * D + h * c->dh + e] = n > 0 ? (float)(o / l) : 0.0f;
             }
         }
-    free(s);
+    free(s), free(qr), free(kr), free(vr);
 }
 
 static double g_worst_att[3];
@@ -600,7 +609,7 @@ static void check_attention(sdc_backend *be, const att_case *c) {
 }
 
 static void test_attention_emulated(void) {
-    const int q = getenv("SDC_TEST_QUICK") ? 4 : 1; /* under qemu: fewer queries */
+    const int q = t_quick() ? 4 : 1; /* under qemu: fewer queries */
     static const att_case edge[] = {
         {1, 1, 1, 1, 0, 0, 1},      {5, 3, 2, 7, 0, 0, 1},      {33, 65, 3, 33, 0, 1, 1},
         {31, 31, 2, 16, 1, 0, 1},   {100, 300, 2, 40, 0, 0, 1}, {300, 300, 1, 80, 1, 0, 1},
@@ -627,6 +636,8 @@ static void test_attention_emulated(void) {
     g_emu->attention(g_emu, yz, qz, 4, qz, qz, 4, 1, 0, 1, 4, 0.5f, 0);
     CHECK(yz[0] == 0 && yz[1] == 0 && yz[2] == 0 && yz[3] == 0);
 }
+
+/* ---- 6. real tiles against the emulation ----------------------------------- */
 
 static void test_hw_vs_emulation(void) {
     char why[160];

@@ -670,8 +670,7 @@ static void test_layout_ops(void) {
 /* ---- 2b. SD 1.x's real shapes ------------------------------------------- */
 
 static void sd_linear(sdc_backend *be, int M, int N, int K, sdc_dtype dt) {
-    const char *quick = getenv("SDC_TEST_QUICK"); /* under qemu: a quarter of the rows */
-    if (quick && quick[0] && strcmp(quick, "0") != 0 && M >= 64) M /= 4;
+    if (t_quick() && M >= 64) M /= 4; /* under qemu: a quarter of the rows */
     float *x = frand((size_t)M * K, 1.0f), *y = fbuf((size_t)M * N), *yr = fbuf(N);
     float *acc = frand((size_t)M * N, 1.0f);
     sdc_weight W = wrand(dt, (int64_t)N * K, 0.05f), b = wrand(dt, N, 0.1f);

@@ -487,15 +487,10 @@ static void run_case(sdc_model *m, const sdc_st_file *ref, const ref_case *c, co
     free(img);
 }
 
-/* SDC_TEST_QUICK set (the suite under an emulator): each case of diffusers'
- * runs in one of the two layouts, alternating, instead of both (reading a
- * layout is the same C on every machine; the kernels run as often). */
-static int quick(void) {
-    const char *q = getenv("SDC_TEST_QUICK");
-    return q && q[0] && strcmp(q, "0") != 0;
-}
-
-static int in_layout(int i, int layout) { return !quick() || i % 2 == layout; }
+/* Under t_quick(): each case of diffusers' runs in one of the two layouts,
+ * alternating, instead of both (reading a layout is the same C on every
+ * machine; the kernels run as often). */
+static int in_layout(int i, int layout) { return !t_quick() || i % 2 == layout; }
 
 /* diffusers' outputs (file, e.g. pipeline_ref.safetensors) and their cases;
  * NULL (a failed check) if the file does not open. */
@@ -570,7 +565,7 @@ static void test_img2img(void) {
                     run_case(m, ref, &cases[i], l ? "file" : "folder", &k_fp32_tol), ran++;
             sdc_model_free(m);
         }
-    CHECKF(ran == (quick() ? n : 2 * n), "%d of %d cases ran", ran, quick() ? n : 2 * n);
+    CHECKF(ran == (t_quick() ? n : 2 * n), "%d of %d cases ran", ran, t_quick() ? n : 2 * n);
     printf("  img2img worst: latents rel L2 %.2e (tol %.0e), image MAE %.3f/255 (tol %.2f), "
            "float image MAE %.2e (tol %.2e), %zu bytes off by one\n",
            worst_latent, LATENT_TOL, worst_u8, U8_MAE_TOL, worst_float, FLOAT_MAE_TOL, worst_bytes);

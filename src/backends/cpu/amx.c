@@ -79,16 +79,14 @@ double sdc_amx_tdp_loop(long iters) {
 /* ---- portable bf16 packers ----------------------------------------------- */
 
 void sdc_bf16_row_f32_generic(uint32_t *dst, const float *src, int kc) {
-    for (int k = 0; k + 1 < kc; k += 2)
-        dst[k / 2] = sdc_bf16_rne(src[k]) | sdc_bf16_rne(src[k + 1]) << 16;
+    for (int k = 0; k + 1 < kc; k += 2) dst[k / 2] = sdc_bf16_pair(src[k], src[k + 1]);
     if (kc & 1) dst[kc / 2] = sdc_bf16_rne(src[kc - 1]);
 }
 
 void sdc_bf16_row_f16_generic(uint32_t *dst, const uint16_t *src, int kc) {
     /* f16 -> f32 is exact; then as f32 */
     for (int k = 0; k + 1 < kc; k += 2)
-        dst[k / 2] =
-            sdc_bf16_rne(sdc_f16_to_f32(src[k])) | sdc_bf16_rne(sdc_f16_to_f32(src[k + 1])) << 16;
+        dst[k / 2] = sdc_bf16_pair(sdc_f16_to_f32(src[k]), sdc_f16_to_f32(src[k + 1]));
     if (kc & 1) dst[kc / 2] = sdc_bf16_rne(sdc_f16_to_f32(src[kc - 1]));
 }
 
@@ -98,10 +96,7 @@ void sdc_bf16_pairs_generic(float *panel, int kc, int w) {
         const float *r0 = panel + (int64_t)k * w, *r1 = r0 + w;
         uint32_t *o = out + (int64_t)(k / 2) * w;
         /* o[j] overlaps r0[j] only when k = 0: each is read before written */
-        for (int j = 0; j < w; j++) {
-            const uint32_t lo = sdc_bf16_rne(r0[j]), hi = k + 1 < kc ? sdc_bf16_rne(r1[j]) : 0;
-            o[j] = lo | hi << 16;
-        }
+        for (int j = 0; j < w; j++) o[j] = sdc_bf16_pair(r0[j], k + 1 < kc ? r1[j] : 0.0f);
     }
 }
 

@@ -42,10 +42,6 @@ typedef struct aa_ctx {
     uint32_t *vp;     /* V~: head h, column block b: [nkt * 16][32] at (h * ncb + b) * nkt * 512 */
 } aa_ctx;
 
-static inline uint32_t aa_pair(float lo, float hi) {
-    return sdc_bf16_rne(lo) | sdc_bf16_rne(hi) << 16;
-}
-
 /* Packs key tile t of head h: its K~ panel, and its 16 rows of pairs in
  * each of V~'s column blocks; keys past Sk and columns past dh are zero. */
 static void aa_pack_task(void *p, int64_t task, int thread) {
@@ -61,7 +57,7 @@ static void aa_pack_task(void *p, int64_t task, int thread) {
         }
         const float *kr = A->k + (int64_t)key * A->kv_stride + (int64_t)h * dh;
         for (int k2 = 0; k2 < A->d2; k2++)
-            kt[(int64_t)k2 * 32 + n] = aa_pair(kr[2 * k2], 2 * k2 + 1 < dh ? kr[2 * k2 + 1] : 0.0f);
+            kt[(int64_t)k2 * 32 + n] = sdc_bf16_pair(kr[2 * k2], 2 * k2 + 1 < dh ? kr[2 * k2 + 1] : 0.0f);
     }
     for (int b = 0; b < A->ncb; b++) {
         uint32_t *vt = A->vp + ((int64_t)h * A->ncb + b) * A->nkt * 512 + (int64_t)t * 512;
@@ -73,7 +69,7 @@ static void aa_pack_task(void *p, int64_t task, int thread) {
             if (k0 >= A->Sk) continue;
             const float *v0 = A->v + (int64_t)k0 * A->kv_stride + (int64_t)h * dh + 32 * b;
             const float *v1 = k0 + 1 < A->Sk ? v0 + A->kv_stride : NULL;
-            for (int c = 0; c < cols; c++) row[c] = aa_pair(v0[c], v1 ? v1[c] : 0.0f);
+            for (int c = 0; c < cols; c++) row[c] = sdc_bf16_pair(v0[c], v1 ? v1[c] : 0.0f);
         }
     }
 }
@@ -108,18 +104,18 @@ static void aa_softmax_row(float *srow, uint32_t *prow, int n, int nk, float *m,
     for (; j < n; j++) mx[0] = srow[j] > mx[0] ? srow[j] : mx[0];
     float mb = *m;
     for (int u = 0; u < 16; u++) mb = mx[u] > mb ? mx[u] : mb;
+    const int np = (nk + 1) / 2; /* pairs; an odd last key pairs with zero */
     if (mb == -INFINITY) { /* every key so far masked: nothing to add */
-        memset(prow, 0, (size_t)(nk + 1) / 2 * sizeof *prow);
+        memset(prow, 0, (size_t)np * sizeof *prow);
         return;
     }
     const float c = aa_exp2(*m - mb);
-    const int np = (nk + 1) / 2; /* pairs; an odd last key pairs with zero */
     for (j = 0; j < n; j++) srow[j] = aa_exp2(srow[j] - mb);
     for (; j < 2 * np; j++) srow[j] = 0.0f; /* masked keys */
     float acc[16] = {0}; /* lane u: the pairs j = u mod 16, in order */
     for (j = 0; j < np; j += 16)
         for (int u = 0; u < 16 && j + u < np; u++) {
-            const uint32_t w = aa_pair(srow[2 * (j + u)], srow[2 * (j + u) + 1]), wl = w << 16,
+            const uint32_t w = sdc_bf16_pair(srow[2 * (j + u)], srow[2 * (j + u) + 1]), wl = w << 16,
                            wh = w & 0xffff0000u;
             float lo, hi;
             memcpy(&lo, &wl, 4), memcpy(&hi, &wh, 4);
@@ -145,7 +141,7 @@ static void aa_task(void *p, int64_t task, int thread) {
     for (int r = 0; r < bq; r++) {
         const float *qr = A->q + (int64_t)(i0 + r) * A->q_stride + (int64_t)h * dh;
         for (int k2 = 0; k2 < d2; k2++)
-            qp[(size_t)r * d2 + k2] = aa_pair(qr[2 * k2] * A->qscale,
+            qp[(size_t)r * d2 + k2] = sdc_bf16_pair(qr[2 * k2] * A->qscale,
                                               2 * k2 + 1 < dh ? qr[2 * k2 + 1] * A->qscale : 0.0f);
         m[r] = -INFINITY, l[r] = 0.0f;
     }

@@ -65,6 +65,11 @@ static inline uint32_t sdc_bf16_rne(float f) {
     return (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
 }
 
+/* One word of the pair layout: lo in the low half, hi in the high half. */
+static inline uint32_t sdc_bf16_pair(float lo, float hi) {
+    return sdc_bf16_rne(lo) | sdc_bf16_rne(hi) << 16;
+}
+
 /* ---- the emulation (amx_emul.c): one tile state per thread, as the
  * hardware has.  A use the SDM answers with #UD (no configuration, a tile
  * not configured, shapes that do not fit, one tile twice) prints what and

@@ -556,6 +556,12 @@ static sdc_cpu_isa pick_isa(void) {
     return best;
 }
 
+/* SDC_AMX=0 or off: the bf16 mode leaves AMX out. */
+static int amx_turned_off(void) {
+    const char *env = getenv("SDC_AMX");
+    return env && (strcmp(env, "0") == 0 || strcmp(env, "off") == 0);
+}
+
 /* The bf16 mode's kernels, the first that can run: AMX tiles (where the
  * CPU has AMX-BF16 and the OS grants the tile state), AVX512_BF16 (with the
  * avx512 kernels), else none.  SDC_AMX=0 leaves AMX out; SDC_AMX=emulate
@@ -568,7 +574,7 @@ sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on) {
     const char *env = getenv("SDC_AMX");
     const int ref = strcmp(cpu->k.isa, "ref") == 0;
     const int emulate = !ref && env && strcmp(env, "emulate") == 0;
-    const int amx_off = env && (strcmp(env, "0") == 0 || strcmp(env, "off") == 0);
+    const int amx_off = amx_turned_off();
     char why[160] = ""; /* why AMX is not used, where the CPU has it */
     int amx = 0;
     if (on && !ref && !emulate && !amx_off) amx = sdc_amx_hw_ready(why, sizeof why);
@@ -595,10 +601,8 @@ sdc_status sdc_backend_cpu_set_bf16(sdc_backend *be, int on) {
 int sdc_backend_cpu_bf16_faster(sdc_backend *be) {
     if (!be || be->free != cpu_free) return 0;
     const sdc_cpu *cpu = sdc_cpu_of(be);
-    const char *env = getenv("SDC_AMX");
     if (strcmp(cpu->k.isa, "ref") == 0) return 0;
-    if (!(env && (strcmp(env, "0") == 0 || strcmp(env, "off") == 0)) && sdc_amx_hw_ready(NULL, 0))
-        return 1;
+    if (!amx_turned_off() && sdc_amx_hw_ready(NULL, 0)) return 1;
     return cpu->k.gemm_bf16 != NULL && sdc_cpu_features_get()->amd;
 }
 
